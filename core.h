@@ -1,0 +1,153 @@
+/*
+ * core.h: what the layers inside the server share: the connection slot,
+ * the send-queue primitives of the core, the counters behind /metrics,
+ * and the hooks through which the core hands a connection's events to
+ * the protocol layer (api.c). Not part of the public C API.
+ */
+#ifndef VKWS_CORE_H
+#define VKWS_CORE_H
+
+#include <sys/socket.h>
+
+#include "vkws.h"
+#include "http.h"
+#include "ws_frame.h"
+
+/* Slot states. */
+enum {
+	S_FREE = 0,	/* unused */
+	S_HTTP,		/* reading request heads (and /api bodies) */
+	S_WS,		/* WebSocket open, or our close sent (close_sent) */
+	S_LINGER	/* output flushed, then write side shut; reading to EOF */
+};
+
+/* What a WebSocket connection serves. */
+enum { K_NONE = 0, K_CHAT, K_ECHO };
+
+/* Room indexes a connection is in; VKWS_NO_ROOM marks a free entry. */
+#define VKWS_NO_ROOM 0xFFFF
+
+struct conn {
+	int fd;
+	uint8_t state;		/* S_* */
+	uint8_t kind;		/* K_* */
+	uint8_t dirty;		/* on the flush list */
+	uint8_t shut;		/* write side shut down */
+	uint8_t close_sent;	/* our close frame is queued */
+	uint8_t close_rcvd;	/* the peer's close frame came */
+	uint8_t authed;		/* a valid token was presented */
+	uint8_t tls;		/* served over TLS */
+	uint16_t close_code;	/* the code of our close frame */
+	struct ws_rx rx;	/* fragmentation and UTF-8 state */
+	uint32_t frag;		/* rxbuf: bytes of the open message ... */
+	uint32_t raw;		/* ... then this many unparsed bytes */
+	uint32_t txoff;		/* send ring: first queued byte */
+	uint32_t txlen;		/* send ring: queued bytes */
+	int64_t deadline;	/* handshake, closing or linger (ms) */
+	int64_t t_open;		/* upgrade time (monotonic ms) */
+	int64_t t_open_wall;	/* upgrade time (wall ms) */
+	int64_t t_in;		/* last frame in (monotonic ms) */
+	int64_t t_ping;		/* next keepalive ping (monotonic ms) */
+	int64_t exp;		/* token expiry (wall seconds), 0: none */
+	uint64_t id;		/* clientId, unique in the process */
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	uint64_t requests;	/* HTTP requests on this connection */
+	uint32_t pings;
+	/* Rate limit: a token bucket in thousandths of a message. */
+	int64_t rate_tokens;
+	int64_t rate_t;		/* last refill (monotonic ms) */
+	int64_t rate_over_since; /* first second refused in a row, 0: none */
+	int64_t rate_last_over;	/* last refusal (monotonic ms) */
+	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
+	char addr[48];		/* "ip:port" for getConnectionInfo */
+	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
+	uint32_t body_need;	/* /api: Content-Length still to come */
+	uint8_t uid_len;
+	char uid[VKWS_UID_MAX];
+	uint16_t info_len;
+	uint16_t nrooms;
+	uint16_t rooms[VKWS_ROOMS_PER_CONN];
+	uint16_t user_next;	/* next slot of the same user, or NONE */
+	char info[VKWS_USERINFO_MAX];	/* userInfo JSON object */
+};
+
+/* Process-wide counters, the source of /metrics and getStats. */
+struct vkws_counts {
+	uint64_t conns;		/* slots in use */
+	uint64_t ws_open;	/* WebSocket connections (S_WS) */
+	uint64_t ws_pending;	/* of those, chat ones not authenticated */
+	uint64_t accepted, upgrades, refused_full, accept_errors;
+	uint64_t http_requests, http_errors;
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	uint64_t protocol_errors, timeouts_handshake, closes_abnormal;
+	uint64_t closes[8];	/* by code: see vkws_count_close() */
+	uint64_t auth_ok, auth_failures, rate_limited, dropped_slow;
+	uint64_t queue_hwm;	/* largest send queue seen (bytes) */
+	uint64_t api_requests;
+	uint64_t store_failures;
+};
+
+extern struct conn vkws_conns[VKWS_SLOTS];
+extern struct vkws_counts vkws_count;
+
+/* Room a send queue must have before the next frame is read: one
+ * largest echo of an incoming message. */
+#define VKWS_REPLY_ROOM (VKWS_MAX_MSG + WS_MAX_HEADER)
+
+/* ---- The core (vkws.c) ---------------------------------------------- */
+
+int64_t vkws_now_ms(void);	/* monotonic */
+int64_t vkws_wall_ms(void);	/* since the Unix epoch */
+
+/* Bytes a data frame may take in c's queue now. */
+size_t vkws_tx_free(const struct conn *c);
+/* Queue raw bytes (HTTP); 0, or -1 if they do not fit whole. */
+int vkws_tx_raw(struct conn *c, const void *p, size_t n);
+/* Queue a frame with payload a||b; 0, or -1 if it does not fit whole or
+ * the connection is closing. Counts data frames in msgs/bytes out. */
+int vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
+    const void *b, size_t bn);
+int vkws_tx_frame(struct conn *c, int op, const void *p, size_t n);
+/* Start the closing handshake with code and an ASCII reason. */
+void vkws_close(struct conn *c, uint16_t code, const char *reason);
+/* Flush, shut the write side and drop the connection at EOF. */
+void vkws_linger(struct conn *c);
+/* Queue an HTTP response (see vkws.c). */
+void vkws_http_reply(struct conn *c, int status, const char *extra,
+    const char *type, const void *body, size_t n, int keep);
+
+/* ---- Hooks the protocol layer (api.c) implements --------------------- */
+
+int vkws_api_init(struct vkws_config *c);
+void vkws_api_stop(void);
+size_t vkws_api_static_size(void);
+/* Record the peer address of a new connection. */
+void vkws_addr_set(struct conn *c, const struct sockaddr_storage *ss);
+/* Whether the upgrade request carries a valid ?token= (then the
+ * connection does not count as pending). */
+int vkws_token_ok(const struct http_req *r);
+/* A chat WebSocket was opened by request r. */
+void vkws_ws_opened(struct conn *c, const struct http_req *r);
+/* A whole message (text or binary) on a chat WebSocket. */
+void vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n);
+/* A WebSocket leaves S_WS (any kind). */
+void vkws_ws_closed(struct conn *c);
+/* Chat timers (auth deadline, keepalive, token expiry): act on those
+ * passed, return the next (monotonic ms). */
+int64_t vkws_ws_timer(struct conn *c, int64_t now);
+/* SIGTERM: tell a chat client before its 1001. */
+void vkws_ws_shutdown(struct conn *c);
+/* A request for any path but /ws and /echo. body[0..avail) is what has
+ * arrived after the head; set *used to the body bytes consumed. Returns
+ * 1 if the connection stays open for another request, 0 otherwise (also
+ * while waiting for more of a body). */
+int vkws_http_other(struct conn *c, const struct http_req *r,
+    const uint8_t *body, size_t avail, size_t *used);
+/* Once per loop pass, after input and before output. */
+void vkws_after_pass(void);
+/* SIGHUP. */
+void vkws_reload(void);
+/* Count a close by code. */
+void vkws_count_close(uint16_t code);
+
+#endif

@@ -1,0 +1,1188 @@
+"""
+RFC 6455 conformance of GET /echo, in the spirit of the Autobahn TestSuite
+sections 1-7 and 9: echo of text and binary across the length encodings
+and the VKWS_MAX_MSG limit, fragmentation, control frames, UTF-8 (whole,
+across fragments, across TCP writes), the close handshake, and the
+connection-level behaviour: deadlines, a client that does not read,
+--max-conns, many clients at once, SIGTERM.
+
+Frames a library refuses to send go through wsraw; everything else also
+goes through python3-websockets.
+"""
+
+import asyncio
+import os
+import select
+import signal
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+
+import wsraw
+from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
+                   build_frame, close_payload, frame_header, mask_bytes)
+from conftest import run
+
+MAX_MSG = 16384         # VKWS_MAX_MSG in vkws.h
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL = 1002
+CLOSE_BAD_DATA = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+CLOSE_IDLE = 4002
+
+
+def text_of(n):
+    """Exactly n bytes of valid UTF-8 mixing 1- to 4-byte sequences."""
+    chunks = ["a", "\u00e9", "\u20ac", "\U0001F600", "z"]
+    out = bytearray()
+    i = 0
+    while len(out) < n:
+        c = chunks[i % len(chunks)].encode("utf-8")
+        if len(out) + len(c) > n:
+            c = b"x" * (n - len(out))
+        out += c
+        i += 1
+    assert len(out) == n
+    return bytes(out)
+
+
+def binary_of(n):
+    return bytes((i * 7 + 3) & 0xFF for i in range(n))
+
+
+def payload_of(kind, n):
+    return text_of(n) if kind == "text" else binary_of(n)
+
+
+def opcode_of(kind):
+    return OP_TEXT if kind == "text" else OP_BINARY
+
+
+def send_fragments(conn, opcode, pieces, pause=0.0):
+    """Send pieces as one fragmented message (first frame opcode, then
+    continuations), optionally one TCP write per frame with a pause."""
+    frames = []
+    for i, p in enumerate(pieces):
+        frames.append(build_frame(opcode if i == 0 else OP_CONT, p,
+                                  fin=(i == len(pieces) - 1)))
+    if pause:
+        for f in frames:
+            conn.send(f)
+            time.sleep(pause)
+    else:
+        conn.send(b"".join(frames))
+
+
+def expect_echo_whole(conn, opcode, payload, timeout=5.0):
+    """The echo of a (possibly fragmented) message: one whole message with
+    the same opcode and payload, in a single frame."""
+    op, data, count = conn.recv_message(timeout)
+    assert op == opcode, "echo opcode %#x, sent %#x" % (op, opcode)
+    assert data == payload, "echo differs: %d bytes, sent %d" % (
+        len(data), len(payload))
+    assert count == 1, "fragmented message echoed in %d frames" % count
+
+
+# ---- 1.x: echo through python3-websockets ------------------------------
+
+ECHO_SIZES = [0, 1, 125, 126, 127, 1000, MAX_MSG - 1, MAX_MSG]
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("size", ECHO_SIZES)
+def test_echo_library(echo_server, kind, size):
+    msg = payload_of(kind, size)
+    if kind == "text":
+        msg = msg.decode("utf-8")
+
+    async def go():
+        async with echo_server.ws_connect() as ws:
+            await ws.send(msg)
+            got = await asyncio.wait_for(ws.recv(), 5)
+            assert type(got) is type(msg)
+            assert got == msg
+    run(go())
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("size", [MAX_MSG + 1, 65535, 65536])
+def test_over_limit_library(echo_server, kind, size):
+    msg = payload_of(kind, size)
+    if kind == "text":
+        msg = msg.decode("utf-8")
+
+    async def go():
+        async with echo_server.ws_connect() as ws:
+            await ws.send(msg)
+            with pytest.raises(websockets.ConnectionClosed) as ei:
+                await asyncio.wait_for(ws.recv(), 5)
+            rcvd = ei.value.rcvd
+            assert rcvd is not None, "no close frame from the server"
+            assert rcvd.code == CLOSE_TOO_BIG, rcvd
+    run(go())
+
+
+def test_echo_library_many_messages(echo_server):
+    async def go():
+        async with echo_server.ws_connect() as ws:
+            for i in range(200):
+                m = "message %d %s" % (i, "\u03ba" * (i % 17))
+                await ws.send(m)
+                assert await asyncio.wait_for(ws.recv(), 5) == m
+    run(go())
+
+
+def test_subprotocol_library(echo_server):
+    async def go():
+        async with echo_server.ws_connect(
+                subprotocols=["chat", "vkws.json"]) as ws:
+            assert ws.subprotocol == "vkws.json"
+            await ws.send("x")
+            assert await asyncio.wait_for(ws.recv(), 5) == "x"
+    run(go())
+
+
+def test_close_library(echo_server):
+    async def go():
+        ws = await echo_server.ws_connect()
+        await ws.close(code=4000, reason="done")
+        assert ws.close_code == 4000
+    run(go())
+
+
+# ---- 1.x raw: the server's own length encoding --------------------------
+
+@pytest.mark.parametrize("size,hdr", [(0, 2), (125, 2), (126, 4),
+                                      (127, 4), (MAX_MSG, 4)])
+def test_echo_raw_shortest_length(echo_server, size, hdr):
+    c = echo_server.ws()
+    try:
+        c.send_binary(binary_of(size))
+        f = c.recv_frame()
+        assert f.fin and f.opcode == OP_BINARY
+        assert f.payload == binary_of(size)
+        assert f.header_len == hdr
+    finally:
+        c.close()
+
+
+def test_echo_zero_mask_key(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send_text(b"unmasked by a zero key", mask_key=b"\0\0\0\0")
+        expect_echo_whole(c, OP_TEXT, b"unmasked by a zero key")
+    finally:
+        c.close()
+
+
+# ---- 9.x-style limits: VKWS_MAX_MSG and one byte past --------------------
+
+def test_too_big_header_only_1mb(echo_server):
+    """The server refuses at the header, before any payload arrives."""
+    c = echo_server.ws()
+    try:
+        hdr, _ = frame_header(OP_BINARY, 1 << 20)
+        c.send(hdr)
+        c.expect_close(CLOSE_TOO_BIG)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_too_big_header_only_limit_plus_one(echo_server, kind):
+    c = echo_server.ws()
+    try:
+        hdr, _ = frame_header(opcode_of(kind), MAX_MSG + 1)
+        c.send(hdr)
+        c.expect_close(CLOSE_TOO_BIG)
+    finally:
+        c.close()
+
+
+def test_too_big_header_only_64bit(echo_server):
+    c = echo_server.ws()
+    try:
+        hdr, _ = frame_header(OP_TEXT, 1 << 40)
+        c.send(hdr)
+        c.expect_close(CLOSE_TOO_BIG)
+    finally:
+        c.close()
+
+
+def test_length_top_bit_set(echo_server):
+    """RFC 6455 5.2: the most significant bit of a 64-bit length MUST be 0."""
+    c = echo_server.ws()
+    try:
+        hdr, _ = frame_header(OP_BINARY, (1 << 63) | 5, length_form=64)
+        c.send(hdr + b"\0" * 5)
+        c.expect_close(CLOSE_PROTOCOL)
+    finally:
+        c.close()
+
+
+def test_fragments_sum_exactly_limit(echo_server):
+    c = echo_server.ws()
+    try:
+        msg = text_of(MAX_MSG)
+        pieces = [msg[i:i + 1024] for i in range(0, MAX_MSG, 1024)]
+        send_fragments(c, OP_TEXT, pieces)
+        expect_echo_whole(c, OP_TEXT, msg)
+    finally:
+        c.close()
+
+
+def test_fragments_sum_over_limit(echo_server):
+    """The continuation that takes the message past the limit is refused
+    at its header."""
+    c = echo_server.ws()
+    try:
+        c.send_binary(binary_of(10000), fin=False)
+        hdr, _ = frame_header(OP_CONT, MAX_MSG - 10000 + 1, fin=True)
+        c.send(hdr)
+        c.expect_close(CLOSE_TOO_BIG)
+    finally:
+        c.close()
+
+
+def test_many_fragments_one_byte_over_limit(echo_server):
+    c = echo_server.ws()
+    try:
+        data = binary_of(MAX_MSG)
+        frames = [build_frame(OP_BINARY if i == 0 else OP_CONT,
+                              data[i:i + 1024], fin=False)
+                  for i in range(0, MAX_MSG, 1024)]
+        c.send(b"".join(frames))
+        c.send(build_frame(OP_CONT, b"!", fin=True))
+        c.expect_close(CLOSE_TOO_BIG)
+    finally:
+        c.close()
+
+
+# ---- 5.x: fragmentation ---------------------------------------------------
+
+FRAGMENTATIONS = {
+    "two": [b"Hello, ", b"world"],
+    "three": [b"frag", b"men", b"ted"],
+    "hundred": [b"%03d:abcdef" % i for i in range(100)],
+    "empty_first": [b"", b"after an empty first"],
+    "empty_middle": [b"before", b"", b"after"],
+    "empty_last": [b"before an empty last", b""],
+    "all_empty": [b"", b"", b""],
+    "one_byte_utf8": [bytes([b]) for b in
+                      "\u03ba\u1f79\u03c3\u03bc\u03b5\U0001F600".encode()],
+}
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+@pytest.mark.parametrize("name", sorted(FRAGMENTATIONS))
+def test_fragmented_echoed_whole(echo_server, name, kind):
+    pieces = FRAGMENTATIONS[name]
+    c = echo_server.ws()
+    try:
+        send_fragments(c, opcode_of(kind), pieces)
+        expect_echo_whole(c, opcode_of(kind), b"".join(pieces))
+    finally:
+        c.close()
+
+
+def test_fragmented_frame_per_write(echo_server):
+    """Autobahn 5.16-style: fragments in separate TCP writes."""
+    pieces = [b"fragment %d " % i for i in range(8)]
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, pieces, pause=0.02)
+        expect_echo_whole(c, OP_TEXT, b"".join(pieces))
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("ping", [b"", b"ping!", b"P" * 125])
+def test_ping_between_fragments(echo_server, ping):
+    """Autobahn 5.6/5.7: a ping inside a fragmented message is answered at
+    once, the message is echoed after its last fragment."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"frag", fin=False) +
+               build_frame(OP_PING, ping) +
+               build_frame(OP_CONT, b"mented", fin=True))
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG and f.payload == ping, f
+        expect_echo_whole(c, OP_TEXT, b"fragmented")
+    finally:
+        c.close()
+
+
+def test_ping_between_fragments_separate_writes(echo_server):
+    """Autobahn 5.8: the pong comes while the message is still open."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"part one ", fin=False))
+        time.sleep(0.05)
+        c.send(build_frame(OP_PING, b"in between"))
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG and f.payload == b"in between", f
+        c.send(build_frame(OP_CONT, b"part two", fin=True))
+        expect_echo_whole(c, OP_TEXT, b"part one part two")
+    finally:
+        c.close()
+
+
+def test_pong_between_fragments_ignored(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_BINARY, b"\x01\x02", fin=False) +
+               build_frame(OP_PONG, b"unsolicited") +
+               build_frame(OP_CONT, b"\x03", fin=False) +
+               build_frame(OP_PING, b"p1") +
+               build_frame(OP_PING, b"p2") +
+               build_frame(OP_CONT, b"\x04", fin=True))
+        for p in (b"p1", b"p2"):
+            f = c.recv_frame()
+            assert f.opcode == OP_PONG and f.payload == p, f
+        expect_echo_whole(c, OP_BINARY, b"\x01\x02\x03\x04")
+    finally:
+        c.close()
+
+
+PROTOCOL_ERRORS = {
+    # 5.1/5.2: control frames MUST NOT be fragmented.
+    "fragmented_ping": [build_frame(OP_PING, b"a", fin=False),
+                        build_frame(OP_CONT, b"b", fin=True)],
+    "fragmented_pong": [build_frame(OP_PONG, b"a", fin=False),
+                        build_frame(OP_CONT, b"b", fin=True)],
+    "fragmented_close": [build_frame(OP_CLOSE, close_payload(1000),
+                                     fin=False)],
+    # 5.9-5.14: continuation with nothing to continue.
+    "cont_fin_first": [build_frame(OP_CONT, b"orphan", fin=True)],
+    "cont_nonfin_first": [build_frame(OP_CONT, b"orphan", fin=False)],
+    "cont_after_complete": [build_frame(OP_TEXT, b"whole"),
+                            build_frame(OP_CONT, b"late", fin=True)],
+    # 5.18-5.20: a new data frame while a message is open.
+    "text_inside_text": [build_frame(OP_TEXT, b"open", fin=False),
+                         build_frame(OP_TEXT, b"new", fin=True)],
+    "binary_inside_text": [build_frame(OP_TEXT, b"open", fin=False),
+                           build_frame(OP_BINARY, b"new", fin=True)],
+    "text_inside_binary": [build_frame(OP_BINARY, b"open", fin=False),
+                           build_frame(OP_TEXT, b"new", fin=False)],
+    # 2.5: control frames carry at most 125 bytes.
+    "ping_126": [build_frame(OP_PING, b"x" * 126)],
+    "pong_126": [build_frame(OP_PONG, b"x" * 126)],
+    "close_126": [build_frame(OP_CLOSE, close_payload(1000, b"r" * 124))],
+    # 7.3.1: a close payload of one byte.
+    "close_one_byte": [build_frame(OP_CLOSE, b"\x03")],
+    # RFC 6455 5.1: a client frame MUST be masked.
+    "unmasked_text": [build_frame(OP_TEXT, b"plain", mask=False)],
+    "unmasked_binary": [build_frame(OP_BINARY, b"\x00\x01", mask=False)],
+    "unmasked_ping": [build_frame(OP_PING, b"p", mask=False)],
+    "unmasked_close": [build_frame(OP_CLOSE, close_payload(1000),
+                                   mask=False)],
+    "unmasked_empty": [build_frame(OP_TEXT, b"", mask=False)],
+    # RFC 6455 5.2: lengths in the minimal number of bytes.
+    "len16_for_0": [build_frame(OP_TEXT, b"", length_form=16)],
+    "len16_for_5": [build_frame(OP_TEXT, b"hello", length_form=16)],
+    "len16_for_125": [build_frame(OP_BINARY, b"q" * 125, length_form=16)],
+    "len64_for_5": [build_frame(OP_TEXT, b"hello", length_form=64)],
+    "len64_for_126": [build_frame(OP_BINARY, b"q" * 126, length_form=64)],
+    "len64_for_65535_header": [frame_header(OP_BINARY, 65535,
+                                            length_form=64)[0]],
+    "len16_ping": [build_frame(OP_PING, b"p", length_form=16)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_ERRORS))
+def test_protocol_error_closes_1002(echo_server, name):
+    c = echo_server.ws()
+    try:
+        c.send(b"".join(PROTOCOL_ERRORS[name]))
+        if name == "cont_after_complete":
+            expect_echo_whole(c, OP_TEXT, b"whole")
+        c.expect_close(CLOSE_PROTOCOL)
+    finally:
+        c.close()
+
+
+# ---- 3.x: reserved bits ---------------------------------------------------
+
+@pytest.mark.parametrize("rsv", range(1, 8))
+def test_rsv_bits_on_text(echo_server, rsv):
+    """Autobahn 3.2-style: a good message, the bad frame, a ping. The good
+    one is echoed, then the close; nothing after the bad frame is
+    answered."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"Hello") +
+               build_frame(OP_TEXT, b"bad", rsv=rsv) +
+               build_frame(OP_PING, b"after"))
+        expect_echo_whole(c, OP_TEXT, b"Hello")
+        c.expect_close(CLOSE_PROTOCOL)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("opcode", [OP_BINARY, OP_PING, OP_CLOSE, OP_CONT])
+def test_rsv_bits_on_other_frames(echo_server, opcode):
+    c = echo_server.ws()
+    try:
+        payload = close_payload(1000) if opcode == OP_CLOSE else b"r"
+        if opcode == OP_CONT:
+            c.send(build_frame(OP_TEXT, b"open", fin=False))
+        c.send(build_frame(opcode, payload, rsv=4))
+        c.expect_close(CLOSE_PROTOCOL)
+    finally:
+        c.close()
+
+
+# ---- 4.x: reserved opcodes ------------------------------------------------
+
+@pytest.mark.parametrize("opcode", [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF])
+def test_reserved_opcode(echo_server, opcode):
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"Hello") +
+               build_frame(opcode, b"reserved") +
+               build_frame(OP_PING, b"after"))
+        expect_echo_whole(c, OP_TEXT, b"Hello")
+        c.expect_close(CLOSE_PROTOCOL)
+    finally:
+        c.close()
+
+
+# ---- 2.x: pings and pongs --------------------------------------------------
+
+@pytest.mark.parametrize("payload", [b"", b"Hello, world!", bytes(range(125)),
+                                     "\u03ba\u1f79\u03c3".encode()],
+                         ids=["empty", "text", "125_binary", "utf8"])
+def test_ping_answered(echo_server, payload):
+    c = echo_server.ws()
+    try:
+        c.send_frame(OP_PING, payload)
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG, f
+        assert f.payload == payload
+    finally:
+        c.close()
+
+
+def test_ten_pings_in_order(echo_server):
+    """Autobahn 2.10: every ping gets its own pong, in order."""
+    c = echo_server.ws()
+    try:
+        c.send(b"".join(build_frame(OP_PING, b"ping %d" % i)
+                        for i in range(10)))
+        for i in range(10):
+            f = c.recv_frame()
+            assert f.opcode == OP_PONG and f.payload == b"ping %d" % i, f
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("payload", [b"", b"u" * 125])
+def test_unsolicited_pong_ignored(echo_server, payload):
+    """Autobahn 2.7/2.8: an unsolicited pong gets no answer."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_PONG, payload) + build_frame(OP_TEXT, b"next"))
+        expect_echo_whole(c, OP_TEXT, b"next")
+    finally:
+        c.close()
+
+
+def test_ping_then_close(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_PING, b"x") +
+               build_frame(OP_CLOSE, close_payload(1000)))
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG and f.payload == b"x", f
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
+# ---- 6.x: UTF-8 -------------------------------------------------------------
+
+VALID_UTF8 = {
+    "ascii_mixed": "Hello-\u00b5@\u00df\u00f6\u00e4\u00fc\u00e0\u00e1-UTF-8!!",
+    "kosme": "\u03ba\u1f79\u03c3\u03bc\u03b5",
+    "first_2byte": "\u0080",
+    "last_2byte": "\u07ff",
+    "first_3byte": "\u0800",
+    "last_3byte": "\uffff",
+    "first_4byte": "\U00010000",
+    "last_4byte": "\U0010ffff",
+    "before_surrogates": "\ud7ff",
+    "after_surrogates": "\ue000",
+    "replacement_char": "\ufffd",
+    "bom": "\ufeff",
+    "nul": "a\u0000b",
+}
+
+INVALID_UTF8 = {
+    "lone_continuation_80": b"\x80",
+    "lone_continuation_bf": b"a\xbfb",
+    "overlong_2byte_slash": b"\xc0\xaf",
+    "overlong_2byte_max": b"\xc1\xbf",
+    "overlong_3byte_slash": b"\xe0\x80\xaf",
+    "overlong_3byte_max": b"\xe0\x9f\xbf",
+    "overlong_4byte_slash": b"\xf0\x80\x80\xaf",
+    "overlong_4byte_max": b"\xf0\x8f\xbf\xbf",
+    "surrogate_high": b"\xed\xa0\x80",
+    "surrogate_low": b"\xed\xbf\xbf",
+    "above_10ffff": b"\xf4\x90\x80\x80",
+    "byte_f5": b"\xf5\x80\x80\x80",
+    "byte_fe": b"\xfe",
+    "byte_ff": b"\xff",
+    "truncated_2byte_end": b"abc\xce",
+    "truncated_3byte_end": b"\xe2\x82",
+    "truncated_4byte_end": b"\xf0\x9f\x98",
+    "truncated_then_ascii": b"\xe2\x82a",
+    "kosme_surrogate_edited": (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce"
+                               b"\xb5\xed\xa0\x80edited"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VALID_UTF8))
+def test_utf8_valid_echoed(echo_server, name):
+    data = VALID_UTF8[name].encode("utf-8")
+    c = echo_server.ws()
+    try:
+        c.send_text(data)
+        expect_echo_whole(c, OP_TEXT, data)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_UTF8))
+def test_utf8_invalid_closes_1007(echo_server, name):
+    c = echo_server.ws()
+    try:
+        c.send_text(INVALID_UTF8[name])
+        c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_UTF8))
+def test_utf8_invalid_in_binary_echoed(echo_server, name):
+    """Binary messages are not UTF-8 checked."""
+    data = INVALID_UTF8[name]
+    c = echo_server.ws()
+    try:
+        c.send_binary(data)
+        expect_echo_whole(c, OP_BINARY, data)
+    finally:
+        c.close()
+
+
+SPLIT_VALID = b"a\xf0\x9f\x98\x80b"       # a U+1F600 b
+SPLIT_INVALID = b"a\xf4\x90\x80\x80b"     # a (above U+10FFFF) b
+
+
+@pytest.mark.parametrize("at", range(1, len(SPLIT_VALID)))
+def test_utf8_valid_split_across_fragments(echo_server, at):
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, [SPLIT_VALID[:at], SPLIT_VALID[at:]])
+        expect_echo_whole(c, OP_TEXT, SPLIT_VALID)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("at", range(1, len(SPLIT_INVALID)))
+def test_utf8_invalid_split_across_fragments(echo_server, at):
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, [SPLIT_INVALID[:at], SPLIT_INVALID[at:]])
+        c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("data,valid", [(SPLIT_VALID, True),
+                                        (SPLIT_INVALID, False)],
+                         ids=["valid", "invalid"])
+def test_utf8_one_byte_per_tcp_write(echo_server, data, valid):
+    """Autobahn 6.4-style: one frame whose header and every payload byte
+    (so every byte of the 4-byte sequence) arrive in separate reads."""
+    c = echo_server.ws()
+    try:
+        frame = build_frame(OP_TEXT, data)
+        c.send_split(frame, [1] * len(frame), pause=0.03)
+        if valid:
+            expect_echo_whole(c, OP_TEXT, data)
+        else:
+            c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("data,valid", [(SPLIT_VALID, True),
+                                        (SPLIT_INVALID, False)],
+                         ids=["valid", "invalid"])
+def test_utf8_one_byte_fragments_per_tcp_write(echo_server, data, valid):
+    """Every byte its own fragment and its own TCP write."""
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, [bytes([b]) for b in data], pause=0.03)
+        if valid:
+            expect_echo_whole(c, OP_TEXT, data)
+        else:
+            c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+def test_utf8_invalid_fragment_fails_fast(echo_server):
+    """Autobahn 6.4.1-style: the message is checked fragment by fragment
+    (ws_rx_accept), so an invalid fragment closes the connection without
+    waiting for the rest of the message."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, "\u03ba\u1f79\u03c3".encode(),
+                           fin=False))
+        c.send(build_frame(OP_CONT, b"\xf4\x90\x80\x80", fin=False))
+        c.expect_close(CLOSE_BAD_DATA, timeout=3)
+    finally:
+        c.close()
+
+
+# ---- 7.x: the close handshake -----------------------------------------------
+
+VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
+                     1012, 1013, 1014, 3000, 3999, 4000, 4999]
+INVALID_CLOSE_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000,
+                       2999, 5000, 65535]
+
+
+@pytest.mark.parametrize("code", VALID_CLOSE_CODES)
+def test_close_valid_code_echoed(echo_server, code):
+    c = echo_server.ws()
+    try:
+        c.send_close(code, b"bye")
+        c.expect_close(code, reply=False)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("code", INVALID_CLOSE_CODES)
+def test_close_invalid_code(echo_server, code):
+    c = echo_server.ws()
+    try:
+        c.send_close(code)
+        c.expect_close(CLOSE_PROTOCOL, reply=False)
+    finally:
+        c.close()
+
+
+def test_close_empty(echo_server):
+    """An empty close is answered with an empty close, or with 1000: both
+    are accepted (RFC 6455 5.5.1 lets the answer carry no code)."""
+    c = echo_server.ws()
+    try:
+        c.send_close()
+        c.expect_close((None, CLOSE_NORMAL), reply=False)
+    finally:
+        c.close()
+
+
+def test_close_max_reason(echo_server):
+    """A close payload of 125 bytes: code plus a 123-byte reason."""
+    c = echo_server.ws()
+    try:
+        c.send_close(1000, b"r" * 123)
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
+def test_close_utf8_reason(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send_close(1000, "\u03ba\u1f79\u03c3\u03bc\u03b5 \U0001F600")
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("reason", [b"\xce\xba\xe1\xbd\xb9\xcf\x83\xed\xa0"
+                                    b"\x80", b"\xff", b"ok\xe2\x82"],
+                         ids=["surrogate", "ff", "truncated"])
+def test_close_invalid_utf8_reason(echo_server, reason):
+    c = echo_server.ws()
+    try:
+        c.send_close(1000, reason)
+        c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("after", ["text", "ping", "close", "garbage"])
+def test_nothing_answered_after_close(echo_server, after):
+    """Autobahn 7.1.2-7.1.4: after its close, the client's frames get no
+    answer: the close reply comes and then EOF."""
+    extra = {
+        "text": build_frame(OP_TEXT, b"late"),
+        "ping": build_frame(OP_PING, b"late"),
+        "close": build_frame(OP_CLOSE, close_payload(1000)),
+        "garbage": build_frame(5, b"reserved opcode"),
+    }[after]
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_CLOSE, close_payload(1000)) + extra)
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
+def test_close_inside_fragmented_message(echo_server):
+    """Autobahn 7.1.6-style: a close between fragments ends the message."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"never finished", fin=False) +
+               build_frame(OP_CLOSE, close_payload(1000)))
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
+def test_close_after_echo(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"first") +
+               build_frame(OP_CLOSE, close_payload(3000, b"done")))
+        expect_echo_whole(c, OP_TEXT, b"first")
+        c.expect_close(3000, reply=False)
+    finally:
+        c.close()
+
+
+# ---- first frame with the head, pipelining, split headers ------------------
+
+def test_first_frame_in_same_write_as_head(echo_server):
+    c = echo_server.raw()
+    try:
+        c.handshake(echo_server.host, "/echo",
+                    trailing=build_frame(OP_TEXT, b"early bird"))
+        expect_echo_whole(c, OP_TEXT, b"early bird")
+    finally:
+        c.close()
+
+
+def test_several_frames_in_same_write_as_head(echo_server):
+    c = echo_server.raw()
+    try:
+        frames = b"".join(build_frame(OP_BINARY, b"m%d" % i)
+                          for i in range(5)) + build_frame(OP_PING, b"pp")
+        c.handshake(echo_server.host, "/echo", trailing=frames)
+        for i in range(5):
+            expect_echo_whole(c, OP_BINARY, b"m%d" % i)
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG and f.payload == b"pp", f
+    finally:
+        c.close()
+
+
+def test_pipelined_messages(echo_server):
+    c = echo_server.ws()
+    try:
+        msgs = [text_of(i * 37 % 300) for i in range(200)]
+        c.send(b"".join(build_frame(OP_TEXT, m) for m in msgs))
+        for m in msgs:
+            expect_echo_whole(c, OP_TEXT, m)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("size", [5, 200, 1000])
+def test_frame_header_split_per_byte(echo_server, size):
+    """Header, mask key and payload arrive one byte per read (the first
+    few bytes) and then the rest."""
+    data = binary_of(size)
+    c = echo_server.ws()
+    try:
+        frame = build_frame(OP_BINARY, data)
+        c.send_split(frame, [1] * 14, pause=0.02)
+        expect_echo_whole(c, OP_BINARY, data)
+    finally:
+        c.close()
+
+
+def test_large_frame_split_in_writes(echo_server):
+    data = text_of(MAX_MSG)
+    c = echo_server.ws()
+    try:
+        frame = build_frame(OP_TEXT, data)
+        c.send_split(frame, [3, 5, 100, 4000, 1, 7000], pause=0.02)
+        expect_echo_whole(c, OP_TEXT, data)
+    finally:
+        c.close()
+
+
+# ---- deadlines ----------------------------------------------------------------
+
+def test_idle_timeout_closes_4002(server):
+    s = server("--echo", "--idle-timeout", "1")
+    c = s.ws()
+    try:
+        c.expect_close(CLOSE_IDLE, timeout=4)
+    finally:
+        c.close()
+
+
+def test_idle_timeout_reset_by_frames(server):
+    """Frames keep the connection alive past the idle timeout; once they
+    stop, the idle close comes."""
+    s = server("--echo", "--idle-timeout", "2")
+    c = s.ws()
+    try:
+        end = time.monotonic() + 3.5
+        n = 0
+        while time.monotonic() < end and n < 50:
+            c.send_frame(OP_PING, b"keep %d" % n)
+            f = c.recv_frame(timeout=3)
+            assert f.opcode == OP_PONG and f.payload == b"keep %d" % n, f
+            n += 1
+            time.sleep(0.3)
+        c.echo(OP_TEXT, b"still open")
+        c.expect_close(CLOSE_IDLE, timeout=6)
+    finally:
+        c.close()
+
+
+def test_close_timeout_without_reply(server):
+    """The server's close (here the idle one) is not answered: the server
+    drops the TCP connection after --close-timeout."""
+    s = server("--echo", "--idle-timeout", "1", "--close-timeout", "1")
+    c = s.ws()
+    try:
+        c.expect_close(CLOSE_IDLE, timeout=4, reply=False, eof_timeout=4)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /echo HTTP/1.1\r\nHost: x\r\n"],
+                         ids=["nothing", "partial_head"])
+def test_handshake_timeout(server, sent):
+    s = server("--echo", "--handshake-timeout", "1")
+    c = s.raw()
+    try:
+        if sent:
+            c.send(sent)
+        got = c.expect_eof(timeout=4)
+        if got:
+            assert got.startswith(b"HTTP/1.1 4"), got[:100]
+        # Other connections are not affected.
+        ok = s.get("/healthz")
+        assert ok.status == 200
+    finally:
+        c.close()
+
+
+def test_handshake_timeout_slow_head(server):
+    """A head trickling in byte by byte is still held to the deadline."""
+    s = server("--echo", "--handshake-timeout", "1")
+    c = s.raw()
+    try:
+        head = b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 200
+        deadline = time.monotonic() + 5
+        closed = False
+        for i in range(len(head)):
+            if time.monotonic() > deadline:
+                break
+            try:
+                c.send(head[i:i + 1])
+            except OSError:
+                closed = True
+                break
+            r, _, _ = select.select([c.sock], [], [], 0.05)
+            if r:
+                try:
+                    if not c.sock.recv(4096):
+                        closed = True
+                        break
+                except OSError:
+                    closed = True
+                    break
+        if not closed:
+            c.expect_eof(timeout=2)
+    finally:
+        c.close()
+
+
+# ---- a client that does not read --------------------------------------------
+
+def flood_until_stalled(conn, frame, max_bytes=64 << 20, max_time=15.0,
+                        stall=0.5):
+    """Write frames without reading until writes block for `stall`
+    seconds, the peer closes, or a bound is hit. Returns (bytes sent,
+    whether the peer closed)."""
+    sock = conn.sock
+    sock.setblocking(False)
+    sent = 0
+    pending = b""
+    stalled_since = None
+    end = time.monotonic() + max_time
+    try:
+        while sent < max_bytes and time.monotonic() < end:
+            if not pending:
+                pending = frame
+            try:
+                n = sock.send(pending)
+            except BlockingIOError:
+                now = time.monotonic()
+                if stalled_since is None:
+                    stalled_since = now
+                elif now - stalled_since > stall:
+                    return sent, False
+                select.select([], [sock], [], 0.05)
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                return sent, True
+            stalled_since = None
+            sent += n
+            pending = pending[n:]
+        return sent, False
+    finally:
+        sock.settimeout(conn.timeout)
+
+
+def test_slow_reader_does_not_stall_others(server):
+    """A client that sends a lot and reads nothing must not hold up the
+    others: the server closes it with 1013 or stops reading it."""
+    s = server("--echo")
+    other = s.ws()
+    slow = s.ws(sock_opts={"rcvbuf": 4096, "sndbuf": 16384})
+    try:
+        other.echo(OP_TEXT, b"before")
+        frame = build_frame(OP_BINARY, binary_of(MAX_MSG))
+        sent, closed = flood_until_stalled(slow, frame)
+        assert sent > 0
+        # The other connection is still served, message after message.
+        for i in range(20):
+            other.echo(OP_BINARY, binary_of(1000 + i), timeout=5)
+        # A new connection is accepted and served, and plain HTTP too.
+        fresh = s.ws()
+        try:
+            fresh.echo(OP_TEXT, b"new client")
+        finally:
+            fresh.close()
+        assert s.get("/healthz").status == 200
+        # While the slow reader is still connected, and fed again.
+        if not closed:
+            flood_until_stalled(slow, frame, max_time=2.0)
+        other.echo(OP_TEXT, b"after")
+    finally:
+        slow.close()
+        other.close()
+
+
+def test_slow_reader_close_code(server):
+    """If the server gives up on a client that does not read, it says
+    1013; reading what arrived must show only echoes and that close."""
+    s = server("--echo")
+    slow = s.ws(sock_opts={"rcvbuf": 4096, "sndbuf": 16384})
+    try:
+        frame = build_frame(OP_BINARY, binary_of(MAX_MSG))
+        flood_until_stalled(slow, frame, max_time=10.0)
+        # Read back for a bounded time: echoes of what we sent, then maybe
+        # a close. Any close must be 1013.
+        end = time.monotonic() + 8
+        frames = 0
+        close = None
+        while time.monotonic() < end and frames < 10000:
+            try:
+                f = slow.recv_frame(timeout=1.0)
+            except (wsraw.Timeout, wsraw.Closed):
+                break
+            frames += 1
+            if f.opcode == OP_CLOSE:
+                close = f
+                break
+            assert f.opcode == OP_BINARY and f.payload == binary_of(MAX_MSG)
+        assert frames > 0, "nothing came back to the slow reader"
+        if close is not None:
+            assert close.close_code == CLOSE_TRY_AGAIN, close
+    finally:
+        slow.close()
+
+
+# ---- --max-conns ------------------------------------------------------------------
+
+def test_max_conns_503_then_accepts_again(server):
+    s = server("--echo", "--max-conns", "4")
+    conns = []
+    try:
+        for i in range(4):
+            c = s.ws()
+            conns.append(c)
+            c.echo(OP_TEXT, b"conn %d" % i)
+        extra = s.raw()
+        try:
+            resp = extra.handshake(s.host, "/echo", check=False)
+            assert resp.status == 503, resp
+            ra = resp.header("retry-after")
+            assert ra is not None and ra.strip().isdigit(), resp
+        finally:
+            extra.close()
+        # The four are still served.
+        for i, c in enumerate(conns):
+            c.echo(OP_TEXT, b"still %d" % i)
+        # One leaves; a new upgrade succeeds (the slot may take a moment
+        # to be freed).
+        first = conns.pop(0)
+        first.send_close(1000)
+        first.expect_close(CLOSE_NORMAL, reply=False)
+        first.close()
+        ok = None
+        for _ in range(30):
+            c = s.raw()
+            resp = c.handshake(s.host, "/echo", check=False)
+            if resp.status == 101:
+                ok = c
+                break
+            c.close()
+            assert resp.status == 503, resp
+            time.sleep(0.1)
+        assert ok is not None, "no slot after a connection closed"
+        conns.append(ok)
+        ok.echo(OP_TEXT, b"replacement")
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_max_conns_library_clients(server):
+    s = server("--echo", "--max-conns", "4")
+
+    async def go():
+        socks = [await s.ws_connect() for _ in range(4)]
+        try:
+            with pytest.raises(websockets.InvalidStatusCode) as ei:
+                await s.ws_connect()
+            assert ei.value.status_code == 503
+            for i, ws in enumerate(socks):
+                await ws.send("m%d" % i)
+                assert await asyncio.wait_for(ws.recv(), 5) == "m%d" % i
+        finally:
+            for ws in socks:
+                await ws.close()
+    run(go())
+
+
+# ---- many clients at once ------------------------------------------------------
+
+def test_many_concurrent_clients(server):
+    s = server("--echo")
+    n = 200
+
+    async def client(i):
+        async with s.ws_connect(open_timeout=20) as ws:
+            for j in range(3):
+                m = "client %d message %d" % (i, j)
+                await ws.send(m)
+                assert await asyncio.wait_for(ws.recv(), 20) == m
+            await ws.send(binary_of(i * 50))
+            assert await asyncio.wait_for(ws.recv(), 20) == binary_of(i * 50)
+        return i
+
+    async def go():
+        done = await asyncio.gather(*(client(i) for i in range(n)))
+        assert sorted(done) == list(range(n))
+    run(go(), timeout=60)
+
+
+def test_many_concurrent_clients_all_open(server):
+    """200 connections held open together, then each echoes once."""
+    s = server("--echo")
+    n = 200
+
+    async def go():
+        socks = []
+        try:
+            for i in range(n):
+                socks.append(await s.ws_connect(open_timeout=20))
+            for i, ws in enumerate(socks):
+                await ws.send("hello %d" % i)
+            for i, ws in enumerate(socks):
+                assert await asyncio.wait_for(ws.recv(), 20) == "hello %d" % i
+        finally:
+            await asyncio.gather(*(ws.close() for ws in socks),
+                                 return_exceptions=True)
+    run(go(), timeout=60)
+
+
+# ---- SIGTERM / SIGINT ---------------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT],
+                         ids=["SIGTERM", "SIGINT"])
+def test_signal_closes_1001_and_exits_0(server, sig):
+    s = server("--echo")
+    conns = [s.ws() for _ in range(3)]
+    try:
+        for c in conns:
+            c.echo(OP_TEXT, b"up")
+        # One connection in the middle of a fragmented message.
+        conns[0].send_frame(OP_TEXT, b"open", fin=False)
+        os.kill(s.proc.pid, sig)
+        for c in conns:
+            c.expect_close(CLOSE_GOING_AWAY, timeout=5, skip_data=True)
+        try:
+            rc = s.proc.wait(5)
+        except Exception:
+            pytest.fail("server still running 5 s after the signal")
+        assert rc == 0, "exit code %r" % rc
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_sigterm_library_client_sees_1001(server):
+    s = server("--echo")
+
+    async def go():
+        async with s.ws_connect() as ws:
+            await ws.send("x")
+            assert await asyncio.wait_for(ws.recv(), 5) == "x"
+            os.kill(s.proc.pid, signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as ei:
+                for _ in range(100):
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert ei.value.rcvd is not None
+            assert ei.value.rcvd.code == CLOSE_GOING_AWAY
+    run(go())
+    assert s.proc.wait(5) == 0
+
+
+def test_sigterm_with_stuck_reader_exits(server):
+    """A client that never reads (and never answers the close) does not
+    keep the server from exiting 0 within its grace period."""
+    s = server("--echo")
+    slow = s.ws(sock_opts={"rcvbuf": 4096, "sndbuf": 16384})
+    try:
+        flood_until_stalled(slow, build_frame(OP_BINARY, binary_of(MAX_MSG)),
+                            max_time=10.0)
+        os.kill(s.proc.pid, signal.SIGTERM)
+        try:
+            rc = s.proc.wait(5)
+        except Exception:
+            pytest.fail("server still running 5 s after SIGTERM")
+        assert rc == 0
+    finally:
+        slow.close()
+
+
+def test_sigterm_idle_server_exits_0(server):
+    s = server("--echo")
+    assert s.get("/healthz").status == 200
+    os.kill(s.proc.pid, signal.SIGTERM)
+    assert s.proc.wait(5) == 0
+    # The listener is gone.
+    with pytest.raises(OSError):
+        sk = s.sock(timeout=2)
+        sk.close()

@@ -1,0 +1,1200 @@
+/*
+ * vkws.c: the core. One poll() loop over a static table of connection
+ * slots: accept, HTTP request heads and routing, the WebSocket handshake,
+ * frame reassembly, send queues, deadlines and the close handshake.
+ *
+ * Memory: every buffer is a static array sized in vkws.h; nothing here
+ * allocates. A slot's receive buffer is touched only when a frame arrives
+ * split across reads (whole frames are handled in the shared read buffer),
+ * and its send queue only when the socket does not take a reply at once.
+ *
+ * Order of one loop pass: timers, the pollfd set rebuilt from state,
+ * poll(), signals, accepts, reads (each of which may queue replies to
+ * any connection), one flush per connection with queued bytes, and last
+ * the slots whose socket is done are freed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vkws.h"
+#include "core.h"
+#include "http.h"
+#include "json.h"
+#include "ws_frame.h"
+
+struct conn vkws_conns[VKWS_SLOTS];
+static uint8_t rxbuf[VKWS_SLOTS][VKWS_RX_BUF];
+static uint8_t txbuf[VKWS_SLOTS][VKWS_TX_BUF];
+static uint8_t scratch[VKWS_SCRATCH];
+
+/* Slots with queued output, flushed once each at the end of a pass. */
+static uint16_t dirty[VKWS_SLOTS];
+static size_t ndirty;
+
+static struct vkws_config *cfg;
+static int listen_fd = -1;
+static int sig_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t sig_term, sig_hup;
+static int stopping;
+static int64_t stop_deadline;
+static int64_t accept_pause_until;
+static uint64_t next_id = 1;
+struct vkws_counts vkws_count;
+
+static void conn_free(struct conn *c);
+static void ws_process(struct conn *c);
+
+/* ---- Time and logging ----------------------------------------------- */
+
+int64_t
+vkws_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+vkws_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+vkws_log(const char *fmt, ...)
+{
+	static char line[512];
+	va_list ap;
+	int n, m;
+
+	n = snprintf(line, sizeof(line), "vkws: ");
+	va_start(ap, fmt);
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	n += m;
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, (size_t)n);
+}
+
+/* ---- Slots and send queues ------------------------------------------ */
+
+static size_t
+slot_of(const struct conn *c)
+{
+	return (size_t)(c - vkws_conns);
+}
+
+size_t
+vkws_tx_free(const struct conn *c)
+{
+	return VKWS_TX_BUF - VKWS_CLOSE_RESERVE - c->txlen;
+}
+
+static void
+mark_dirty(struct conn *c)
+{
+	if (!c->dirty) {
+		c->dirty = 1;
+		dirty[ndirty++] = (uint16_t)slot_of(c);
+	}
+}
+
+/* Append p[0..n) to the send ring; the caller has checked the room. */
+static void
+tx_put(struct conn *c, const void *p, size_t n)
+{
+	uint8_t *q = txbuf[slot_of(c)];
+	size_t tail = (c->txoff + c->txlen) % VKWS_TX_BUF;
+	size_t first = VKWS_TX_BUF - tail;
+
+	if (first > n)
+		first = n;
+	memcpy(q + tail, p, first);
+	memcpy(q, (const uint8_t *)p + first, n - first);
+	c->txlen += (uint32_t)n;
+	if (c->txlen > vkws_count.queue_hwm)
+		vkws_count.queue_hwm = c->txlen;
+	mark_dirty(c);
+}
+
+int
+vkws_tx_raw(struct conn *c, const void *p, size_t n)
+{
+	if (n > vkws_tx_free(c))
+		return -1;
+	tx_put(c, p, n);
+	return 0;
+}
+
+/*
+ * Queue one frame whose payload is the concatenation of a[0..an) and
+ * b[0..bn). Returns 0, or -1 if the queue cannot take it whole.
+ */
+int
+vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
+    const void *b, size_t bn)
+{
+	uint8_t h[WS_MAX_HEADER];
+	size_t hn = ws_header_build(h, 1, op, (uint64_t)(an + bn));
+
+	if (c->state != S_WS || c->close_sent)
+		return -1;
+	if (hn + an + bn > vkws_tx_free(c))
+		return -1;
+	tx_put(c, h, hn);
+	tx_put(c, a, an);
+	tx_put(c, b, bn);
+	if (op == WS_OP_TEXT || op == WS_OP_BINARY) {
+		c->msgs_out++;
+		c->bytes_out += an + bn;
+		vkws_count.msgs_out++;
+		vkws_count.bytes_out += an + bn;
+	}
+	return 0;
+}
+
+int
+vkws_tx_frame(struct conn *c, int op, const void *p, size_t n)
+{
+	return vkws_tx_frame2(c, op, p, n, NULL, 0);
+}
+
+/*
+ * Start the closing handshake (RFC 6455 7.1.2): queue a close frame with
+ * code and reason, stop sending data, and wait a bounded time for the
+ * peer's close. The frame goes into the reserve kept for it, so even a
+ * full queue can say why it is closed.
+ */
+void
+vkws_close(struct conn *c, uint16_t code, const char *reason)
+{
+	uint8_t h[WS_MAX_HEADER], p[WS_MAX_CONTROL];
+	size_t rn = reason ? strlen(reason) : 0, hn;
+
+	if (c->state != S_WS || c->close_sent)
+		return;
+	if (rn > WS_MAX_CONTROL - 2)
+		rn = WS_MAX_CONTROL - 2;
+	p[0] = (uint8_t)(code >> 8);
+	p[1] = (uint8_t)code;
+	memcpy(p + 2, reason, rn);
+	hn = ws_header_build(h, 1, WS_OP_CLOSE, rn + 2);
+	tx_put(c, h, hn);
+	tx_put(c, p, rn + 2);
+	c->close_sent = 1;
+	c->close_code = code;
+	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
+	vkws_count_close(code);
+	if (c->close_rcvd)
+		vkws_linger(c);
+}
+
+/*
+ * After the last bytes are queued: flush them, shut the write side, and
+ * read until the peer's EOF (or the close deadline), so that a close frame
+ * still in flight is not destroyed by a reset from unread input.
+ */
+void
+vkws_linger(struct conn *c)
+{
+	if (c->state == S_LINGER || c->state == S_FREE)
+		return;
+	if (c->state == S_WS)
+		vkws_ws_closed(c);
+	c->state = S_LINGER;
+	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
+	mark_dirty(c);
+}
+
+/* Fail the connection (RFC 6455 7.1.7) for a codec error. */
+static void
+ws_fail(struct conn *c, int err)
+{
+	uint16_t code = ws_err_close_code(err);
+
+	vkws_count.protocol_errors++;
+	if (!c->close_sent)
+		vkws_close(c, code, code == WS_CLOSE_TOO_BIG ?
+		    "message too big" : code == WS_CLOSE_BAD_DATA ?
+		    "invalid utf-8" : "protocol error");
+	vkws_linger(c);
+}
+
+/* ---- HTTP ----------------------------------------------------------- */
+
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Content Too Large";
+	case 426: return "Upgrade Required";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	default: return "Internal Server Error";
+	}
+}
+
+/*
+ * Queue an HTTP response. extra is zero or more whole header lines, each
+ * ending in CRLF. keep: leave the connection open for the next request;
+ * otherwise it lingers closed once the response is out.
+ */
+void
+vkws_http_reply(struct conn *c, int status, const char *extra,
+    const char *type, const void *body, size_t n, int keep)
+{
+	static char head[1024];
+	struct json_out o;
+
+	json_out_init(&o, head, sizeof(head));
+	json_out_lit(&o, "HTTP/1.1 ");
+	json_out_uint(&o, (uint64_t)status);
+	json_out_lit(&o, " ");
+	json_out_lit(&o, status_text(status));
+	json_out_lit(&o, "\r\nServer: vkws\r\nContent-Length: ");
+	json_out_uint(&o, n);
+	if (type) {
+		json_out_lit(&o, "\r\nContent-Type: ");
+		json_out_lit(&o, type);
+	}
+	json_out_lit(&o, keep ? "\r\n" : "\r\nConnection: close\r\n");
+	if (extra)
+		json_out_lit(&o, extra);
+	json_out_lit(&o, "\r\n");
+	if (!json_out_ok(&o) || o.n + n > vkws_tx_free(c)) {
+		vkws_log("response %d does not fit the send queue", status);
+		vkws_linger(c);
+		return;
+	}
+	tx_put(c, head, o.n);
+	tx_put(c, body, n);
+	if (!keep)
+		vkws_linger(c);
+}
+
+static void
+http_error(struct conn *c, int status, const char *extra)
+{
+	const char *t = status_text(status);
+
+	vkws_count.http_errors++;
+	vkws_http_reply(c, status, extra, "text/plain; charset=utf-8", t,
+	    strlen(t), 0);
+}
+
+static int
+origin_allowed(const struct http_req *r)
+{
+	const struct http_header *h;
+	size_t i;
+
+	if (cfg->norigins == 0)
+		return 1;
+	/* Non-browser clients send no Origin (PROTOCOL.md 7). */
+	if ((h = http_header_get(r, "Origin")) == NULL)
+		return 1;
+	for (i = 0; i < cfg->norigins; i++) {
+		const char *o = cfg->origins[i];
+		if (h->value.n == strlen(o) && memcmp(h->value.p, o,
+		    h->value.n) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Whether the upgrade may take a WebSocket slot; answers 503 if not. */
+static int
+upgrade_capacity(struct conn *c, int pending)
+{
+	static const char retry[] = "Retry-After: 5\r\n";
+	unsigned same_ip = 0;
+	size_t i;
+
+	if (vkws_count.ws_open >= cfg->max_conns ||
+	    (pending && vkws_count.ws_pending >= cfg->max_pending)) {
+		vkws_count.refused_full++;
+		http_error(c, 503, retry);
+		return 0;
+	}
+	if (cfg->max_per_ip) {
+		for (i = 0; i < VKWS_SLOTS; i++) {
+			const struct conn *o = &vkws_conns[i];
+			if (o != c && o->state >= S_WS && o->state != S_LINGER
+			    && memcmp(o->ip, c->ip, sizeof(c->ip)) == 0)
+				same_ip++;
+		}
+		if (same_ip >= cfg->max_per_ip) {
+			vkws_count.refused_full++;
+			http_error(c, 503, retry);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* RFC 6455 4.2.1 and 4.2.2: check the opening handshake and answer it. */
+static void
+http_upgrade(struct conn *c, const struct http_req *r, int kind)
+{
+	static char extra[160];
+	const struct http_header *ver, *key, *proto;
+	const struct http_header *up = http_header_get(r, "Upgrade");
+	const struct http_header *conn = http_header_get(r, "Connection");
+	char accept[WS_ACCEPT_LEN];
+	struct json_out o;
+	int pending;
+
+	if (!http_str_ieq(r->method, "GET")) {
+		http_error(c, 405, "Allow: GET\r\n");
+		return;
+	}
+	if (up == NULL || conn == NULL || !http_list_has(up->value,
+	    "websocket") || !http_list_has(conn->value, "upgrade")) {
+		http_error(c, 426, "Upgrade: websocket\r\n"
+		    "Sec-WebSocket-Version: 13\r\n");
+		return;
+	}
+	ver = http_header_get(r, "Sec-WebSocket-Version");
+	key = http_header_get(r, "Sec-WebSocket-Key");
+	if (r->minor < 1 || http_header_get(r, "Host") == NULL ||
+	    key == NULL || !ws_key_valid(key->value.p, key->value.n)) {
+		http_error(c, 400, NULL);
+		return;
+	}
+	/* RFC 6455 4.4: say which version the server speaks. */
+	if (ver == NULL || ver->value.n != 2 || memcmp(ver->value.p, "13",
+	    2) != 0) {
+		http_error(c, 400, "Sec-WebSocket-Version: 13\r\n");
+		return;
+	}
+	if (!origin_allowed(r)) {
+		http_error(c, 403, NULL);
+		return;
+	}
+	pending = kind == K_CHAT && !vkws_token_ok(r);
+	if (!upgrade_capacity(c, pending))
+		return;
+
+	ws_accept_key(key->value.p, key->value.n, accept);
+	json_out_init(&o, extra, sizeof(extra));
+	json_out_lit(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	    "Sec-WebSocket-Accept: ");
+	json_out_raw(&o, accept, sizeof(accept));
+	json_out_lit(&o, "\r\n");
+	proto = http_header_get(r, "Sec-WebSocket-Protocol");
+	if (proto != NULL && http_list_has(proto->value, "vkws.json"))
+		json_out_lit(&o, "Sec-WebSocket-Protocol: vkws.json\r\n");
+	/* A 101 has no body, so no Content-Length: write it by hand. */
+	{
+		static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
+		if (vkws_tx_raw(c, line, sizeof(line) - 1) != 0 ||
+		    vkws_tx_raw(c, extra, o.n) != 0 ||
+		    vkws_tx_raw(c, "\r\n", 2) != 0) {
+			vkws_linger(c);
+			return;
+		}
+	}
+	c->state = S_WS;
+	c->kind = (uint8_t)kind;
+	c->id = next_id++;
+	c->t_open = c->t_in = vkws_now_ms();
+	c->deadline = 0;
+	memset(&c->rx, 0, sizeof(c->rx));
+	vkws_count.ws_open++;
+	vkws_count.upgrades++;
+	if (kind == K_CHAT)
+		vkws_ws_opened(c, r);
+}
+
+/* Route one complete request head. Returns 1 if the connection stays
+ * an HTTP connection and may carry another request. */
+static int
+http_route(struct conn *c, const struct http_req *r, const uint8_t *body,
+    size_t avail, size_t *body_used)
+{
+	struct http_str path = r->path;
+
+	*body_used = 0;
+	if (http_str_ieq(path, "/ws") && path.p[1] == 'w') {
+		http_upgrade(c, r, K_CHAT);
+		return 0;
+	}
+	if (cfg->echo && path.n == 5 && memcmp(path.p, "/echo", 5) == 0) {
+		http_upgrade(c, r, K_ECHO);
+		return 0;
+	}
+	return vkws_http_other(c, r, body, avail, body_used);
+}
+
+/*
+ * Read and route request heads. A head larger than VKWS_MAX_HEAD is 431;
+ * bytes after the head stay in the buffer, as the first frames of an
+ * upgraded connection or the next pipelined request.
+ */
+static void
+http_input(struct conn *c)
+{
+	static struct http_req req;
+	uint8_t *b = rxbuf[slot_of(c)];
+
+	while (c->state == S_HTTP && c->raw > 0) {
+		size_t used = 0, rest;
+		int n = http_parse(&req, (const char *)b, c->raw);
+
+		if (n == HTTP_INCOMPLETE) {
+			if (c->raw >= VKWS_MAX_HEAD)
+				http_error(c, 431, NULL);
+			return;
+		}
+		if (n == HTTP_TOO_MANY || n > VKWS_MAX_HEAD) {
+			http_error(c, 431, NULL);
+			return;
+		}
+		if (n < 0) {
+			http_error(c, 400, NULL);
+			return;
+		}
+		c->requests++;
+		rest = c->raw - (size_t)n;
+		if (!http_route(c, &req, b + n, rest, &used) &&
+		    c->state == S_HTTP)
+			return;	/* waiting for a body */
+		rest -= used;
+		memmove(b, b + (size_t)n + used, rest);
+		c->raw = (uint32_t)rest;
+		if (c->state == S_HTTP)
+			c->deadline = vkws_now_ms() +
+			    (int64_t)cfg->handshake_timeout * 1000;
+	}
+	if (c->state == S_WS && c->raw > 0)
+		ws_process(c);
+}
+
+/* ---- WebSocket frames ----------------------------------------------- */
+
+/* Deliver a whole message. */
+static void
+ws_message(struct conn *c, int op, uint8_t *p, size_t n)
+{
+	c->msgs_in++;
+	c->bytes_in += n;
+	vkws_count.msgs_in++;
+	vkws_count.bytes_in += n;
+	if (c->close_sent)
+		return;	/* RFC 6455 7.1.2: data after our close is dropped */
+	if (c->kind == K_ECHO) {
+		if (vkws_tx_frame(c, op, p, n) != 0)
+			vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+		return;
+	}
+	vkws_ws_message(c, op, p, n);
+}
+
+/* The peer's close frame (RFC 6455 5.5.1). */
+static void
+ws_close_frame(struct conn *c, const uint8_t *p, size_t n)
+{
+	uint16_t code;
+	int r = ws_close_parse(p, n, &code);
+
+	c->close_rcvd = 1;
+	if (r < 0) {
+		ws_fail(c, r);
+		return;
+	}
+	if (c->close_sent) {
+		vkws_linger(c);
+		return;
+	}
+	/* Echo the status code; an empty close gets an empty close. */
+	if (code == WS_CLOSE_NO_STATUS) {
+		uint8_t h[2] = { 0x88, 0 };
+		tx_put(c, h, 2);
+		c->close_sent = 1;
+		vkws_count_close(WS_CLOSE_NO_STATUS);
+		vkws_linger(c);
+	} else
+		vkws_close(c, code, NULL);
+}
+
+static void
+ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
+{
+	uint8_t *msg = rxbuf[slot_of(c)];
+	int op, r;
+
+	switch (f->opcode) {
+	case WS_OP_PING:
+		/* RFC 6455 5.5.3: a pong carries the ping's payload. */
+		if (!c->close_sent)
+			(void)vkws_tx_frame(c, WS_OP_PONG, p, n);
+		c->pings++;
+		return;
+	case WS_OP_PONG:
+		return;
+	case WS_OP_CLOSE:
+		ws_close_frame(c, p, n);
+		return;
+	default:
+		break;
+	}
+	op = f->opcode == WS_OP_CONT ? c->rx.msg_opcode : f->opcode;
+	if ((r = ws_rx_accept(&c->rx, f, p, n)) < 0) {
+		ws_fail(c, r);
+		return;
+	}
+	if (r == 1 && c->frag == 0) {
+		ws_message(c, op, p, n);
+		return;
+	}
+	/* A fragment: keep it behind the earlier ones, which always lie
+	 * before the frame being read, so nothing unread is overwritten. */
+	memmove(msg + c->frag, p, n);
+	c->frag += (uint32_t)n;
+	if (r == 1) {
+		size_t len = c->frag;
+		c->frag = 0;
+		ws_message(c, op, msg, len);
+	}
+}
+
+/*
+ * Parse and handle every whole frame in p[0..n). Returns the bytes used;
+ * stops early at a partial frame, or when the send queue could not take
+ * the largest reply (the rest waits until the queue drains).
+ */
+static size_t
+ws_input(struct conn *c, uint8_t *p, size_t n)
+{
+	size_t off = 0;
+
+	while (off < n && (c->state == S_WS)) {
+		struct ws_frame f;
+		size_t pn;
+		int r = ws_frame_parse(&f, p + off, n - off, 1, &c->rx,
+		    VKWS_MAX_MSG);
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			ws_fail(c, r);
+			return n;
+		}
+		if (f.payload_len > n - off - f.hdr_len)
+			break;
+		if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent)
+			break;
+		pn = (size_t)f.payload_len;
+		ws_unmask(p + off + f.hdr_len, pn, f.mask, 0);
+		ws_frame(c, &f, p + off + f.hdr_len, pn);
+		off += f.hdr_len + pn;
+		c->t_in = vkws_now_ms();
+	}
+	return off;
+}
+
+/* Handle what the receive buffer holds: [fragments][raw bytes]. */
+static void
+ws_process(struct conn *c)
+{
+	uint8_t *b = rxbuf[slot_of(c)] + c->frag;
+	size_t used = ws_input(c, b, c->raw);
+
+	if (c->state != S_WS) {
+		c->raw = 0;
+		return;
+	}
+	/* Fragments appended during ws_input() moved c->frag forward. */
+	memmove(rxbuf[slot_of(c)] + c->frag, b + used, c->raw - used);
+	c->raw -= (uint32_t)used;
+}
+
+/* ---- Socket I/O ----------------------------------------------------- */
+
+static ssize_t
+sock_read(struct conn *c, void *p, size_t n)
+{
+	ssize_t r;
+
+	do
+		r = recv(c->fd, p, n, 0);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static void
+conn_read(struct conn *c)
+{
+	uint8_t *b = rxbuf[slot_of(c)];
+	size_t room;
+	ssize_t r;
+
+	if (c->state == S_LINGER) {
+		/* Discard input until EOF. */
+		r = sock_read(c, scratch, sizeof(scratch));
+		if (r == 0 || (r < 0 && errno != EAGAIN))
+			conn_free(c);
+		return;
+	}
+	room = VKWS_RX_BUF - c->frag - c->raw;
+	if (c->state == S_HTTP || c->raw > 0) {
+		/* Continue a partial head or frame where it lies. */
+		r = sock_read(c, b + c->frag + c->raw, room);
+	} else {
+		/* Whole frames are handled in the shared buffer; only a
+		 * partial one is copied into the slot. */
+		r = sock_read(c, scratch, room);
+	}
+	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+		if (c->state == S_WS && !c->close_rcvd)
+			vkws_count.closes_abnormal++;
+		conn_free(c);
+		return;
+	}
+	if (r < 0)
+		return;
+	if (c->state == S_HTTP) {
+		c->raw += (uint32_t)r;
+		http_input(c);
+	} else if (c->raw > 0) {
+		c->raw += (uint32_t)r;
+		ws_process(c);
+	} else {
+		size_t used = ws_input(c, scratch, (size_t)r);
+		if (c->state == S_WS && used < (size_t)r) {
+			memcpy(b + c->frag, scratch + used, (size_t)r - used);
+			c->raw = (uint32_t)((size_t)r - used);
+		}
+	}
+}
+
+/* Write what is queued, at most VKWS_WRITE_CAP bytes per pass. */
+static void
+conn_flush(struct conn *c)
+{
+	const uint8_t *q = txbuf[slot_of(c)];
+	size_t budget = VKWS_WRITE_CAP;
+
+	while (c->txlen > 0 && budget > 0) {
+		struct iovec iov[2];
+		struct msghdr m;
+		size_t first = VKWS_TX_BUF - c->txoff;
+		ssize_t r;
+
+		if (first > c->txlen)
+			first = c->txlen;
+		if (first > budget)
+			first = budget;
+		iov[0].iov_base = (void *)(uintptr_t)(q + c->txoff);
+		iov[0].iov_len = first;
+		iov[1].iov_base = (void *)(uintptr_t)q;
+		iov[1].iov_len = c->txlen - first;
+		if (iov[1].iov_len > budget - first)
+			iov[1].iov_len = budget - first;
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = iov[1].iov_len ? 2 : 1;
+		r = sendmsg(c->fd, &m, MSG_NOSIGNAL);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				conn_free(c);
+			return;
+		}
+		c->txoff = (uint32_t)((c->txoff + (size_t)r) % VKWS_TX_BUF);
+		c->txlen -= (uint32_t)r;
+		budget -= (size_t)r;
+	}
+	if (c->txlen == 0) {
+		c->txoff = 0;
+		if (c->state == S_LINGER && !c->shut) {
+			c->shut = 1;
+			shutdown(c->fd, SHUT_WR);
+		}
+		/* Frames held back for lack of queue room go on now. */
+		if (c->state == S_WS && c->raw > 0)
+			ws_process(c);
+	}
+}
+
+static void
+conn_free(struct conn *c)
+{
+	if (c->state == S_FREE)
+		return;
+	if (c->state == S_WS)
+		vkws_ws_closed(c);
+	close(c->fd);
+	c->fd = -1;
+	c->state = S_FREE;
+	vkws_count.conns--;
+}
+
+/* ---- Accept --------------------------------------------------------- */
+
+static void
+conn_accept(void)
+{
+	int i, fd, one = 1;
+
+	for (i = 0; i < VKWS_ACCEPT_BURST; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct conn *c = NULL;
+		size_t s;
+
+		for (s = 0; s < VKWS_SLOTS; s++)
+			if (vkws_conns[s].state == S_FREE) {
+				c = &vkws_conns[s];
+				break;
+			}
+		if (c == NULL)
+			return;
+		fd = accept(listen_fd, (struct sockaddr *)&ss, &sl);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* Out of descriptors: back off instead of
+				 * spinning on a listener that stays readable. */
+				vkws_count.accept_errors++;
+				accept_pause_until = vkws_now_ms() +
+				    VKWS_ACCEPT_BACKOFF_MS;
+			}
+			return;
+		}
+		if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		c->state = S_HTTP;
+		c->deadline = vkws_now_ms() +
+		    (int64_t)cfg->handshake_timeout * 1000;
+		vkws_addr_set(c, &ss);
+		vkws_count.conns++;
+		vkws_count.accepted++;
+	}
+}
+
+/* ---- Timers --------------------------------------------------------- */
+
+/* Act on the deadlines of c that have passed; return the next one. */
+static int64_t
+conn_timer(struct conn *c, int64_t now)
+{
+	switch (c->state) {
+	case S_HTTP:
+		if (now >= c->deadline) {
+			vkws_count.timeouts_handshake++;
+			conn_free(c);
+			return INT64_MAX;
+		}
+		return c->deadline;
+	case S_LINGER:
+		if (now >= c->deadline) {
+			conn_free(c);
+			return INT64_MAX;
+		}
+		return c->deadline;
+	case S_WS:
+		if (c->close_sent) {
+			if (now >= c->deadline) {
+				vkws_linger(c);
+				return c->deadline;
+			}
+			return c->deadline;
+		}
+		if (now >= c->t_in + (int64_t)cfg->idle_timeout * 1000) {
+			vkws_close(c, WS_CLOSE_IDLE, "idle timeout");
+			return c->deadline;
+		}
+		{
+			int64_t next = c->t_in +
+			    (int64_t)cfg->idle_timeout * 1000;
+			if (c->kind == K_CHAT) {
+				int64_t t = vkws_ws_timer(c, now);
+				if (c->close_sent || c->state != S_WS)
+					return c->deadline;
+				if (t < next)
+					next = t;
+			}
+			return next;
+		}
+	default:
+		return INT64_MAX;
+	}
+}
+
+/* ---- Signals -------------------------------------------------------- */
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+
+	if (sig == SIGHUP)
+		sig_hup = 1;
+	else
+		sig_term = 1;
+	(void)!write(sig_pipe[1], "", 1);
+	errno = e;
+}
+
+static int
+signals_init(void)
+{
+	struct sigaction sa;
+
+	if (pipe(sig_pipe) < 0)
+		return -1;
+	fcntl(sig_pipe[0], F_SETFL, O_NONBLOCK);
+	fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+	fcntl(sig_pipe[0], F_SETFD, FD_CLOEXEC);
+	fcntl(sig_pipe[1], F_SETFD, FD_CLOEXEC);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	return 0;
+}
+
+/* SIGTERM: stop accepting, close every WebSocket with 1001, flush. */
+static void
+begin_shutdown(void)
+{
+	size_t i;
+
+	stopping = 1;
+	stop_deadline = vkws_now_ms() + VKWS_SHUTDOWN_GRACE * 1000;
+	if (listen_fd >= 0) {
+		close(listen_fd);
+		listen_fd = -1;
+	}
+	vkws_log("shutting down");
+	for (i = 0; i < VKWS_SLOTS; i++) {
+		struct conn *c = &vkws_conns[i];
+		if (c->state == S_HTTP)
+			conn_free(c);
+		else if (c->state == S_WS) {
+			if (c->kind == K_CHAT)
+				vkws_ws_shutdown(c);
+			vkws_close(c, WS_CLOSE_GOING_AWAY, "server shutdown");
+		}
+	}
+}
+
+/* ---- Listener ------------------------------------------------------- */
+
+static int
+listen_open(const char *spec, char *shown, size_t shown_cap)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *colon = strrchr(spec, ':');
+	char host[VKWS_ADDR_MAX];
+	size_t hn;
+	long port;
+	char *end;
+	int fd, one = 1, v6;
+
+	if (colon == NULL || (hn = (size_t)(colon - spec)) >= sizeof(host))
+		return -1;
+	memcpy(host, spec, hn);
+	host[hn] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
+		return -1;
+	memset(&ss, 0, sizeof(ss));
+	v6 = hn >= 2 && host[0] == '[' && host[hn - 1] == ']';
+	if (v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		host[hn - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+			return -1;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -1;
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		sl = sizeof(*a);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 512) < 0 ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	if (v6) {
+		char a[INET6_ADDRSTRLEN];
+		const struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(shown, shown_cap, "[%s]:%u", a,
+		    (unsigned)ntohs(s6->sin6_port));
+	} else {
+		char a[INET_ADDRSTRLEN];
+		const struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(shown, shown_cap, "%s:%u", a,
+		    (unsigned)ntohs(s4->sin_port));
+	}
+	return fd;
+}
+
+/* ---- The loop ------------------------------------------------------- */
+
+static struct pollfd pfd[VKWS_SLOTS + 2];
+static uint16_t pslot[VKWS_SLOTS + 2];
+
+/* What c waits for: input only while its buffers can take it. */
+static short
+conn_events(const struct conn *c)
+{
+	short ev = 0;
+
+	if (c->txlen > 0)
+		ev |= POLLOUT;
+	switch (c->state) {
+	case S_HTTP:
+		if (c->raw < VKWS_RX_BUF)
+			ev |= POLLIN;
+		break;
+	case S_WS:
+		if (vkws_tx_free(c) >= VKWS_REPLY_ROOM &&
+		    c->frag + c->raw < VKWS_RX_BUF)
+			ev |= POLLIN;
+		break;
+	case S_LINGER:
+		ev |= POLLIN;
+		break;
+	default:
+		break;
+	}
+	return ev;
+}
+
+static void
+loop_pass(void)
+{
+	int64_t now = vkws_now_ms(), next = INT64_MAX;
+	nfds_t n = 0, i;
+	size_t s;
+	int timeout, r;
+
+	for (s = 0; s < VKWS_SLOTS; s++) {
+		struct conn *c = &vkws_conns[s];
+		int64_t t;
+		short ev;
+
+		if (c->state == S_FREE)
+			continue;
+		t = conn_timer(c, now);
+		if (t < next)
+			next = t;
+		if (c->state == S_FREE)
+			continue;
+		if ((ev = conn_events(c)) == 0)
+			continue;
+		pfd[n].fd = c->fd;
+		pfd[n].events = ev;
+		pfd[n].revents = 0;
+		pslot[n++] = (uint16_t)s;
+	}
+	/* Flush what the timers queued before sleeping. */
+	for (s = 0; s < ndirty; s++) {
+		struct conn *c = &vkws_conns[dirty[s]];
+		c->dirty = 0;
+		if (c->state != S_FREE)
+			conn_flush(c);
+	}
+	ndirty = 0;
+	pfd[n].fd = sig_pipe[0];
+	pfd[n].events = POLLIN;
+	pfd[n].revents = 0;
+	pslot[n++] = UINT16_MAX;
+	if (listen_fd >= 0 && vkws_count.conns < VKWS_SLOTS &&
+	    now >= accept_pause_until) {
+		pfd[n].fd = listen_fd;
+		pfd[n].events = POLLIN;
+		pfd[n].revents = 0;
+		pslot[n++] = UINT16_MAX - 1;
+	} else if (listen_fd >= 0 && accept_pause_until > now &&
+	    accept_pause_until < next)
+		next = accept_pause_until;
+	if (stopping && stop_deadline < next)
+		next = stop_deadline;
+
+	if (next == INT64_MAX)
+		timeout = -1;
+	else if (next <= now)
+		timeout = 0;
+	else if (next - now > 60000)
+		timeout = 60000;
+	else
+		timeout = (int)(next - now);
+	r = poll(pfd, n, timeout);
+	if (r < 0)
+		return;	/* EINTR: the self-pipe says what came */
+
+	for (i = 0; i < n; i++) {
+		struct conn *c;
+
+		if (pfd[i].revents == 0)
+			continue;
+		if (pslot[i] == UINT16_MAX) {
+			char drain[64];
+			while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
+				;
+			if (sig_term && !stopping)
+				begin_shutdown();
+			if (sig_hup) {
+				sig_hup = 0;
+				vkws_reload();
+			}
+			continue;
+		}
+		if (pslot[i] == UINT16_MAX - 1) {
+			if (!stopping)
+				conn_accept();
+			continue;
+		}
+		c = &vkws_conns[pslot[i]];
+		if (c->state == S_FREE || c->fd != pfd[i].fd)
+			continue;
+		if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+			conn_read(c);
+		if (c->state != S_FREE && (pfd[i].revents & POLLOUT))
+			mark_dirty(c);
+	}
+	vkws_after_pass();
+	for (s = 0; s < ndirty; s++) {
+		struct conn *c = &vkws_conns[dirty[s]];
+		c->dirty = 0;
+		if (c->state != S_FREE)
+			conn_flush(c);
+	}
+	ndirty = 0;
+}
+
+void
+vkws_config_default(struct vkws_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	memcpy(c->listen, "127.0.0.1:8080", sizeof("127.0.0.1:8080"));
+	memcpy(c->default_room, "general", sizeof("general"));
+	c->max_conns = VKWS_MAX_CONNS;
+	c->max_pending = VKWS_MAX_PENDING;
+	c->history = VKWS_HISTORY;
+	c->rate = VKWS_RATE;
+	c->rate_burst = 2 * VKWS_RATE;
+	c->rate_grace = VKWS_RATE_GRACE;
+	c->handshake_timeout = VKWS_HANDSHAKE_TIMEOUT;
+	c->auth_timeout = VKWS_AUTH_TIMEOUT;
+	c->ping_interval = VKWS_PING_INTERVAL;
+	c->idle_timeout = VKWS_IDLE_TIMEOUT;
+	c->close_timeout = VKWS_CLOSE_TIMEOUT;
+	c->active_window = VKWS_ACTIVE_WINDOW;
+}
+
+int
+vkws_serve(struct vkws_config *c)
+{
+	char shown[VKWS_ADDR_MAX + 16], line[VKWS_ADDR_MAX + 32];
+	size_t s;
+	int n;
+
+	cfg = c;
+	for (s = 0; s < VKWS_SLOTS; s++)
+		vkws_conns[s].fd = -1;
+	if (signals_init() < 0 || vkws_api_init(c) < 0)
+		return 1;
+	vkws_budget(STDERR_FILENO);
+	if (c->listen[0] != '\0') {
+		listen_fd = listen_open(c->listen, shown, sizeof(shown));
+		if (listen_fd < 0) {
+			vkws_log("cannot listen on %s: %s", c->listen,
+			    strerror(errno));
+			return 1;
+		}
+		n = snprintf(line, sizeof(line), "listening on %s\n", shown);
+		(void)!write(STDOUT_FILENO, line, (size_t)n);
+	}
+	while (!stopping || (vkws_count.conns > 0 &&
+	    vkws_now_ms() < stop_deadline))
+		loop_pass();
+	vkws_api_stop();
+	vkws_log("stopped");
+	return 0;
+}
+
+void
+vkws_budget(int fd)
+{
+	static char out[1024];
+	int n;
+
+	n = snprintf(out, sizeof(out),
+	    "static memory budget (bytes)\n"
+	    "  connection slots  %8zu  (%d + %d spare) x %zu\n"
+	    "  receive buffers   %8zu  %d x %d\n"
+	    "  send queues       %8zu  %d x %d\n"
+	    "  shared read buf   %8zu\n"
+	    "  rooms and history %8zu\n"
+	    "  per connection    %8zu\n"
+	    "  total             %8zu\n",
+	    sizeof(vkws_conns), VKWS_MAX_CONNS, VKWS_SPARE_SLOTS,
+	    sizeof(struct conn),
+	    sizeof(rxbuf), VKWS_SLOTS, VKWS_RX_BUF,
+	    sizeof(txbuf), VKWS_SLOTS, VKWS_TX_BUF,
+	    sizeof(scratch), vkws_api_static_size(),
+	    sizeof(struct conn) + VKWS_RX_BUF + VKWS_TX_BUF,
+	    sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
+	    sizeof(scratch) + vkws_api_static_size());
+	if (n > 0)
+		(void)!write(fd, out, (size_t)n);
+}

@@ -1,0 +1,280 @@
+/*
+ * vkws.h: limits, run-time configuration, and the public C API that
+ * mirrors vk.websocket.*. Every table in vkws is a static array sized by
+ * the constants below; a run-time flag may lower a limit, never raise it.
+ * Build with -DVKWS_PROFILE_SMALL (make PROFILE=small) for a 32 MB router.
+ */
+#ifndef VKWS_H
+#define VKWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- Limits (compile time) ---------------------------------------- */
+
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_MAX_CONNS 64	/* connection slots, HTTP and WebSocket */
+#define VKWS_MAX_ROOMS 32	/* rooms, the default room included */
+#define VKWS_HISTORY 20		/* chat messages kept per room */
+#else
+#define VKWS_MAX_CONNS 1024
+#define VKWS_MAX_ROOMS 256
+#define VKWS_HISTORY 50
+#endif
+
+/* Largest incoming WebSocket message, all fragments (bytes). PROTOCOL.md
+ * 7 asks for at least 16 KiB. */
+#define VKWS_MAX_MSG 16384
+/* Receive buffer per slot: the fragments of an open message, then one
+ * partial frame, which may be a control frame of up to 2 + 4 + 125 bytes
+ * or the header of the next fragment. */
+#define VKWS_RX_BUF (VKWS_MAX_MSG + 256)
+/* Largest request head (bytes); a larger one is answered 431. */
+#define VKWS_MAX_HEAD 8192
+/* Largest POST /api body (bytes); PROTOCOL.md 7 asks for 64 KiB. */
+#define VKWS_MAX_BODY 65536
+/* Largest frame the server sends (payload bytes): a broadcast of the
+ * largest API body plus its envelope. */
+#define VKWS_MAX_OUT (VKWS_MAX_BODY + 1024)
+/* Send queue per slot: holds one largest frame with its header. */
+#define VKWS_TX_BUF (VKWS_MAX_OUT + 16)
+/* Bytes written to one connection per loop pass, so one fast reader
+ * cannot starve the rest. */
+#define VKWS_WRITE_CAP 65536
+/* Shared read buffer: one read() of as much as a socket has. */
+#define VKWS_SCRATCH 65536
+
+/* Identity and client data. */
+#define VKWS_UID_MAX 64		/* bytes of a user id (PROTOCOL.md 7) */
+#define VKWS_CLIENT_ID_MAX 24	/* bytes of a clientId string */
+#define VKWS_USERINFO_MAX 2048	/* bytes of a connection's userInfo JSON */
+#define VKWS_TOKEN_MAX 4096	/* bytes of a JWT */
+#define VKWS_SECRET_MAX 256	/* bytes of the HMAC secret */
+#define VKWS_ROOM_NAME_MAX 64	/* bytes of a room name */
+#define VKWS_ROOMS_PER_CONN 16	/* rooms one connection may be in */
+#define VKWS_REQ_ID_MAX 64	/* bytes of a string request id */
+#define VKWS_JSON_TOKENS 2048	/* jsmn tokens for one request */
+#define VKWS_MAX_ORIGINS 8	/* --allowed-origin entries */
+#define VKWS_ORIGIN_MAX 128	/* bytes of one allowed origin */
+
+/* Deadlines (seconds), each lowered or raised by its flag. */
+#define VKWS_HANDSHAKE_TIMEOUT 10	/* request head complete */
+#define VKWS_AUTH_TIMEOUT 10		/* --auth-timeout */
+#define VKWS_PING_INTERVAL 30		/* --ping-interval */
+#define VKWS_IDLE_TIMEOUT 75		/* --idle-timeout */
+#define VKWS_CLOSE_TIMEOUT 5		/* wait for the peer's close */
+#define VKWS_SHUTDOWN_GRACE 2		/* SIGTERM: flush, then exit */
+#define VKWS_ACTIVE_WINDOW 60		/* --active-window */
+
+/* Unauthenticated WebSocket connections (--max-pending). */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_MAX_PENDING 16
+#else
+#define VKWS_MAX_PENDING 128
+#endif
+#define VKWS_RATE 50		/* messages per second (--rate) */
+#define VKWS_RATE_GRACE 10	/* seconds over the rate before 1008 */
+
+_Static_assert(VKWS_TX_BUF >= VKWS_MAX_OUT + 14,
+    "a send queue holds one largest frame");
+_Static_assert(VKWS_RX_BUF >= VKWS_MAX_MSG + 14 + 131,
+    "a receive buffer holds a whole message plus a control frame");
+_Static_assert(VKWS_MAX_HEAD <= VKWS_RX_BUF,
+    "a request head is read into the receive buffer");
+
+/* Slots kept beyond --max-conns for HTTP requests, so that an upgrade
+ * over the limit can still be read and answered 503. */
+#define VKWS_SPARE_SLOTS 16
+#define VKWS_SLOTS (VKWS_MAX_CONNS + VKWS_SPARE_SLOTS)
+/* Connections accepted per loop pass, so a connect flood cannot starve
+ * the connections already open. */
+#define VKWS_ACCEPT_BURST 64
+/* Pause before polling the listener again after EMFILE/ENFILE (ms). */
+#define VKWS_ACCEPT_BACKOFF_MS 100
+/* Bytes reserved at the end of every send queue for a close frame, so a
+ * connection can always be told why it is closed. */
+#define VKWS_CLOSE_RESERVE (2 + 125)
+
+/* ---- Run-time configuration ---------------------------------------- */
+
+#define VKWS_ADDR_MAX 64	/* "ADDR:PORT" of a listener */
+#define VKWS_PATH_MAX 256	/* a file or directory path */
+#define VKWS_API_KEY_MAX 128	/* bytes of the API key */
+
+struct vkws_config {
+	char listen[VKWS_ADDR_MAX];	/* empty: no plain listener */
+	char tls_listen[VKWS_ADDR_MAX];
+	char cert[VKWS_PATH_MAX];
+	char key[VKWS_PATH_MAX];
+	char secret_file[VKWS_PATH_MAX];
+	char data_dir[VKWS_PATH_MAX];
+	uint8_t secret[VKWS_SECRET_MAX];
+	size_t secret_len;
+	char api_key[VKWS_API_KEY_MAX];
+	size_t api_key_len;
+	char origins[VKWS_MAX_ORIGINS][VKWS_ORIGIN_MAX];
+	size_t norigins;
+	char default_room[VKWS_ROOM_NAME_MAX + 1];
+	int echo;		/* serve /echo */
+	int api_remote;		/* /api answers peers off loopback */
+	int no_auto_rooms;	/* join does not create rooms */
+	unsigned max_conns;	/* WebSocket connections, <= VKWS_MAX_CONNS */
+	unsigned max_pending;	/* unauthenticated WebSocket connections */
+	unsigned max_per_ip;	/* WebSocket connections per address, 0: off */
+	unsigned history;	/* messages replayed, <= VKWS_HISTORY */
+	unsigned rate;		/* messages per second per connection */
+	unsigned rate_burst;
+	unsigned rate_grace;	/* seconds over the rate before 1008 */
+	unsigned handshake_timeout;	/* seconds, each as its flag says */
+	unsigned auth_timeout;
+	unsigned ping_interval;
+	unsigned idle_timeout;
+	unsigned close_timeout;
+	unsigned active_window;
+};
+
+/* Fill c with the defaults of PROTOCOL.md. */
+void vkws_config_default(struct vkws_config *c);
+
+/*
+ * Open the listeners of c, print "listening on ..." for each and serve
+ * until SIGTERM or SIGINT. c must outlive the call. Returns the process
+ * exit status: 0 after a clean shutdown, 1 if a listener could not open.
+ */
+int vkws_serve(struct vkws_config *c);
+
+/* Print the static memory budget of the compiled constants to fd. */
+void vkws_budget(int fd);
+
+/* Write a log line (a printf format) to stderr, with a time stamp. */
+void vkws_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+
+/* ---- The vk.websocket C API ---------------------------------------- */
+/*
+ * These functions mirror vk.websocket.* one to one. The chat protocol
+ * (api.c) and the server API (POST /api) are written on top of them.
+ * They may be called from the loop only (vkws is single-threaded), e.g.
+ * from an embedding program's hook; none blocks or does I/O: frames are
+ * queued and written by the loop.
+ *
+ * Strings are (pointer, length), never NUL-terminated. Client ids are the
+ * strings vkws hands out (VKWS_CLIENT_ID_MAX bytes at most). JSON data
+ * arguments must be valid JSON text; they are sent as given.
+ *
+ * Returns: 0 (or a count) on success, else one of the codes below, the
+ * error codes of PROTOCOL.md section 5.
+ */
+enum {
+	VKWS_OK = 0,
+	VKWS_EUNKNOWN = -1,	/* unknown operation, auth failed */
+	VKWS_EINVAL = -2,	/* invalid argument */
+	VKWS_ENOTFOUND = -3,	/* no such room, client or user */
+	VKWS_EPERM = -4,	/* not allowed */
+	VKWS_ELIMIT = -5,	/* room full, too many rooms, too large */
+	VKWS_ERATE = -6,	/* rate limited */
+	VKWS_ESTORE = -7	/* storage failed */
+};
+
+/* Largest chat or private message content (bytes). */
+#define VKWS_MAX_CHAT 4096
+/* History kept per room (bytes of stored chat frames). */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_HISTORY_BYTES 8192
+#else
+#define VKWS_HISTORY_BYTES 32768
+#endif
+
+/* A room as getRoomInfo reports it. */
+struct vkws_room_info {
+	const char *name;	/* valid until the next call into vkws */
+	size_t name_len;
+	unsigned clients;	/* members now */
+	unsigned max_clients;	/* 0: the server's limit */
+	int persistent;
+	int64_t created_at;	/* ms since the epoch */
+};
+
+/* A connection as getConnectionInfo reports it. Pointers are valid until
+ * the next call into vkws. user_id is NULL before authentication. */
+struct vkws_client {
+	char client_id[VKWS_CLIENT_ID_MAX];
+	size_t client_id_len;
+	const char *user_id;
+	size_t user_id_len;
+	const char *user_info;	/* JSON object text */
+	size_t user_info_len;
+	const char *remote_addr;	/* NUL-terminated */
+	unsigned nrooms;
+	const char *rooms[VKWS_ROOMS_PER_CONN];
+	size_t room_lens[VKWS_ROOMS_PER_CONN];
+	int64_t connected_at, last_active_at;	/* ms since the epoch */
+	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	size_t queued_bytes;
+	int tls;
+	const char *cipher;	/* TLS cipher suite name, or NULL */
+};
+
+/* Called once per client by the listing functions; arg is passed
+ * through. The struct is valid only during the call. */
+typedef void vkws_client_fn(const struct vkws_client *c, void *arg);
+typedef void vkws_room_fn(const struct vkws_room_info *r, void *arg);
+
+/* createRoom: create room, or update an existing one. max_clients < 0
+ * keeps the current value (0 for a new room); over the compiled limit is
+ * VKWS_EINVAL. Fills *out if not NULL. */
+int vkws_create_room(const char *room, size_t n, long max_clients,
+    int persistent, struct vkws_room_info *out);
+/* getRoomInfo: VKWS_ENOTFOUND if no such room. */
+int vkws_get_room_info(const char *room, size_t n,
+    struct vkws_room_info *out);
+/* getRoomClients: fn for each member; returns the count. */
+int vkws_get_room_clients(const char *room, size_t n, vkws_client_fn *fn,
+    void *arg);
+/* deleteRoom: members get room_deleted; history dropped. The default room
+ * is VKWS_EPERM. */
+int vkws_delete_room(const char *room, size_t n);
+/* joinRoom / leaveRoom: as a client's join and leave requests, with the
+ * same notifications. join: VKWS_ENOTFOUND (no room and none may be
+ * created), VKWS_ELIMIT (room full or client in too many rooms); leave:
+ * VKWS_ENOTFOUND (no room), VKWS_EPERM (not a member). */
+int vkws_join_room(const char *cid, size_t cn, const char *room, size_t n);
+int vkws_leave_room(const char *cid, size_t cn, const char *room, size_t n);
+/* leaveAllRooms: returns the number of rooms left. */
+int vkws_leave_all_rooms(const char *cid, size_t cn);
+/* Broadcasts of the JSON text data[0..dn) as one text frame; each returns
+ * the number of authenticated clients it was queued for. A client whose
+ * queue cannot take it is closed with 1013 and not counted. */
+int vkws_broadcast_to_all(const char *data, size_t dn);
+int vkws_broadcast_to_room(const char *room, size_t n, const char *data,
+    size_t dn);
+/* rooms: nrooms (pointer, length) names; a client in several gets one
+ * copy. VKWS_ENOTFOUND if none of the rooms exists. */
+int vkws_broadcast_to_rooms(const char *const *rooms, const size_t *lens,
+    size_t nrooms, const char *data, size_t dn);
+int vkws_send_to_client(const char *cid, size_t cn, const char *data,
+    size_t dn);
+int vkws_send_to_user(const char *uid, size_t un, const char *data,
+    size_t dn);
+/* Connection listings; each returns the count. */
+int vkws_get_all_connections(vkws_client_fn *fn, void *arg);
+int vkws_get_active_connections(vkws_client_fn *fn, void *arg);
+int vkws_get_connection_info(const char *cid, size_t cn,
+    struct vkws_client *out);
+int vkws_list_rooms(vkws_room_fn *fn, void *arg);
+/* disconnect: code 1000 or 3000-4999 (else VKWS_EINVAL), reason ASCII up
+ * to 123 bytes. disconnectAll returns the number closed. */
+int vkws_disconnect(const char *cid, size_t cn, int code,
+    const char *reason, size_t rn);
+int vkws_disconnect_all(int code, const char *reason, size_t rn);
+/* setClientData replaces userInfo (a JSON object, at most
+ * VKWS_USERINFO_MAX bytes); getClientData gives a pointer to it, valid
+ * until the next call into vkws, and returns its length. */
+int vkws_set_client_data(const char *cid, size_t cn, const char *json,
+    size_t jn);
+int vkws_get_client_data(const char *cid, size_t cn, const char **json);
+
+_Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_MAX_OUT,
+    "a room's whole history fits one reply");
+
+#endif
