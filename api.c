@@ -1,8 +1,7 @@
 /*
- * api.c: the protocol layer. Routes HTTP requests other than the
- * WebSocket upgrades, and speaks the chat protocol of PROTOCOL.md
- * section 3 on /ws connections. It reaches sockets only through the
- * core's queue functions (core.h). No allocation.
+ * api.c: HTTP beside the WebSocket endpoints: /healthz, and the routing
+ * of every other path. It reaches sockets only through the core's queue
+ * functions (core.h). No allocation.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,7 +17,7 @@ int
 vkws_api_init(struct vkws_config *c)
 {
 	cfg = c;
-	return 0;
+	return vkws_chat_init(c);
 }
 
 void
@@ -54,56 +53,6 @@ vkws_addr_set(struct conn *c, const struct sockaddr_storage *ss)
 		port = ntohs(s4->sin_port);
 		snprintf(c->addr, sizeof(c->addr), "%s:%u", a, port);
 	}
-}
-
-int
-vkws_token_ok(const struct http_req *r)
-{
-	(void)r;
-	return 0;
-}
-
-void
-vkws_ws_opened(struct conn *c, const struct http_req *r)
-{
-	(void)r;
-	vkws_count.ws_pending++;
-	c->t_open_wall = vkws_wall_ms();
-}
-
-void
-vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n)
-{
-	static const char err[] =
-	    "{\"type\":\"error\",\"code\":-4,\"msg\":\"not authenticated\"}";
-
-	(void)op;
-	(void)p;
-	(void)n;
-	(void)vkws_tx_frame(c, WS_OP_TEXT, err, sizeof(err) - 1);
-}
-
-void
-vkws_ws_closed(struct conn *c)
-{
-	if (vkws_count.ws_open > 0)
-		vkws_count.ws_open--;
-	if (c->kind == K_CHAT && !c->authed && vkws_count.ws_pending > 0)
-		vkws_count.ws_pending--;
-}
-
-int64_t
-vkws_ws_timer(struct conn *c, int64_t now)
-{
-	(void)c;
-	(void)now;
-	return INT64_MAX;
-}
-
-void
-vkws_ws_shutdown(struct conn *c)
-{
-	(void)c;
 }
 
 /* Paths served here and the one method each accepts. */
@@ -150,6 +99,7 @@ vkws_http_other(struct conn *c, const struct http_req *r,
 void
 vkws_after_pass(void)
 {
+	vkws_store_sync();
 }
 
 void

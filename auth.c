@@ -18,9 +18,10 @@
 /* Bytes of header plus payload once decoded: base64url carries three
  * bytes in four characters. */
 #define JWT_DEC_MAX (VKWS_TOKEN_MAX / 4 * 3)
-/* JSON tokens for one decoded part: every token but the root takes at
- * least two bytes (a value and a separator or bracket), so this many
- * always suffice and a payload is never refused for want of tokens. */
+/* JSON tokens for one decoded part. A value of t tokens takes at least
+ * 2t - 1 bytes (by induction: each element or member adds a separator or
+ * a key), so this many always suffice and no payload is refused for want
+ * of tokens. */
 #define JWT_TOKENS (JWT_DEC_MAX / 2 + 1)
 
 /* The RFC 7515 5.1 header every vkws token carries. */
@@ -70,7 +71,8 @@ jwt_b64url_encode(const uint8_t *in, size_t n, char *out, size_t cap)
 	if (need > cap)
 		return JWT_ERR_SPACE;
 	for (i = 0; n - i >= 3; i += 3) {
-		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
 		out[k++] = b64url[v >> 18];
 		out[k++] = b64url[v >> 12 & 63];
 		out[k++] = b64url[v >> 6 & 63];

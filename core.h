@@ -8,6 +8,8 @@
 #define VKWS_CORE_H
 
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 #include "vkws.h"
 #include "http.h"
@@ -37,6 +39,9 @@ struct conn {
 	uint8_t close_rcvd;	/* the peer's close frame came */
 	uint8_t authed;		/* a valid token was presented */
 	uint8_t tls;		/* served over TLS */
+	uint8_t held;		/* frames wait for send-queue room */
+	uint8_t ready;		/* TLS plaintext waits inside the engine */
+	uint16_t tls_slot;	/* TLS engine of this connection */
 	uint16_t close_code;	/* the code of our close frame */
 	struct ws_rx rx;	/* fragmentation and UTF-8 state */
 	uint32_t frag;		/* rxbuf: bytes of the open message ... */
@@ -79,12 +84,14 @@ struct vkws_counts {
 	uint64_t accepted, upgrades, refused_full, accept_errors;
 	uint64_t http_requests, http_errors;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+	uint64_t refused_tls;	/* TLS engine pool full */
 	uint64_t protocol_errors, timeouts_handshake, closes_abnormal;
 	uint64_t closes[8];	/* by code: see vkws_count_close() */
 	uint64_t auth_ok, auth_failures, rate_limited, dropped_slow;
 	uint64_t queue_hwm;	/* largest send queue seen (bytes) */
 	uint64_t api_requests;
 	uint64_t store_failures;
+	uint64_t rooms;		/* rooms in the table */
 };
 
 extern struct conn vkws_conns[VKWS_SLOTS];
@@ -116,7 +123,122 @@ void vkws_linger(struct conn *c);
 void vkws_http_reply(struct conn *c, int status, const char *extra,
     const char *type, const void *body, size_t n, int keep);
 
+/* ---- Rooms, users and client ids (vkws.c) ----------------------------- */
+
+struct room;
+struct json_out;
+
+/* Write c's clientId (at most VKWS_CLIENT_ID_MAX bytes, no NUL). */
+size_t vkws_client_id(const struct conn *c, char *out);
+/* The open WebSocket a clientId names, or NULL. */
+struct conn *vkws_conn_by_id(const char *s, size_t n);
+/* {"clientId":..,"userId":..,"userInfo":..} of c. */
+void vkws_out_user(struct json_out *o, const struct conn *c);
+/* Queue a text frame for c; a full queue closes c with 1013. Returns 1
+ * if queued, else 0. */
+int vkws_deliver(struct conn *c, const char *p, size_t n);
+struct room *vkws_room_find(const char *name, size_t n);
+int vkws_room_name_ok(const char *name, size_t n);
+int vkws_room_is_member(const struct conn *c, const struct room *r);
+int vkws_room_is_default(const struct room *r);
+/* Join: check (1 already a member, 0 may join, else VKWS_E*), then do:
+ * user_join to all members, user_list and history to c. */
+int vkws_join_check(const struct conn *c, const char *name, size_t n,
+    struct room **rp);
+void vkws_join(struct conn *c, const char *name, size_t n, uint64_t since);
+/* Leave: check (0, VKWS_ENOTFOUND, VKWS_EPERM), then do. */
+int vkws_leave_check(const struct conn *c, const char *name, size_t n,
+    struct room **rp);
+void vkws_leave(struct conn *c, struct room *r);
+/* Chat: encode, store and keep as history (returns the length, or
+ * VKWS_ELIMIT / VKWS_ESTORE), then send what was encoded to r. */
+int vkws_chat_encode(const struct conn *c, struct room *r,
+    const char *text, size_t n);
+int vkws_chat_send(struct room *r, size_t n);
+/* History of r as a JSON array; returns whether it is complete. */
+int vkws_history_write(const struct room *r, uint64_t since, size_t limit,
+    struct json_out *o);
+void vkws_history_add(struct room *r, uint64_t seq, const char *p,
+    size_t n);
+void vkws_user_added(struct conn *c);
+int vkws_user_exists(const char *uid, size_t n);
+void vkws_user_removed(struct conn *c);
+void vkws_rooms_init(void);
+size_t vkws_rooms_static_size(void);
+
+/* ---- Storage (store.c) ---------------------------------------------- */
+
+/* Each returns 0, or -1 if the record could not be written. Without
+ * --data-dir they do nothing and succeed. */
+int vkws_store_chat(const char *room, size_t n, uint64_t seq,
+    const char *frame, size_t fn);
+int vkws_store_room(const char *room, size_t n, uint32_t max_clients,
+    int persistent);
+int vkws_store_room_deleted(const char *room, size_t n);
+
+/* Open --data-dir (if set) and replay the log into the room table.
+ * Returns 0, or -1 with a log line if the server must not start. */
+int vkws_store_open(struct vkws_config *c);
+/* Once per pass: make the records of the pass durable (--fsync batch). */
+void vkws_store_sync(void);
+/* Replay: restore a room / a chat message (vkws.c). */
+int vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
+    int persistent, uint64_t seq);
+int vkws_restore_chat(const char *room, size_t n, uint64_t seq,
+    const char *frame, size_t fn);
+int vkws_restore_room_deleted(const char *room, size_t n);
+void vkws_restore_done(void);
+/* Compaction: every kept room, then each room's kept history. */
+typedef void vkws_store_room_fn(const char *room, size_t n,
+    uint32_t max_clients, int persistent, uint64_t seq, void *arg);
+typedef void vkws_store_chat_fn(const char *room, size_t n, uint64_t seq,
+    const char *frame, size_t fn, void *arg);
+void vkws_room_each(vkws_store_room_fn *fn, void *arg);
+void vkws_history_each(const char *room, size_t n, vkws_store_chat_fn *fn,
+    void *arg);
+
+/* ---- TLS (tls.c) ---------------------------------------------------- */
+/*
+ * The TLS transport: a static pool of VKWS_MAX_TLS_CONNS BearSSL server
+ * engines. The core calls these for every connection with c->tls set;
+ * above them only plaintext exists.
+ */
+
+/* Load --cert and --key (at start); -1 with a log line naming the file. */
+int vkws_tls_init(struct vkws_config *c);
+/* SIGHUP: load the pair again; on failure keep the old one. */
+void vkws_tls_reload(void);
+/* Take an engine for a new connection; -1 if the pool is full. */
+int vkws_tls_accept(struct conn *c);
+/* Plaintext in: bytes read, 0 at EOF (or close_notify), -1 with errno
+ * (EAGAIN: wait for poll()). */
+ssize_t vkws_tls_recv(struct conn *c, void *p, size_t n);
+/* Plaintext out: bytes taken, or -1 with errno (EAGAIN). Pushes what it
+ * can of the records to the socket. */
+ssize_t vkws_tls_send(struct conn *c, const struct iovec *iov, int n);
+/* Push records still held: 0 when all are out, 1 if some wait for
+ * POLLOUT, -1 on error. */
+int vkws_tls_flush(struct conn *c);
+/* Queue close_notify. */
+void vkws_tls_close(struct conn *c);
+/* Whether decrypted plaintext waits in the engine (poll() cannot see
+ * it). */
+int vkws_tls_pending(const struct conn *c);
+/* The socket events the engine needs for the plaintext wishes ev. */
+short vkws_tls_events(const struct conn *c, short ev);
+/* Give the engine back. */
+void vkws_tls_free(struct conn *c);
+/* Static bytes of the pool, for --budget. */
+size_t vkws_tls_static_size(void);
+/* The negotiated cipher suite of a TLS connection, or NULL. */
+const char *vkws_tls_cipher(const struct conn *c);
+
 /* ---- Hooks the protocol layer (api.c) implements --------------------- */
+
+/* chat.c: seed the generator behind reconnect spreads. */
+int vkws_chat_init(struct vkws_config *c);
+/* Whether json[0..n) is one valid JSON object. */
+int vkws_json_is_object(const char *json, size_t n);
 
 int vkws_api_init(struct vkws_config *c);
 void vkws_api_stop(void);

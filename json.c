@@ -644,7 +644,7 @@ json_int_trunc(const struct json_doc *d, int i, int64_t *out)
 	const char *s;
 	size_t k, n, ip, id, nd;
 	uint64_t v = 0;
-	long e = 0, want, pos;
+	int64_t e = 0, want, pos;
 	int neg, eneg = 0, nonzero = 0;
 	char digits_at;
 
@@ -679,7 +679,7 @@ json_int_trunc(const struct json_doc *d, int i, int64_t *out)
 		return 0;
 	}
 	/* The integer part is the first id + e digits, zeros past nd. */
-	want = (long)id + e;
+	want = (int64_t)id + e;
 	for (pos = 0; pos < want; pos++) {
 		if ((size_t)pos < nd) {
 			/* Skip the '.' between the two digit runs. */
@@ -724,53 +724,65 @@ json_out_lit(struct json_out *o, const char *lit)
 	json_out_raw(o, lit, strlen(lit));
 }
 
+/*
+ * The escape for the character at u[0..left) into esc, its length (0 if
+ * the byte goes out as is), and in *len how many input bytes it stands
+ * for.
+ */
+static size_t
+escape(const unsigned char *u, size_t left, char esc[6], size_t *len)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	*len = 1;
+	esc[0] = '\\';
+	switch (u[0]) {
+	case '"': esc[1] = '"'; return 2;
+	case '\\': esc[1] = '\\'; return 2;
+	case '\b': esc[1] = 'b'; return 2;
+	case '\f': esc[1] = 'f'; return 2;
+	case '\n': esc[1] = 'n'; return 2;
+	case '\r': esc[1] = 'r'; return 2;
+	case '\t': esc[1] = 't'; return 2;
+	default: break;
+	}
+	/* RFC 8259 7: control characters MUST be escaped. */
+	if (u[0] < 0x20) {
+		memcpy(esc + 1, "u00", 3);
+		esc[4] = hex[u[0] >> 4];
+		esc[5] = hex[u[0] & 0xf];
+		return 6;
+	}
+	/* U+2028 and U+2029 end a line in JavaScript. */
+	if (u[0] == 0xe2 && left >= 3 && u[1] == 0x80 &&
+	    (u[2] == 0xa8 || u[2] == 0xa9)) {
+		memcpy(esc + 1, u[2] == 0xa8 ? "u2028" : "u2029", 5);
+		*len = 3;
+		return 6;
+	}
+	return 0;
+}
+
 void
 json_out_str(struct json_out *o, const char *s, size_t n)
 {
-	static const char hex[] = "0123456789abcdef";
 	const unsigned char *u = (const unsigned char *)s;
-	size_t i, run = 0;
+	size_t i = 0, run = 0, en, len;
 	char esc[6];
-	size_t en;
 
 	json_out_raw(o, "\"", 1);
-	for (i = 0; i < n; i++) {
-		en = 0;
-		if (u[i] == '"' || u[i] == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)u[i];
-			en = 2;
-		} else if (u[i] < 0x20) {
-			/* RFC 8259 7: control characters MUST be escaped. */
-			esc[0] = '\\';
-			en = 2;
-			switch (u[i]) {
-			case '\b': esc[1] = 'b'; break;
-			case '\f': esc[1] = 'f'; break;
-			case '\n': esc[1] = 'n'; break;
-			case '\r': esc[1] = 'r'; break;
-			case '\t': esc[1] = 't'; break;
-			default:
-				memcpy(esc + 1, "u00", 3);
-				esc[4] = hex[u[i] >> 4];
-				esc[5] = hex[u[i] & 0xf];
-				en = 6;
-			}
-		} else if (u[i] == 0xe2 && n - i >= 3 && u[i + 1] == 0x80 &&
-		    (u[i + 2] == 0xa8 || u[i + 2] == 0xa9)) {
-			/* U+2028 and U+2029 end a line in JavaScript. */
-			memcpy(esc, u[i + 2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
-			en = 6;
-		}
-		if (en == 0) {
+	/* Copy runs of plain bytes whole; stop only for an escape. */
+	while (i < n) {
+		if ((en = escape(u + i, n - i, esc, &len)) == 0) {
 			run++;
+			i++;
 			continue;
 		}
-		json_out_raw(o, s + i - run, run);
+		if (run > 0)
+			json_out_raw(o, s + i - run, run);
 		json_out_raw(o, esc, en);
 		run = 0;
-		if (en == 6 && u[i] == 0xe2)
-			i += 2;
+		i += len;
 	}
 	if (run > 0)
 		json_out_raw(o, s + n - run, run);

@@ -9,8 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "vkws.h"
 
 static struct vkws_config config;
@@ -236,6 +238,54 @@ load_secret(struct vkws_config *c)
 	return 0;
 }
 
+/*
+ * vkws token --uid U [--ttl S] [--info JSON] [server flags]: print a
+ * token signed with the server's secret.
+ */
+static int
+cmd_token(struct vkws_config *c, int argc, char **argv)
+{
+	static char tok[VKWS_TOKEN_MAX + 1];
+	const char *uid = NULL, *info = NULL;
+	char *fwd[64];
+	long ttl = 0;
+	int i, nf = 1, n;
+
+	fwd[0] = argv[0];
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--uid") == 0 && i + 1 < argc)
+			uid = argv[++i];
+		else if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc)
+			ttl = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--info") == 0 && i + 1 < argc)
+			info = argv[++i];
+		else if (nf < 63)
+			fwd[nf++] = argv[i];
+	}
+	fwd[nf] = NULL;
+	if (uid == NULL || ttl < 0 || parse_flags(c, nf, fwd, 1) != 0 ||
+	    load_secret(c) < 0) {
+		fprintf(stderr, "usage: vkws token --uid U [--ttl SECONDS] "
+		    "[--info JSON] [--secret S | --secret-file F]\n");
+		return 2;
+	}
+	if (c->secret_len == 0) {
+		fprintf(stderr, "vkws: no secret (--secret, --secret-file or "
+		    "VKWS_SECRET)\n");
+		return 2;
+	}
+	n = jwt_sign(c->secret, c->secret_len, uid, strlen(uid),
+	    ttl > 0 ? (int64_t)time(NULL) + ttl : 0, info,
+	    info ? strlen(info) : 0, tok, sizeof(tok) - 1);
+	if (n < 0) {
+		fprintf(stderr, "vkws: cannot make a token (uid of 1 to %d "
+		    "bytes, --info a JSON object)\n", VKWS_UID_MAX);
+		return 2;
+	}
+	tok[n] = '\n';
+	return write(STDOUT_FILENO, tok, (size_t)n + 1) == n + 1 ? 0 : 1;
+}
+
 static int
 die_usage(const char *what, const char *arg)
 {
@@ -250,6 +300,8 @@ main(int argc, char **argv)
 	int r;
 
 	vkws_config_default(&config);
+	if (argc > 1 && strcmp(argv[1], "token") == 0)
+		return cmd_token(&config, argc - 1, argv + 1);
 	r = parse_flags(&config, argc, argv, 1);
 	if (r == CLI_HELP) {
 		fputs(usage, stdout);

@@ -65,6 +65,8 @@
 #define VKWS_CLOSE_TIMEOUT 5		/* wait for the peer's close */
 #define VKWS_SHUTDOWN_GRACE 2		/* SIGTERM: flush, then exit */
 #define VKWS_ACTIVE_WINDOW 60		/* --active-window */
+/* server_shutdown.reconnectIn is spread over 0..this (ms). */
+#define VKWS_RECONNECT_SPREAD_MS 5000
 
 /* Unauthenticated WebSocket connections (--max-pending). */
 #ifdef VKWS_PROFILE_SMALL

@@ -57,6 +57,7 @@
 #define DRAIN_NS (2 * NS)	/* wait for in-flight replies after the run */
 #define CLOSE_WAIT_NS (1 * NS)	/* wait for the server's close */
 #define IDLE_SETTLE_NS (1 * NS)	/* idle: settle before reading VmRSS */
+#define AUTH_WAIT_NS (3 * NS)	/* connect: wait for the auth reply */
 #define FANOUT_RING 65536u	/* fanout: messages tracked in flight */
 #define READ_CHUNK 65536u	/* bytes per read() */
 #define READS_PER_EVENT 8	/* reads per readiness event */
@@ -128,7 +129,8 @@ static struct {
 	uint64_t t_progress;	/* last time a connection opened or died */
 	uint64_t maxmsgs;	/* --count: end the run after this many */
 	int cpu_ok;		/* cpu0 was read at the start of the window */
-	uint64_t cpu0, cpu1;	/* server CPU ticks at t_meas and t_end */
+	int64_t cpu0, cpu1;	/* server CPU ticks at t_meas and t_end */
+	int idle_open;		/* idle: connections open when RSS was read */
 	long rss0, rss1;	/* server VmRSS (KiB) */
 
 	int nopen, nstarted, nrefused, nfailed, njoined, nactive, nstalled;
@@ -285,8 +287,8 @@ mint_token(const char *secret, const char *uid)
 	return tok;
 }
 
-/* utime + stime of a process, in clock ticks; 0 if unreadable. */
-static uint64_t
+/* utime + stime of a process, in clock ticks; -1 if unreadable. */
+static int64_t
 proc_cpu(int pid)
 {
 	char path[64], buf[1024], *p;
@@ -295,24 +297,24 @@ proc_cpu(int pid)
 	int fd, i;
 
 	if (pid <= 0)
-		return 0;
+		return -1;
 	snprintf(path, sizeof path, "/proc/%d/stat", pid);
 	if ((fd = open(path, O_RDONLY)) < 0)
-		return 0;
+		return -1;
 	n = read(fd, buf, sizeof buf - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return -1;
 	buf[n] = '\0';
 	/* The command name may hold spaces: count fields after its ')'. */
 	if ((p = strrchr(buf, ')')) == NULL)
-		return 0;
+		return -1;
 	p++;
 	for (i = 3; i < 14 && p != NULL; i++)
 		p = strchr(p + 1, ' ');
 	if (p == NULL || sscanf(p, " %llu %llu", &ut, &st) != 2)
-		return 0;
-	return ut + st;
+		return -1;
+	return (int64_t)(ut + st);
 }
 
 /* VmRSS of a process in KiB; -1 if unreadable. */
@@ -1048,6 +1050,12 @@ on_fanout_msg(struct conn *c, const uint8_t *p, size_t n)
 		return;
 	}
 	if (jis(p, n, "type", "error")) {
+		if (!c->joined && jnum(p, n, "code", 0) == -4) {
+			/* The server did not take the ?token= upgrade. */
+			g.unsupported = 401;
+			g.fatal = "not authenticated after ?token=";
+			return;
+		}
 		g.errors++;
 		if (g.errors <= 3)
 			fprintf(stderr, "wsload: error: %.*s\n",
@@ -1152,7 +1160,7 @@ start_sending(uint64_t t)
 	g.t_next_pub = t;
 	if (g.phase == P_RUN) {
 		g.cpu0 = proc_cpu(g.pid);
-		g.cpu_ok = g.cpu0 > 0;
+		g.cpu_ok = g.cpu0 >= 0;
 	}
 	if (g.mode == M_ECHO || g.mode == M_TCP) {
 		for (i = 0; i < g.nconns; i++) {
@@ -1289,7 +1297,7 @@ tick(void)
 		if (t >= g.t_meas) {
 			g.phase = P_RUN;
 			g.cpu0 = proc_cpu(g.pid);
-			g.cpu_ok = g.cpu0 > 0;
+			g.cpu_ok = g.cpu0 >= 0;
 		} else {
 			next = g.t_meas;
 		}
@@ -1299,12 +1307,16 @@ tick(void)
 		    g.t_end > t)
 			g.t_end = t;
 		if (g.mode == M_IDLE && g.rss1 == 0 &&
-		    t >= g.t_meas + IDLE_SETTLE_NS)
+		    t >= g.t_meas + IDLE_SETTLE_NS) {
 			g.rss1 = proc_rss(g.pid);
+			g.idle_open = g.nopen;
+		}
 		if (t >= g.t_end) {
 			g.cpu1 = proc_cpu(g.pid);
-			if (g.mode == M_IDLE && g.rss1 == 0)
+			if (g.mode == M_IDLE && g.rss1 == 0) {
 				g.rss1 = proc_rss(g.pid);
+				g.idle_open = g.nopen;
+			}
 			g.phase = P_DRAIN;
 			g.t_phase = t;
 		} else {
@@ -1335,6 +1347,17 @@ tick(void)
 		fanout_pump();
 		if (g.rate > 0 && sending() && g.t_next_pub < next)
 			next = g.t_next_pub;
+	}
+	/* Connect with --secret waits for the auth reply: a server that
+	 * sends none does not support ?token=. */
+	if (g.mode == M_CONNECT && g.secret != NULL && g.fatal == NULL) {
+		for (i = 0; i < g.ntotal; i++)
+			if (g.c[i].st == C_OPEN &&
+			    t - g.c[i].t_start > AUTH_WAIT_NS) {
+				g.unsupported = 401;
+				g.fatal = "no auth reply to ?token=";
+				break;
+			}
 	}
 	/* Connections that sent a close and heard nothing back. */
 	if (g.phase == P_DONE || g.mode == M_CONNECT) {
@@ -1395,7 +1418,7 @@ report(void)
 		break;
 	case M_IDLE: {
 		long d = g.rss1 - g.rss0;
-		int open = g.nopen;
+		int open = g.idle_open;
 
 		if (cpu_us >= 0)
 			snprintf(cpu, sizeof cpu, " cpu_us_per_conn=%.2f",
@@ -1751,10 +1774,10 @@ main(int argc, char **argv)
 	if (g.mode == M_IDLE) {
 		g.rss0 = proc_rss(g.pid);
 		g.cpu0 = proc_cpu(g.pid);
-		g.cpu_ok = g.cpu0 > 0;
+		g.cpu_ok = g.cpu0 >= 0;
 	}
 	g.phase = P_SETUP;
-	g.t_begin = g.t_phase = now_ns();
+	g.t_begin = g.t_phase = g.t_progress = now_ns();
 	if (g.mode == M_CONNECT) {
 		g.nstarted = g.ntotal;	/* workers start in start_sending() */
 		start_sending(g.t_begin);
@@ -1813,7 +1836,7 @@ main(int argc, char **argv)
 	}
 	report();
 	rc = g.errors > 0 ? 1 : 0;
-	if (g.mode == M_IDLE && g.nopen == 0)
+	if (g.mode == M_IDLE && g.idle_open == 0)
 		rc = 1;
 	return rc;
 }

@@ -227,6 +227,22 @@ def test_upgrade_head_exactly_max_with_first_frame(echo_server):
         c.close()
 
 
+def test_upgrade_head_exactly_max_with_largest_first_frame(echo_server):
+    """A head of exactly VKWS_MAX_HEAD and a first frame of VKWS_MAX_MSG
+    bytes in one write: both fit, one after the other."""
+    key = new_key()
+    raw = padded(upgrade_lines("/echo", key), MAX_HEAD)
+    data = bytes(i & 0xFF for i in range(16384))
+    c = echo_server.raw()
+    try:
+        resp = c.request(raw + wsraw.build_frame(wsraw.OP_BINARY, data))
+        check_upgrade(resp, key)
+        op, got, _ = c.recv_message()
+        assert op == wsraw.OP_BINARY and got == data
+    finally:
+        c.close()
+
+
 def test_upgrade_head_one_over_max_431(echo_server):
     raw = padded(upgrade_lines("/echo"), MAX_HEAD + 1)
     resp, c = echo_server.http(raw)

@@ -156,7 +156,11 @@ test_valid(void)
 		CHECK_EQ(parse(good[i]), 0);
 		CHECK(doc.ntok >= 1);
 	}
+}
 
+static void
+test_tokens(void)
+{
 	CHECK_EQ(parse("{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}"), 0);
 	CHECK_EQ(doc.ntok, 10);
 	CHECK(json_is_object(&doc, 0));
@@ -545,6 +549,7 @@ main(void)
 	test_invalid();
 	test_utf8();
 	test_valid();
+	test_tokens();
 	test_truncated();
 	test_limits();
 	test_get();

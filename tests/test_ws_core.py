@@ -264,6 +264,54 @@ def test_many_fragments_one_byte_over_limit(echo_server):
         c.close()
 
 
+def test_limit_in_4096_small_fragments(echo_server):
+    """16384 bytes as 4096 four-byte fragments: the receive buffer keeps
+    the message, not the frame headers around it."""
+    data = text_of(MAX_MSG)
+    pieces = [data[i:i + 4] for i in range(0, MAX_MSG, 4)]
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, pieces)
+        expect_echo_whole(c, OP_TEXT, data, timeout=10)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("ctl", ["ping", "pong", "ping_then_more"])
+def test_control_frame_with_nearly_full_message(echo_server, ctl):
+    """A 125-byte control frame arrives while an open message holds
+    nearly VKWS_MAX_MSG bytes: the message bytes plus that frame exceed
+    one message, and the server must still take the control frame."""
+    first = binary_of(MAX_MSG - 4)
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_BINARY, first, fin=False))
+        op = OP_PONG if ctl == "pong" else OP_PING
+        c.send(build_frame(op, b"c" * 125))
+        if ctl == "ping_then_more":
+            c.send(build_frame(OP_PING, b"d" * 125))
+        if op == OP_PING:
+            f = c.recv_frame()
+            assert f.opcode == OP_PONG and f.payload == b"c" * 125, f
+        if ctl == "ping_then_more":
+            f = c.recv_frame()
+            assert f.opcode == OP_PONG and f.payload == b"d" * 125, f
+        c.send(build_frame(OP_CONT, b"1234", fin=True))
+        expect_echo_whole(c, OP_BINARY, first + b"1234")
+    finally:
+        c.close()
+
+
+def test_close_with_nearly_full_message(echo_server):
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, text_of(MAX_MSG - 1), fin=False))
+        c.send(build_frame(OP_CLOSE, close_payload(1000, b"r" * 123)))
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
 # ---- 5.x: fragmentation ---------------------------------------------------
 
 FRAGMENTATIONS = {
@@ -652,6 +700,61 @@ def test_utf8_invalid_fragment_fails_fast(echo_server):
         c.close()
 
 
+def test_utf8_incomplete_at_end_of_fragmented_message(echo_server):
+    """The last fragment is empty and the message ends inside a code
+    point."""
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_TEXT, [b"ok\xce", b""])
+        c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+def test_utf8_state_does_not_leak_between_messages(echo_server):
+    """A binary message ending in a lead byte does not open a code point
+    for the next text message, and a text message starting with a
+    continuation byte is invalid whatever came before."""
+    c = echo_server.ws()
+    try:
+        send_fragments(c, OP_BINARY, [b"\xf0\x9f", b"\xce"])
+        expect_echo_whole(c, OP_BINARY, b"\xf0\x9f\xce")
+        c.echo(OP_TEXT, b"plain")
+        c.send_text(b"\xba")
+        c.expect_close(CLOSE_BAD_DATA)
+    finally:
+        c.close()
+
+
+def test_utf8_ping_payload_not_checked_inside_text(echo_server):
+    """Control payloads between text fragments are not part of the text:
+    a ping with invalid UTF-8 in the middle of a code point is answered
+    and the message completes."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"a\xf0\x9f", fin=False) +
+               build_frame(OP_PING, b"\xff\xfe\x80") +
+               build_frame(OP_CONT, b"\x98\x80b", fin=True))
+        f = c.recv_frame()
+        assert f.opcode == OP_PONG and f.payload == b"\xff\xfe\x80", f
+        expect_echo_whole(c, OP_TEXT, b"a\xf0\x9f\x98\x80b")
+    finally:
+        c.close()
+
+
+def test_utf8_close_reason_checked_apart_from_open_text(echo_server):
+    """A close with a valid reason while a text message is open inside a
+    code point: the reason is checked on its own, so the answer is the
+    close code, not 1007."""
+    c = echo_server.ws()
+    try:
+        c.send(build_frame(OP_TEXT, b"x\xce", fin=False) +
+               build_frame(OP_CLOSE, close_payload(1000, "\u03bcbye")))
+        c.expect_close(CLOSE_NORMAL, reply=False)
+    finally:
+        c.close()
+
+
 # ---- 7.x: the close handshake -----------------------------------------------
 
 VALID_CLOSE_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
@@ -760,6 +863,62 @@ def test_close_after_echo(echo_server):
         c.expect_close(3000, reply=False)
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("when", ["idle", "mid_message", "mid_frame",
+                                  "after_close"])
+def test_client_half_close(echo_server, when):
+    """The client shuts down its sending side: the server ends the
+    connection (never sending 1005/1006/1015 on the wire) and goes on
+    serving others."""
+    c = echo_server.ws()
+    try:
+        if when == "mid_message":
+            c.send(build_frame(OP_TEXT, b"open", fin=False))
+        elif when == "mid_frame":
+            c.send(build_frame(OP_BINARY, b"x" * 100)[:50])
+        elif when == "after_close":
+            c.send_close(1000)
+        c.sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + 5
+        frames = 0
+        while frames < 10:
+            try:
+                f = c.recv_frame(timeout=max(0.01, end - time.monotonic()))
+            except wsraw.Closed:
+                break
+            except wsraw.Timeout:
+                pytest.fail("server kept the connection after the "
+                            "client's FIN")
+            frames += 1
+            assert f.opcode == OP_CLOSE, f
+            assert f.close_code not in (1005, 1006, 1015), f
+            if when == "after_close":
+                assert f.close_code == CLOSE_NORMAL, f
+        else:
+            pytest.fail("frames after the close")
+        other = echo_server.ws()
+        try:
+            other.echo(OP_TEXT, b"still serving")
+        finally:
+            other.close()
+    finally:
+        c.close()
+
+
+def test_client_reset_mid_message(echo_server):
+    """An abortive close (RST) in the middle of a message harms no one."""
+    c = echo_server.ws()
+    c.send(build_frame(OP_TEXT, b"open", fin=False) +
+           build_frame(OP_BINARY, b"y" * 1000)[:300])
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack("ii", 1, 0))
+    c.close()
+    other = echo_server.ws()
+    try:
+        other.echo(OP_TEXT, b"after a reset")
+    finally:
+        other.close()
 
 
 # ---- first frame with the head, pipelining, split headers ------------------
@@ -884,6 +1043,21 @@ def test_handshake_timeout(server, sent):
         c.close()
 
 
+def test_handshake_timeout_not_applied_after_upgrade(server):
+    """The head deadline ends with the upgrade: an upgraded connection
+    quiet for longer than --handshake-timeout stays open."""
+    s = server("--echo", "--handshake-timeout", "1")
+    c = s.ws()
+    try:
+        c.echo(OP_TEXT, b"upgraded")
+        r, _, _ = select.select([c.sock], [], [], 2.5)
+        assert not r, "the server sent something to a quiet connection: " \
+            "%r" % c.sock.recv(200)
+        c.echo(OP_TEXT, b"still here")
+    finally:
+        c.close()
+
+
 def test_handshake_timeout_slow_head(server):
     """A head trickling in byte by byte is still held to the deadline."""
     s = server("--echo", "--handshake-timeout", "1")
@@ -982,6 +1156,44 @@ def test_slow_reader_does_not_stall_others(server):
         other.close()
 
 
+def test_ping_flood_without_reading(server):
+    """Pings sent without reading the pongs: the server may answer only
+    the latest ping (RFC 6455 5.5.3), stop reading, or close with 1013,
+    but others stay served and what arrives is pongs in order."""
+    s = server("--echo")
+    other = s.ws()
+    flood = s.ws(sock_opts={"rcvbuf": 4096, "sndbuf": 16384})
+    try:
+        frames = b"".join(build_frame(OP_PING, struct.pack("!I", i) +
+                                      b"p" * 121) for i in range(40000))
+        # One pass over the numbered pings at most.
+        flood_until_stalled(flood, frames, max_bytes=len(frames),
+                            max_time=8)
+        for i in range(10):
+            other.echo(OP_TEXT, b"served %d" % i)
+        end = time.monotonic() + 5
+        last = -1
+        n = 0
+        while time.monotonic() < end and n < 100000:
+            try:
+                f = flood.recv_frame(timeout=1.0)
+            except (wsraw.Timeout, wsraw.Closed):
+                break
+            n += 1
+            if f.opcode == OP_CLOSE:
+                assert f.close_code == CLOSE_TRY_AGAIN, f
+                break
+            assert f.opcode == OP_PONG and len(f.payload) == 125, f
+            k = struct.unpack("!I", f.payload[:4])[0]
+            assert k > last, "pong %d after pong %d" % (k, last)
+            assert f.payload[4:] == b"p" * 121, f
+            last = k
+        assert n > 0, "no pong at all"
+    finally:
+        flood.close()
+        other.close()
+
+
 def test_slow_reader_close_code(server):
     """If the server gives up on a client that does not read, it says
     1013; reading what arrived must show only echoes and that close."""
@@ -1022,14 +1234,16 @@ def test_max_conns_503_then_accepts_again(server):
             c = s.ws()
             conns.append(c)
             c.echo(OP_TEXT, b"conn %d" % i)
-        extra = s.raw()
-        try:
-            resp = extra.handshake(s.host, "/echo", check=False)
-            assert resp.status == 503, resp
-            ra = resp.header("retry-after")
-            assert ra is not None and ra.strip().isdigit(), resp
-        finally:
-            extra.close()
+        # Refused upgrades keep no slot: ten in a row, all 503.
+        for _ in range(10):
+            extra = s.raw()
+            try:
+                resp = extra.handshake(s.host, "/echo", check=False)
+                assert resp.status == 503, resp
+                ra = resp.header("retry-after")
+                assert ra is not None and ra.strip().isdigit(), resp
+            finally:
+                extra.close()
         # The four are still served.
         for i, c in enumerate(conns):
             c.echo(OP_TEXT, b"still %d" % i)
@@ -1157,6 +1371,39 @@ def test_sigterm_library_client_sees_1001(server):
             assert ei.value.rcvd.code == CLOSE_GOING_AWAY
     run(go())
     assert s.proc.wait(5) == 0
+
+
+def test_sigterm_stops_accepting(server):
+    """During the shutdown grace no new WebSocket is accepted."""
+    s = server("--echo")
+    c = s.ws()
+    try:
+        c.echo(OP_TEXT, b"up")
+        os.kill(s.proc.pid, signal.SIGTERM)
+        f = c.recv_frame(timeout=5)
+        while f.opcode != OP_CLOSE:
+            f = c.recv_frame(timeout=5)
+        assert f.close_code == CLOSE_GOING_AWAY
+        # The client does not answer yet, so the server is still in its
+        # grace period.
+        upgraded = False
+        try:
+            n = s.raw(timeout=3)
+            try:
+                r = n.handshake(s.host, "/echo", check=False)
+                upgraded = r.status == 101
+            except (wsraw.Closed, AssertionError, OSError):
+                pass
+            finally:
+                n.close()
+        except OSError:
+            pass
+        assert not upgraded, "a new WebSocket was accepted after SIGTERM"
+        c.send_close(CLOSE_GOING_AWAY)
+        c.expect_eof(3)
+        assert s.proc.wait(5) == 0
+    finally:
+        c.close()
 
 
 def test_sigterm_with_stuck_reader_exits(server):

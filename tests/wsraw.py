@@ -300,15 +300,18 @@ class Conn:
         return self.read_response(timeout, body_until_eof)
 
     def expect_eof(self, timeout=3.0, max_bytes=1 << 20):
-        """Wait for the server to close TCP. Returns the bytes that came
-        before EOF (a test may want them empty)."""
+        """Wait for the server to close TCP. Returns the unread bytes
+        that came before EOF, those already buffered included (a test may
+        want them empty)."""
         deadline = time.monotonic() + timeout
-        start = len(self.buf)
         try:
-            while len(self.buf) - start <= max_bytes:
+            while len(self.buf) <= max_bytes:
                 self._fill(deadline)
         except Closed:
-            return bytes(self.buf[start:])
+            return self._take(len(self.buf))
+        except Timeout:
+            raise AssertionError("the server did not close the connection "
+                                 "within %.1f s" % timeout) from None
         raise AssertionError("more than %d bytes and no EOF" % max_bytes)
 
     # -- WebSocket --

@@ -32,10 +32,12 @@
 struct slot {
 	int fd;			/* -1 when free */
 	size_t off, len;	/* pending output is buf[off..len) */
-	unsigned char buf[BUF_SIZE];
+	unsigned char *buf;	/* bufs[] entry: the scan of slots stays small */
 };
 
 static struct slot slots[MAX_SLOTS];
+static unsigned char bufs[MAX_SLOTS][BUF_SIZE];
+static int hi;			/* slots[0..hi) holds every open slot */
 static struct pollfd pfd[MAX_SLOTS + 1];
 static int pidx[MAX_SLOTS + 1];
 static volatile sig_atomic_t stop;
@@ -166,8 +168,10 @@ main(int argc, char **argv)
 		perror("tcp_echo: listen");
 		return 1;
 	}
-	for (i = 0; i < MAX_SLOTS; i++)
+	for (i = 0; i < MAX_SLOTS; i++) {
 		slots[i].fd = -1;
+		slots[i].buf = bufs[i];
+	}
 	while (!stop) {
 		int n = 0, r;
 
@@ -177,7 +181,9 @@ main(int argc, char **argv)
 			pfd[n].events = POLLIN;
 			pidx[n++] = -1;
 		}
-		for (i = 0; i < MAX_SLOTS; i++) {
+		while (hi > 0 && slots[hi - 1].fd < 0)
+			hi--;
+		for (i = 0; i < hi; i++) {
 			struct slot *s = &slots[i];
 
 			if (s->fd < 0)
@@ -209,6 +215,8 @@ main(int argc, char **argv)
 					for (j = 0; slots[j].fd >= 0; j++)
 						;
 					slots[j].fd = c;
+					if (j >= hi)
+						hi = j + 1;
 					nfree--;
 				}
 				continue;

@@ -1,0 +1,532 @@
+/*
+ * chat.c: the chat protocol of PROTOCOL.md sections 2 and 3 on /ws
+ * connections: authentication, requests and their acks, keepalive, the
+ * rate limit. Written on top of the room and user operations of the core
+ * (core.h); it reaches sockets only through the core's queues. No
+ * allocation: requests are parsed into one static token array.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "core.h"
+#include "json.h"
+
+static struct vkws_config *cfg;
+static uint64_t rng_state;
+
+int
+vkws_chat_init(struct vkws_config *c)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	cfg = c;
+	if (fd < 0 || read(fd, &rng_state, sizeof(rng_state)) !=
+	    (ssize_t)sizeof(rng_state)) {
+		vkws_log("cannot read /dev/urandom");
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	rng_state |= 1;
+	return 0;
+}
+
+/* ---- The chat protocol (PROTOCOL.md 2, 3) --------------------------- */
+
+static jsmntok_t toks[VKWS_JSON_TOKENS];
+static char reply_buf[1024];
+static char text_buf[VKWS_MAX_CHAT];
+static char token_buf[VKWS_TOKEN_MAX];
+static struct jwt_claims claims;
+
+/* The msg of each error code (PROTOCOL.md 5); -1 is the seed's text. */
+static const char *
+code_msg(int code)
+{
+	switch (code) {
+	case VKWS_EUNKNOWN: return "未知操作";
+	case VKWS_EINVAL: return "invalid request";
+	case VKWS_ENOTFOUND: return "not found";
+	case VKWS_EPERM: return "not allowed";
+	case VKWS_ELIMIT: return "limit reached";
+	case VKWS_ERATE: return "rate limited";
+	default: return "server error";
+	}
+}
+
+/* One parsed request: its document and the token of its "id", or -1. */
+struct req {
+	struct json_doc d;
+	int id;
+};
+
+static void
+send_text(struct conn *c, const struct json_out *o)
+{
+	if (json_out_ok(o))
+		(void)vkws_deliver(c, o->p, o->n);
+}
+
+/* ,"id":ID for replies that carry the id in their own type. */
+static void
+out_id(struct json_out *o, const struct req *q)
+{
+	const jsmntok_t *t;
+	int s;
+
+	if (q == NULL || q->id < 0)
+		return;
+	t = &q->d.tok[q->id];
+	s = t->type == JSMN_STRING;
+	json_out_lit(o, ",\"id\":");
+	json_out_raw(o, q->d.src + t->start - s,
+	    (size_t)(t->end - t->start + 2 * s));
+}
+
+/* The ack of a request with an id, or an error for one without. */
+static void
+reply(struct conn *c, const struct req *q, int code)
+{
+	struct json_out o;
+
+	if ((q == NULL || q->id < 0) && code == 0)
+		return;
+	json_out_init(&o, reply_buf, sizeof(reply_buf));
+	if (q != NULL && q->id >= 0) {
+		json_out_lit(&o, "{\"type\":\"ack\"");
+		out_id(&o, q);
+		json_out_lit(&o, ",\"code\":");
+	} else
+		json_out_lit(&o, "{\"type\":\"error\",\"code\":");
+	json_out_int(&o, code);
+	if (code != 0) {
+		json_out_lit(&o, ",\"msg\":");
+		json_out_str(&o, code_msg(code), strlen(code_msg(code)));
+	}
+	json_out_lit(&o, "}");
+	send_text(c, &o);
+}
+
+/* A string member of the request, unescaped into out[0..cap). Returns
+ * the length, VKWS_ENOTFOUND if absent, VKWS_EINVAL if not a string or
+ * too long. */
+static int
+get_str(const struct req *q, const char *key, char *out, size_t cap)
+{
+	int t = json_get(&q->d, 0, key), n;
+
+	if (t < 0)
+		return VKWS_ENOTFOUND;
+	if (!json_is_string(&q->d, t))
+		return VKWS_EINVAL;
+	n = json_string(&q->d, t, out, cap);
+	return n < 0 ? VKWS_EINVAL : n;
+}
+
+static void
+send_auth_fail(struct conn *c, const struct req *q, int code)
+{
+	struct json_out o;
+
+	json_out_init(&o, reply_buf, sizeof(reply_buf));
+	json_out_lit(&o, "{\"type\":\"auth\"");
+	out_id(&o, q);
+	json_out_lit(&o, ",\"code\":");
+	json_out_int(&o, code);
+	json_out_lit(&o, code == VKWS_EUNKNOWN ? ",\"msg\":\"认证失败\"}" :
+	    ",\"msg\":\"not allowed\"}");
+	send_text(c, &o);
+}
+
+/* Take the verified claims: first auth or a re-auth of the same uid. */
+static void
+auth_accept(struct conn *c, const struct req *q)
+{
+	struct json_out o;
+	char id[VKWS_CLIENT_ID_MAX];
+	int first = !c->authed;
+
+	c->exp = claims.has_exp ? claims.exp : 0;
+	memcpy(c->info, claims.info, claims.info_len);
+	c->info_len = (uint16_t)claims.info_len;
+	if (first) {
+		memcpy(c->uid, claims.uid, claims.uid_len);
+		c->uid_len = (uint8_t)claims.uid_len;
+		c->authed = 1;
+		c->t_ping = vkws_now_ms() + (int64_t)cfg->ping_interval * 1000;
+		if (vkws_count.ws_pending > 0)
+			vkws_count.ws_pending--;
+		vkws_user_added(c);
+	}
+	vkws_count.auth_ok++;
+	json_out_init(&o, reply_buf, sizeof(reply_buf));
+	json_out_lit(&o, "{\"type\":\"auth\"");
+	out_id(&o, q);
+	json_out_lit(&o, ",\"code\":0,\"msg\":\"连接成功\",\"clientId\":\"");
+	json_out_raw(&o, id, vkws_client_id(c, id));
+	json_out_lit(&o, "\",\"userId\":");
+	json_out_str(&o, c->uid, c->uid_len);
+	json_out_lit(&o, "}");
+	send_text(c, &o);
+	if (first && cfg->default_room[0] != '\0') {
+		size_t n = strlen(cfg->default_room);
+		struct room *r;
+		if (vkws_join_check(c, cfg->default_room, n, &r) == 0)
+			vkws_join(c, cfg->default_room, n, 0);
+	}
+}
+
+/* Verify tok[0..n) for c: accept it, or answer the failure (and close
+ * a connection that was not authenticated with 4001). */
+static void
+authenticate(struct conn *c, const struct req *q, const char *tok, size_t n)
+{
+	int r = jwt_verify(cfg->secret, cfg->secret_len, tok, n,
+	    vkws_wall_ms() / 1000, &claims);
+
+	if (r < 0 || cfg->secret_len == 0) {
+		vkws_count.auth_failures++;
+		send_auth_fail(c, q, VKWS_EUNKNOWN);
+		if (!c->authed)
+			vkws_close(c, WS_CLOSE_AUTH, "auth failed");
+		return;
+	}
+	if (c->authed && (claims.uid_len != c->uid_len ||
+	    memcmp(claims.uid, c->uid, c->uid_len) != 0)) {
+		send_auth_fail(c, q, VKWS_EPERM);
+		return;
+	}
+	auth_accept(c, q);
+}
+
+int
+vkws_token_ok(const struct http_req *r)
+{
+	int n = http_query_get(r->query, "token", token_buf,
+	    sizeof(token_buf));
+
+	return n > 0 && cfg->secret_len > 0 && jwt_verify(cfg->secret,
+	    cfg->secret_len, token_buf, (size_t)n, vkws_wall_ms() / 1000,
+	    &claims) == 0;
+}
+
+void
+vkws_ws_opened(struct conn *c, const struct http_req *r)
+{
+	int n;
+
+	vkws_count.ws_pending++;
+	c->t_open_wall = vkws_wall_ms();
+	c->rate_tokens = (int64_t)cfg->rate_burst * 1000;
+	c->rate_t = c->t_open;
+	/* PROTOCOL.md 7: the upgrade completes either way; the token is
+	 * answered like an auth message. */
+	n = http_query_get(r->query, "token", token_buf, sizeof(token_buf));
+	if (n >= 0 || n == -2)
+		authenticate(c, NULL, token_buf, n > 0 ? (size_t)n : 0);
+}
+
+/*
+ * The token bucket of PROTOCOL.md 3: --rate messages a second, --rate-burst
+ * at once. Returns 0 if the message may go on; otherwise answers -6 and,
+ * after --rate-grace seconds of refusals in every second, closes 1008.
+ */
+static int
+rate_check(struct conn *c, const struct req *q)
+{
+	int64_t now = vkws_now_ms(), max;
+
+	if (cfg->rate == 0)
+		return 0;
+	max = (int64_t)cfg->rate_burst * 1000;
+	c->rate_tokens += (now - c->rate_t) * (int64_t)cfg->rate;
+	if (c->rate_tokens > max)
+		c->rate_tokens = max;
+	c->rate_t = now;
+	if (c->rate_tokens >= 1000) {
+		c->rate_tokens -= 1000;
+		return 0;
+	}
+	vkws_count.rate_limited++;
+	if (c->rate_over_since == 0 || now - c->rate_last_over > 1000)
+		c->rate_over_since = now;
+	c->rate_last_over = now;
+	reply(c, q, VKWS_ERATE);
+	if (now - c->rate_over_since >= (int64_t)cfg->rate_grace * 1000)
+		vkws_close(c, WS_CLOSE_POLICY, "rate limit");
+	return -1;
+}
+
+/* The room a request names, or the default room without "room". */
+static int
+req_room(const struct req *q, char *out, size_t cap)
+{
+	int n = get_str(q, "room", out, cap);
+
+	if (n == VKWS_ENOTFOUND) {
+		n = (int)strlen(cfg->default_room);
+		if (n == 0)
+			return VKWS_ENOTFOUND;
+		memcpy(out, cfg->default_room, (size_t)n);
+		return n;
+	}
+	if (n >= 0 && !vkws_room_name_ok(out, (size_t)n))
+		return VKWS_EINVAL;
+	return n;
+}
+
+static void
+do_chat(struct conn *c, const struct req *q)
+{
+	static char room[VKWS_ROOM_NAME_MAX];
+	struct room *r;
+	int tn = get_str(q, "content", text_buf, sizeof(text_buf));
+	int rn = req_room(q, room, sizeof(room)), len;
+
+	if (tn < 0 || rn < 0) {
+		reply(c, q, tn == VKWS_EINVAL || tn == VKWS_ENOTFOUND ||
+		    rn == VKWS_EINVAL ? VKWS_EINVAL : rn);
+		return;
+	}
+	if ((r = vkws_room_find(room, (size_t)rn)) == NULL) {
+		reply(c, q, VKWS_ENOTFOUND);
+		return;
+	}
+	if (!vkws_room_is_member(c, r)) {
+		reply(c, q, VKWS_EPERM);
+		return;
+	}
+	if ((len = vkws_chat_encode(c, r, text_buf, (size_t)tn)) < 0) {
+		if (len == VKWS_ESTORE)
+			vkws_count.store_failures++;
+		reply(c, q, len);
+		return;
+	}
+	/* PROTOCOL.md 7: the sender's own copy comes after its ack. */
+	reply(c, q, 0);
+	(void)vkws_chat_send(r, (size_t)len);
+}
+
+static void
+do_private(struct conn *c, const struct req *q)
+{
+	static char uid[VKWS_UID_MAX];
+	static char frame[VKWS_MAX_OUT];
+	struct json_out o;
+	int un = get_str(q, "targetUserId", uid, sizeof(uid));
+	int tn = get_str(q, "content", text_buf, sizeof(text_buf));
+
+	if (un <= 0 || tn < 0) {
+		reply(c, q, VKWS_EINVAL);
+		return;
+	}
+	if (!vkws_user_exists(uid, (size_t)un)) {
+		reply(c, q, VKWS_ENOTFOUND);
+		return;
+	}
+	json_out_init(&o, frame, sizeof(frame));
+	json_out_lit(&o, "{\"type\":\"private\",\"from\":");
+	vkws_out_user(&o, c);
+	json_out_lit(&o, ",\"message\":");
+	json_out_str(&o, text_buf, (size_t)tn);
+	json_out_lit(&o, ",\"timestamp\":");
+	json_out_int(&o, vkws_wall_ms());
+	json_out_lit(&o, "}");
+	if (!json_out_ok(&o)) {
+		reply(c, q, VKWS_ELIMIT);
+		return;
+	}
+	reply(c, q, 0);
+	(void)vkws_send_to_user(uid, (size_t)un, o.p, o.n);
+}
+
+static void
+do_join(struct conn *c, const struct req *q)
+{
+	static char room[VKWS_ROOM_NAME_MAX];
+	int n = get_str(q, "room", room, sizeof(room));
+	int st = json_get(&q->d, 0, "since"), e;
+	int64_t since = 0;
+	struct room *r;
+
+	if (n < 0 || !vkws_room_name_ok(room, (size_t)n) || (st >= 0 &&
+	    (json_int(&q->d, st, &since) < 0 || since < 0))) {
+		reply(c, q, VKWS_EINVAL);
+		return;
+	}
+	if ((e = vkws_join_check(c, room, (size_t)n, &r)) < 0) {
+		reply(c, q, e);
+		return;
+	}
+	reply(c, q, 0);
+	if (e == 0)
+		vkws_join(c, room, (size_t)n, (uint64_t)since);
+}
+
+static void
+do_leave(struct conn *c, const struct req *q)
+{
+	static char room[VKWS_ROOM_NAME_MAX];
+	int n = get_str(q, "room", room, sizeof(room)), e;
+	struct room *r;
+
+	if (n < 0 || !vkws_room_name_ok(room, (size_t)n)) {
+		reply(c, q, VKWS_EINVAL);
+		return;
+	}
+	if ((e = vkws_leave_check(c, room, (size_t)n, &r)) < 0) {
+		reply(c, q, e);
+		return;
+	}
+	reply(c, q, 0);
+	vkws_leave(c, r);
+}
+
+static void
+do_auth(struct conn *c, const struct req *q)
+{
+	int n = get_str(q, "token", token_buf, sizeof(token_buf));
+
+	authenticate(c, q, token_buf, n > 0 ? (size_t)n : 0);
+}
+
+/* Whether the "id" of a request is usable: a number, or a string of at
+ * most VKWS_REQ_ID_MAX bytes (PROTOCOL.md 3). */
+static int
+id_ok(const struct json_doc *d, int t)
+{
+	if (json_is_number(d, t))
+		return 1;
+	return json_is_string(d, t) && json_string(d, t, text_buf,
+	    VKWS_REQ_ID_MAX) >= 0;
+}
+
+void
+vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n)
+{
+	static struct req q;
+	int type;
+
+	q.id = -1;
+	/* PROTOCOL.md 7: a binary frame, a frame that is not a JSON object,
+	 * or one without a string type is -2. */
+	if (op != WS_OP_TEXT || json_parse(&q.d, toks, VKWS_JSON_TOKENS,
+	    (const char *)p, n) < 0 || !json_is_object(&q.d, 0)) {
+		reply(c, NULL, VKWS_EINVAL);
+		return;
+	}
+	if ((q.id = json_get(&q.d, 0, "id")) >= 0 && !id_ok(&q.d, q.id)) {
+		q.id = -1;
+		reply(c, NULL, VKWS_EINVAL);
+		return;
+	}
+	type = json_get(&q.d, 0, "type");
+	if (type < 0 || !json_is_string(&q.d, type)) {
+		reply(c, &q, VKWS_EINVAL);
+		return;
+	}
+	if (rate_check(c, &q) < 0)
+		return;
+	if (json_streq(&q.d, type, "auth"))
+		do_auth(c, &q);
+	else if (!c->authed)
+		reply(c, &q, VKWS_EPERM);
+	else if (json_streq(&q.d, type, "chat"))
+		do_chat(c, &q);
+	else if (json_streq(&q.d, type, "private"))
+		do_private(c, &q);
+	else if (json_streq(&q.d, type, "join"))
+		do_join(c, &q);
+	else if (json_streq(&q.d, type, "leave"))
+		do_leave(c, &q);
+	else if (json_streq(&q.d, type, "ping")) {
+		struct json_out o;
+		json_out_init(&o, reply_buf, sizeof(reply_buf));
+		json_out_lit(&o, "{\"type\":\"pong\"");
+		out_id(&o, &q);
+		json_out_lit(&o, "}");
+		send_text(c, &o);
+	} else if (json_streq(&q.d, type, "pong"))
+		reply(c, &q, 0);
+	else
+		reply(c, &q, VKWS_EUNKNOWN);
+}
+
+void
+vkws_ws_closed(struct conn *c)
+{
+	if (vkws_count.ws_open > 0)
+		vkws_count.ws_open--;
+	if (c->kind != K_CHAT)
+		return;
+	if (!c->authed && vkws_count.ws_pending > 0)
+		vkws_count.ws_pending--;
+	vkws_user_removed(c);
+}
+
+int64_t
+vkws_ws_timer(struct conn *c, int64_t now)
+{
+	static const char ping[] = "{\"type\":\"ping\"}";
+	int64_t next, exp_at;
+
+	if (!c->authed) {
+		next = c->t_open + (int64_t)cfg->auth_timeout * 1000;
+		if (now >= next) {
+			vkws_close(c, WS_CLOSE_AUTH, "auth timeout");
+			return INT64_MAX;
+		}
+		return next;
+	}
+	if (c->exp != 0) {
+		/* exp is wall-clock seconds; map it onto the monotonic
+		 * clock the loop sleeps by. */
+		exp_at = now + (c->exp * 1000 - vkws_wall_ms());
+		if (exp_at <= now) {
+			vkws_close(c, WS_CLOSE_AUTH, "token expired");
+			return INT64_MAX;
+		}
+	} else
+		exp_at = INT64_MAX;
+	if (cfg->ping_interval > 0 && now >= c->t_ping) {
+		(void)vkws_deliver(c, ping, sizeof(ping) - 1);
+		c->t_ping = now + (int64_t)cfg->ping_interval * 1000;
+	}
+	next = cfg->ping_interval > 0 ? c->t_ping : INT64_MAX;
+	return exp_at < next ? exp_at : next;
+}
+
+/* xorshift64*: enough to spread reconnect times, seeded at start. */
+static uint32_t
+rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (uint32_t)((rng_state * 2685821657736338717ULL) >> 32);
+}
+
+void
+vkws_ws_shutdown(struct conn *c)
+{
+	struct json_out o;
+
+	json_out_init(&o, reply_buf, sizeof(reply_buf));
+	json_out_lit(&o, "{\"type\":\"server_shutdown\",\"reconnectIn\":");
+	json_out_uint(&o, rng() % (VKWS_RECONNECT_SPREAD_MS + 1));
+	json_out_lit(&o, "}");
+	send_text(c, &o);
+}
+
+int
+vkws_json_is_object(const char *json, size_t n)
+{
+	struct json_doc d;
+
+	return json_parse(&d, toks, VKWS_JSON_TOKENS, json, n) == 0 &&
+	    json_is_object(&d, 0);
+}
+
