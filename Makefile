@@ -26,19 +26,92 @@ CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all \
 LDFLAGS += -fsanitize=address,undefined
 endif
 
+# ---- Embedded builds: CROSS, STATIC, PROFILE (issue 7) -----------------
+# make CROSS=armhf | CROSS=arm64   Debian cross gcc, into build-armhf/ etc.
+# make STATIC=1                    fully static binary, build-static/
+# make PROFILE=small               -DVKWS_PROFILE_SMALL (vkws.h), build-small/
+# They combine (build-armhf-small-static/). A variant builds $(O)/vkws and
+# its unit tests and never touches ./vkws, which stays the host build.
+# ARM binaries run under qemu-user: $(QEMU) $(O)/vkws (binfmt is not
+# assumed). STACK_MAX is the largest stack frame a function may have
+# (bytes): gcc fails the build past it (-Wstack-usage), and `make size`
+# reports every function's frame from the -fstack-usage files.
+STACK_MAX ?= 1024
+ifneq ($(CROSS),)
+ifeq ($(CROSS),armhf)
+CROSS_TRIPLE := arm-linux-gnueabihf
+QEMU := qemu-arm -L /usr/arm-linux-gnueabihf
+# 32-bit ARM: 64-bit off_t and ino_t (stat() and readdir() fail with
+# EOVERFLOW on a file system with large inode numbers, and a log may pass
+# 2 GiB) and 64-bit time_t (a router still running in 2038; JWT exp goes
+# to 9999). glibc 2.34+ supports both; on 64-bit targets they are no-ops.
+CPPFLAGS += -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
+else ifeq ($(CROSS),arm64)
+CROSS_TRIPLE := aarch64-linux-gnu
+QEMU := qemu-aarch64 -L /usr/aarch64-linux-gnu
+else
+$(error CROSS must be armhf or arm64)
+endif
+ifeq ($(origin CC),default)
+CC := $(CROSS_TRIPLE)-gcc
+else ifeq ($(origin CC),file)
+CC := $(CROSS_TRIPLE)-gcc
+endif
+endif
+ifeq ($(PROFILE),small)
+CPPFLAGS += -DVKWS_PROFILE_SMALL
+else ifneq ($(filter-out default,$(PROFILE)),)
+$(error PROFILE must be small or default)
+endif
+ifeq ($(STATIC),1)
+LDFLAGS += -static
+endif
+VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small,$(PROFILE)),-small)$(if $(filter 1,$(STATIC)),-static)
+ifeq ($(origin O),file)
+O := build$(VARIANT)
+endif
+ifneq ($(VARIANT),)
+ifneq ($(filter vkws all,$(MAKECMDGOALS)),)
+$(error a CROSS/STATIC/PROFILE build goes to $(O)/vkws: run make without a goal, or make $(O)/vkws)
+endif
+.DEFAULT_GOAL := variant
+endif
+# gcc only: clang has no -Wstack-usage (its frames are checked by
+# -Wframe-larger-than above and by `make size`).
+ifeq ($(shell $(CC) --version 2>/dev/null | grep -c clang),0)
+CFLAGS += -Wstack-usage=$(STACK_MAX)
+endif
+CFLAGS += -fstack-usage
+# libFuzzer instrumentation of the library objects (make fuzz sets it).
+ifeq ($(FUZZ),1)
+CFLAGS  += -fsanitize=fuzzer-no-link,address,undefined \
+           -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+# ---- end of the embedded-builds block ----------------------------------
+
 SRCS  := $(sort $(wildcard *.c))
 HDRS  := $(wildcard *.h)
 LIB   := $(filter-out main.c,$(SRCS))
 LOBJS := $(LIB:%.c=$(O)/%.o)
+# The chat page, compiled in from web/ (see "The built-in chat page").
+LOBJS += $(O)/web_assets.o
 TESTS := $(patsubst tests/%.c,$(O)/tests/%,$(wildcard tests/test_*.c))
+# Fuzz replay drivers (issue 7): each libFuzzer target built with this
+# compiler and a main() that runs its committed corpus; built and run with
+# the unit tests.
+FUZZ_TARGETS ?= $(sort $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c)))
+FUZZ_REPLAYS := $(FUZZ_TARGETS:%=$(O)/fuzz/replay_%)
+TESTS += $(FUZZ_REPLAYS)
 
 .PHONY: all run test unit integration asan lint clean deps-build deps-test \
         check-alloc check-prefix
 
 all: vkws
 
+# Copy then rename, so a running ./vkws does not make the build fail.
 vkws: $(O)/vkws
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(O)/vkws: $(O)/main.o $(LOBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -55,7 +128,7 @@ $(O):
 # Debian packages each step needs; installed only when missing.
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
-             python3-pytest
+             python3-pytest curl openssl chromium nodejs npm
 
 deps-build:
 	@sh tests/deps.sh $(BUILD_DEPS)
@@ -91,3 +164,87 @@ lint:
 
 clean:
 	rm -rf build build-asan vkws tests/__pycache__ .pytest_cache
+
+# ---- Embedded-grade checks (issue 7): cross, fuzz, size ----------------
+
+# What a CROSS/STATIC/PROFILE build makes by default (see the top).
+variant: $(O)/vkws $(TESTS)
+
+# Objects follow their flags: each build directory keeps the command line
+# it was compiled with in $(O)/.flags, and a change rebuilds it (say the
+# armhf LFS flags, or another STACK_MAX), so no object built one way is
+# linked into a binary built another.
+ifeq ($(filter clean clean-embedded,$(MAKECMDGOALS)),)
+FLAGS_LINE := $(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $(LDLIBS)
+$(shell mkdir -p $(O)/tests $(O)/fuzz)
+ifneq ($(FLAGS_LINE),$(shell cat $(O)/.flags 2>/dev/null))
+$(shell printf '%s\n' '$(FLAGS_LINE)' >$(O)/.flags)
+endif
+$(LOBJS) $(O)/main.o $(TESTS): $(O)/.flags
+endif
+
+# The variant and fuzz build directories; make clean removes them too.
+clean-embedded:
+	rm -rf build-armhf* build-arm64* build-static build-small* \
+	    build-fuzz build-size fuzz/out
+clean: clean-embedded
+
+$(O)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(LOBJS) | $(O)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -DFUZZ_NAME='"$*"' $(LDFLAGS) -o $@ \
+	    fuzz/replay.c $< $(LOBJS) $(LDLIBS)
+
+$(O)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LOBJS) | $(O)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -fsanitize=fuzzer $(LDFLAGS) -o $@ \
+	    $< $(LOBJS) $(LDLIBS)
+
+# make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="frame http"]: each libFuzzer
+# target for FUZZ_TIME seconds on a copy of its corpus (fuzz/out/, not
+# committed); a crash is copied into fuzz/corpus/TARGET/ as a regression
+# input and fails the run.
+FUZZ_TIME ?= 60
+FUZZ_O    ?= build-fuzz
+fuzz:
+	$(MAKE) O=$(FUZZ_O) CC=clang FUZZ=1 \
+	    $(FUZZ_TARGETS:%=$(FUZZ_O)/fuzz/fuzz_%)
+	sh fuzz/run.sh $(FUZZ_O) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+# Replay the committed corpus through the host build (also part of make
+# test, in both the normal and the sanitizer builds).
+fuzz-replay: $(FUZZ_REPLAYS)
+	@for t in $(FUZZ_REPLAYS); do $$t || exit 1; done
+
+# ARM toolchains, qemu-user and the ARM BearSSL libraries (Debian
+# multiarch); make test runs the ARM unit tests and a smoke test under
+# qemu, so it needs them.
+CROSS_DEPS = gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu qemu-user \
+             libbearssl-dev:armhf libbearssl-dev:arm64 libclang-rt-14-dev
+deps-cross:
+	@sh tests/deps-cross.sh $(CROSS_DEPS)
+
+test: deps-cross
+
+# ARM builds, their unit tests under qemu and a client smoke test against
+# each ARM server; the static and small-profile builds too.
+cross: deps-cross
+	sh tests/cross.sh
+
+# Stripped sizes, each object's share, the static budget of each profile
+# and the per-function stack high-water against STACK_MAX.
+size:
+	sh tests/size.sh $(STACK_MAX)
+
+.PHONY: variant fuzz fuzz-replay deps-cross cross size clean-embedded
+
+# ---- The built-in chat page (issue 8) ----------------------------------
+# web/embed.sh turns the files of web/ into byte arrays in
+# $(O)/web_assets.c (POSIX sh, od, cksum, awk); web.c serves them at
+# GET /, /app.js, /style.css and /favicon.svg.
+WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg
+
+$(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O)
+	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
+
+$(O)/web_assets.o: $(O)/web_assets.c web.h vkws.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -c -o $@ $<

@@ -37,7 +37,15 @@ vkws_chat_init(struct vkws_config *c)
 /* ---- The chat protocol (PROTOCOL.md 2, 3) --------------------------- */
 
 static jsmntok_t toks[VKWS_JSON_TOKENS];
-static char reply_buf[1024];
+/*
+ * One reply: the longest is an auth success carrying an id written with
+ * \uXXXX escapes (6 characters a byte), a user id escaped the same way,
+ * the clientId and the fixed text around them.
+ */
+#define REPLY_MAX 1024
+_Static_assert(REPLY_MAX >= 6 * VKWS_REQ_ID_MAX + 2 + 6 * VKWS_UID_MAX +
+    2 + VKWS_CLIENT_ID_MAX + 128, "an auth reply fits reply_buf");
+static char reply_buf[REPLY_MAX];
 static char text_buf[VKWS_MAX_CHAT];
 static char token_buf[VKWS_TOKEN_MAX];
 static struct jwt_claims claims;
@@ -83,7 +91,7 @@ out_id(struct json_out *o, const struct req *q)
 	s = t->type == JSMN_STRING;
 	json_out_lit(o, ",\"id\":");
 	json_out_raw(o, q->d.src + t->start - s,
-	    (size_t)(t->end - t->start + 2 * s));
+	    (size_t)(t->end - t->start) + 2 * (size_t)s);
 }
 
 /* The ack of a request with an id, or an error for one without. */
@@ -393,13 +401,20 @@ do_auth(struct conn *c, const struct req *q)
 	authenticate(c, q, token_buf, n > 0 ? (size_t)n : 0);
 }
 
-/* Whether the "id" of a request is usable: a number, or a string of at
- * most VKWS_REQ_ID_MAX bytes (PROTOCOL.md 3). */
+/*
+ * Whether the "id" of a request is usable: a number, or a string of at
+ * most VKWS_REQ_ID_MAX bytes (PROTOCOL.md 3). Replies echo the id as its
+ * source text, so a number is held to VKWS_REQ_ID_MAX characters too:
+ * a longer one would not fit reply_buf and its request would go without
+ * the one reply PROTOCOL.md 3 promises.
+ */
 static int
 id_ok(const struct json_doc *d, int t)
 {
+	const char *raw;
+
 	if (json_is_number(d, t))
-		return 1;
+		return json_raw(d, t, &raw) <= VKWS_REQ_ID_MAX;
 	return json_is_string(d, t) && json_string(d, t, text_buf,
 	    VKWS_REQ_ID_MAX) >= 0;
 }

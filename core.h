@@ -73,7 +73,9 @@ struct conn {
 	uint16_t nrooms;
 	uint16_t rooms[VKWS_ROOMS_PER_CONN];
 	uint16_t user_next;	/* next slot of the same user, or NONE */
-	char info[VKWS_USERINFO_MAX];	/* userInfo JSON object */
+	/* userInfo JSON object: VKWS_USERINFO_MAX bytes in a table of its
+	 * own, so that a slot without client data never touches them. */
+	char *info;
 };
 
 /* Process-wide counters, the source of /metrics and getStats. */
@@ -86,7 +88,7 @@ struct vkws_counts {
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t refused_tls;	/* TLS engine pool full */
 	uint64_t protocol_errors, timeouts_handshake, closes_abnormal;
-	uint64_t closes[8];	/* by code: see vkws_count_close() */
+	uint64_t closes[10];	/* by code: see vkws_count_close() */
 	uint64_t auth_ok, auth_failures, rate_limited, dropped_slow;
 	uint64_t queue_hwm;	/* largest send queue seen (bytes) */
 	uint64_t api_requests;
@@ -265,6 +267,15 @@ void vkws_ws_shutdown(struct conn *c);
  * while waiting for more of a body). */
 int vkws_http_other(struct conn *c, const struct http_req *r,
     const uint8_t *body, size_t avail, size_t *used);
+/* The rest of an /api body (c->body_need > 0): p[0..n) arrived after
+ * what vkws_http_other() took. Returns the bytes taken, at most
+ * body_need; once the body is whole the request is answered. */
+size_t vkws_http_body(struct conn *c, const uint8_t *p, size_t n);
+/* web.c: serve the file of the built-in chat page that r names (GET,
+ * HEAD; "/" is the page). Returns whether c stays open for another
+ * request (1 or 0), or VKWS_ENOTFOUND, nothing queued, for a path that
+ * is no file of the page. keep: whether the request allows keep-alive. */
+int vkws_page_serve(struct conn *c, const struct http_req *r, int keep);
 /* Once per loop pass, after input and before output. */
 void vkws_after_pass(void);
 /* SIGHUP. */

@@ -4,8 +4,12 @@
  * it reads is copied into fixed fields of the config; a value that does
  * not fit is an error, never truncated.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "json.h"
 #include "vkws.h"
 
 static struct vkws_config config;
@@ -21,6 +26,8 @@ static const char usage[] =
 "usage: vkws [flags]            run the server\n"
 "       vkws token --uid U [--ttl S] [--info JSON] [--secret ...]\n"
 "       vkws call METHOD ['PARAMS'] [--listen ...] [--api-key K]\n"
+"                               one POST /api to the local server; exit 0\n"
+"                               on code 0, 1 on an error, 2 on bad usage\n"
 "       vkws --budget           print the static memory budget\n"
 "\n"
 "flags:\n"
@@ -32,6 +39,8 @@ static const char usage[] =
 "  --secret S               JWT secret (or --secret-file, or VKWS_SECRET)\n"
 "  --secret-file FILE       JWT secret, one trailing newline stripped\n"
 "  --api-key K              key for POST /api (or VKWS_API_KEY)\n"
+"  --api-key-file FILE      key for POST /api, one trailing newline\n"
+"                           stripped; read again on SIGHUP\n"
 "  --api-remote             /api answers peers off loopback too\n"
 "  --allowed-origin O       allowed Origin of upgrades (repeatable)\n"
 "  --default-room R         room joined at auth (default general; '' none)\n"
@@ -50,6 +59,9 @@ static const char usage[] =
 "  --close-timeout S        seconds to wait for the peer's close (5)\n"
 "  --active-window S        getActiveConnections window (60)\n"
 "  --data-dir DIR           keep history and persistent rooms on disk\n"
+"  --fsync MODE             always | batch (default) | never (lossy on power\n"
+"                           loss): when logged chat reaches the disk\n"
+"  --log-max BYTES          compact the log past this size (default 1 MiB)\n"
 "  --budget                 print the static memory budget and exit\n"
 "  --help                   this text\n";
 
@@ -150,6 +162,9 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 			r = c->secret_len < sizeof(c->secret) ? 0 : -1;
 			if (r == 0)
 				memcpy(c->secret, v, c->secret_len);
+		} else if (strcmp(f, "--api-key-file") == 0) {
+			r = set_str(c->api_key_file, sizeof(c->api_key_file),
+			    v);
 		} else if (strcmp(f, "--api-key") == 0) {
 			r = set_str(c->api_key, sizeof(c->api_key), v);
 			c->api_key_len = strlen(c->api_key);
@@ -186,6 +201,18 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 			r = set_uint(&c->close_timeout, v, 3600);
 		else if (strcmp(f, "--active-window") == 0)
 			r = set_uint(&c->active_window, v, 86400);
+		else if (strcmp(f, "--fsync") == 0) {
+			r = 0;
+			if (strcmp(v, "batch") == 0)
+				c->fsync_mode = VKWS_FSYNC_BATCH;
+			else if (strcmp(v, "always") == 0)
+				c->fsync_mode = VKWS_FSYNC_ALWAYS;
+			else if (strcmp(v, "never") == 0)
+				c->fsync_mode = VKWS_FSYNC_NEVER;
+			else
+				r = -1;
+		} else if (strcmp(f, "--log-max") == 0)
+			r = set_uint(&c->log_max, v, VKWS_LOG_MAX_LIMIT);
 		else {
 			fprintf(stderr, "vkws: unknown flag %s\n", f);
 			return -1;
@@ -213,13 +240,30 @@ load_secret(struct vkws_config *c)
 	const char *env = getenv("VKWS_SECRET");
 	const char *key = getenv("VKWS_API_KEY");
 
-	if (c->api_key_len == 0 && key != NULL && strlen(key) <
-	    sizeof(c->api_key)) {
+	/* The API key: --api-key, else --api-key-file (read again on
+	 * SIGHUP), else VKWS_API_KEY. */
+	if (c->api_key_len > 0)
+		c->api_key_file[0] = '\0';
+	else if (c->api_key_file[0] != '\0') {
+		if (read_file(c->api_key_file, (uint8_t *)c->api_key,
+		    sizeof(c->api_key) - 1, &c->api_key_len) < 0) {
+			fprintf(stderr, "vkws: cannot read API key file %s\n",
+			    c->api_key_file);
+			return -1;
+		}
+		if (c->api_key_len > 0 &&
+		    c->api_key[c->api_key_len - 1] == '\n')
+			c->api_key_len--;
+		c->api_key[c->api_key_len] = '\0';
+	} else if (key != NULL && strlen(key) < sizeof(c->api_key)) {
 		c->api_key_len = strlen(key);
 		memcpy(c->api_key, key, c->api_key_len + 1);
 	}
-	if (c->secret_len > 0)
+	/* --secret wins over --secret-file, at start and on SIGHUP. */
+	if (c->secret_len > 0) {
+		c->secret_file[0] = '\0';
 		return 0;
+	}
 	if (c->secret_file[0] != '\0') {
 		if (read_file(c->secret_file, c->secret, sizeof(c->secret),
 		    &c->secret_len) < 0) {
@@ -286,6 +330,247 @@ cmd_token(struct vkws_config *c, int argc, char **argv)
 	return write(STDOUT_FILENO, tok, (size_t)n + 1) == n + 1 ? 0 : 1;
 }
 
+/* ---- vkws call ------------------------------------------------------ */
+
+/* Deadlines of vkws call (ms): connect, then the whole reply. */
+#define CALL_CONNECT_MS 5000
+#define CALL_REPLY_MS 30000
+
+/*
+ * Connect to the --listen address of c ("ADDR:PORT" or "[V6]:PORT"); a
+ * wildcard address means this host's loopback. Returns a blocking
+ * socket, or -1 with a message.
+ */
+static int
+call_connect(const struct vkws_config *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *colon = strrchr(c->listen, ':');
+	char host[VKWS_ADDR_MAX], *end;
+	struct pollfd p;
+	size_t hn;
+	long port;
+	int fd, err = 0, fl;
+	socklen_t el = sizeof(err);
+
+	if (colon == NULL || (hn = (size_t)(colon - c->listen)) >=
+	    sizeof(host))
+		return -1;
+	memcpy(host, c->listen, hn);
+	host[hn] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || end == colon + 1 || port <= 0 || port > 65535)
+		return -1;
+	memset(&ss, 0, sizeof(ss));
+	if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		host[hn - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+			return -1;
+		if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
+			a->sin6_addr = in6addr_loopback;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons((uint16_t)port);
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+			return -1;
+		if (a->sin_addr.s_addr == htonl(INADDR_ANY))
+			a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		a->sin_family = AF_INET;
+		a->sin_port = htons((uint16_t)port);
+		sl = sizeof(*a);
+	}
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	/* A connect that hangs (a filtered port) ends at the deadline. */
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		goto fail;
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+		if (errno != EINPROGRESS)
+			goto fail;
+		p.fd = fd;
+		p.events = POLLOUT;
+		if (poll(&p, 1, CALL_CONNECT_MS) != 1 || getsockopt(fd,
+		    SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0) {
+			errno = err != 0 ? err : ETIMEDOUT;
+			goto fail;
+		}
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Write p[0..n) to fd, or -1 at the deadline (monotonic ms). */
+static int
+call_write(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		struct pollfd q = { fd, POLLOUT, 0 };
+		ssize_t r;
+
+		if (poll(&q, 1, CALL_REPLY_MS) != 1)
+			return -1;
+		r = write(fd, p, n);
+		if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Read until EOF into out[0..cap); the length, or -1. */
+static ssize_t
+call_read(int fd, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (;;) {
+		struct pollfd q = { fd, POLLIN, 0 };
+		ssize_t r;
+
+		if (n == cap || poll(&q, 1, CALL_REPLY_MS) != 1)
+			return -1;
+		r = read(fd, out + n, cap - n);
+		if (r == 0)
+			return (ssize_t)n;
+		if (r < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (r > 0)
+			n += (size_t)r;
+	}
+}
+
+/* Whether the key can go into a header line as it is. */
+static int
+key_printable(const char *k, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)k[i] <= 0x20 || k[i] == 0x7F)
+			return 0;
+	return n > 0;
+}
+
+/*
+ * vkws call METHOD ['PARAMS'] [--listen ADDR:PORT] [--api-key K |
+ * --api-key-file F]: one POST /api to the server, over a plain socket
+ * with Connection: close; prints the reply body. Exit 0 on code 0, 1 on
+ * another code or an HTTP error status, 2 on bad usage or when the
+ * server cannot be reached.
+ */
+static int
+cmd_call(struct vkws_config *c, int argc, char **argv)
+{
+	static const char use[] = "usage: vkws call METHOD ['PARAMS'] "
+	    "[--listen ADDR:PORT] [--api-key K | --api-key-file F]\n";
+	static char body[VKWS_MAX_BODY + 1];
+	static char head[1024];
+	static char resp[VKWS_TX_BUF + 1];
+	static char *fwd[64];
+	const char *method = NULL, *params = NULL, *b;
+	struct json_out o, h;
+	ssize_t rn;
+	int i, nf = 1, fd, r, status, extra = 0;
+
+	fwd[0] = argv[0];
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (a[0] == '-' && a[1] == '-') {
+			if (nf >= 62) {
+				extra = 1;
+				break;
+			}
+			fwd[nf++] = argv[i];
+			/* Every flag but these takes a value. */
+			if (strcmp(a, "--echo") != 0 &&
+			    strcmp(a, "--api-remote") != 0 &&
+			    strcmp(a, "--no-auto-rooms") != 0 &&
+			    strcmp(a, "--help") != 0 &&
+			    strcmp(a, "--budget") != 0 && i + 1 < argc)
+				fwd[nf++] = argv[++i];
+		} else if (method == NULL)
+			method = a;
+		else if (params == NULL)
+			params = a;
+		else
+			extra = 1;
+	}
+	fwd[nf] = NULL;
+	r = extra ? -1 : parse_flags(c, nf, fwd, 1);
+	if (r == CLI_HELP) {
+		fputs(use, stdout);
+		return 0;
+	}
+	if (method == NULL || method[0] == '\0' || r != 0 ||
+	    load_secret(c) < 0) {
+		fputs(use, stderr);
+		return 2;
+	}
+	if (!key_printable(c->api_key, c->api_key_len)) {
+		fprintf(stderr, "vkws: no usable API key (--api-key, "
+		    "--api-key-file or VKWS_API_KEY)\n");
+		return 2;
+	}
+	json_out_init(&o, body, sizeof(body) - 1);
+	json_out_lit(&o, "{\"method\":");
+	json_out_str(&o, method, strlen(method));
+	json_out_lit(&o, ",\"params\":");
+	json_out_lit(&o, params != NULL && params[0] != '\0' ? params : "{}");
+	json_out_lit(&o, "}");
+	json_out_init(&h, head, sizeof(head));
+	json_out_lit(&h, "POST /api HTTP/1.1\r\nHost: ");
+	json_out_lit(&h, c->listen);
+	json_out_lit(&h, "\r\nAuthorization: apikey ");
+	json_out_raw(&h, c->api_key, c->api_key_len);
+	json_out_lit(&h, "\r\nContent-Type: application/json\r\n"
+	    "Connection: close\r\nContent-Length: ");
+	json_out_uint(&h, o.n);
+	json_out_lit(&h, "\r\n\r\n");
+	if (!json_out_ok(&o) || !json_out_ok(&h)) {
+		fprintf(stderr, "vkws: PARAMS longer than %d bytes\n",
+		    VKWS_MAX_BODY - 64);
+		return 2;
+	}
+	if ((fd = call_connect(c)) < 0) {
+		fprintf(stderr, "vkws: cannot connect to %s: %s\n", c->listen,
+		    strerror(errno));
+		return 2;
+	}
+	rn = call_write(fd, head, h.n) < 0 || call_write(fd, body, o.n) < 0 ?
+	    -1 : call_read(fd, resp, sizeof(resp) - 1);
+	close(fd);
+	if (rn < 12 || memcmp(resp, "HTTP/1.", 7) != 0) {
+		fprintf(stderr, "vkws: no reply from %s\n", c->listen);
+		return 2;
+	}
+	resp[rn] = '\0';
+	status = (int)strtol(resp + 9, NULL, 10);
+	b = strstr(resp, "\r\n\r\n");
+	b = b != NULL ? b + 4 : resp + rn;
+	if (status != 200) {
+		const char *eol = strstr(resp, "\r\n");
+		fprintf(stderr, "vkws: %.*s\n", eol != NULL ?
+		    (int)(eol - resp) : 12, resp);
+		return 1;
+	}
+	printf("%s\n", b);
+	if (fflush(stdout) != 0)
+		return 2;
+	/* The server writes "code" first (api.c). */
+	return strncmp(b, "{\"code\":0,", 10) == 0 ||
+	    strcmp(b, "{\"code\":0}") == 0 ? 0 : 1;
+}
+
 static int
 die_usage(const char *what, const char *arg)
 {
@@ -302,6 +587,8 @@ main(int argc, char **argv)
 	vkws_config_default(&config);
 	if (argc > 1 && strcmp(argv[1], "token") == 0)
 		return cmd_token(&config, argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "call") == 0)
+		return cmd_call(&config, argc - 1, argv + 1);
 	r = parse_flags(&config, argc, argv, 1);
 	if (r == CLI_HELP) {
 		fputs(usage, stdout);

@@ -33,11 +33,13 @@
 #include "core.h"
 #include "http.h"
 #include "json.h"
+#include "store.h"
 #include "ws_frame.h"
 
 struct conn vkws_conns[VKWS_SLOTS];
 static uint8_t rxbuf[VKWS_SLOTS][VKWS_RX_BUF];
 static uint8_t txbuf[VKWS_SLOTS][VKWS_TX_BUF];
+static char infobuf[VKWS_SLOTS][VKWS_USERINFO_MAX];
 static uint8_t scratch[VKWS_SCRATCH];
 
 /* Slots with queued output, flushed once each at the end of a pass. */
@@ -129,6 +131,8 @@ tx_put(struct conn *c, const void *p, size_t n)
 	size_t tail = (c->txoff + c->txlen) % VKWS_TX_BUF;
 	size_t first = VKWS_TX_BUF - tail;
 
+	if (n == 0)
+		return;	/* p may be NULL */
 	if (first > n)
 		first = n;
 	memcpy(q + tail, p, first);
@@ -199,7 +203,8 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 		rn = WS_MAX_CONTROL - 2;
 	p[0] = (uint8_t)(code >> 8);
 	p[1] = (uint8_t)code;
-	memcpy(p + 2, reason, rn);
+	if (rn > 0)
+		memcpy(p + 2, reason, rn);
 	hn = ws_header_build(h, 1, WS_OP_CLOSE, rn + 2);
 	tx_put(c, h, hn);
 	tx_put(c, p, rn + 2);
@@ -256,6 +261,7 @@ status_text(int status)
 	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
+	case 411: return "Length Required";
 	case 413: return "Content Too Large";
 	case 426: return "Upgrade Required";
 	case 431: return "Request Header Fields Too Large";
@@ -469,8 +475,24 @@ http_input(struct conn *c)
 
 	while (c->state == S_HTTP && c->raw > 0) {
 		size_t used = 0, rest;
-		int n = http_parse(&req, (const char *)b, c->raw);
+		int n;
 
+		/* The rest of an /api body goes to its reader (api.c). */
+		if (c->body_need > 0) {
+			used = vkws_http_body(c, b, c->raw);
+			if (used == 0)
+				return;
+			memmove(b, b + used, c->raw - used);
+			c->raw -= (uint32_t)used;
+			continue;
+		}
+		/* One response at a time: a pipelined request waits until
+		 * the queue can take the largest reply (see loop_pass). */
+		if (vkws_tx_free(c) < VKWS_HTTP_REPLY_ROOM) {
+			c->held = 1;
+			return;
+		}
+		n = http_parse(&req, (const char *)b, c->raw);
 		if (n == HTTP_INCOMPLETE) {
 			if (c->raw >= VKWS_MAX_HEAD)
 				http_error(c, 431, NULL);
@@ -829,6 +851,7 @@ conn_accept(int lfd, int tls)
 		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
+		c->info = infobuf[s];
 		c->fd = fd;
 		c->state = S_HTTP;
 		c->deadline = vkws_now_ms() +
@@ -941,7 +964,7 @@ begin_shutdown(void)
 	size_t i;
 
 	stopping = 1;
-	stop_deadline = vkws_now_ms() + VKWS_SHUTDOWN_GRACE * 1000;
+	stop_deadline = vkws_now_ms() + (int64_t)VKWS_SHUTDOWN_GRACE * 1000;
 	if (listen_fd >= 0) {
 		close(listen_fd);
 		listen_fd = -1;
@@ -1063,7 +1086,9 @@ conn_events(const struct conn *c)
 		break;
 	}
 	/* TLS turns the plaintext wishes into what the engine needs. */
-	return c->tls ? vkws_tls_events(c, ev) : ev;
+	if (c->tls)
+		return vkws_tls_events(c, ev);
+	return ev;
 }
 
 static void
@@ -1088,10 +1113,17 @@ loop_pass(void)
 			continue;
 		/* Frames held back for lack of queue room go on once the
 		 * queue has drained. */
-		if (c->held && vkws_tx_free(c) >= VKWS_REPLY_ROOM) {
+		if (c->held && c->state == S_HTTP &&
+		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM) {
+			c->held = 0;
+			http_input(c);
+		} else if (c->held && c->state == S_WS &&
+		    vkws_tx_free(c) >= VKWS_REPLY_ROOM) {
 			c->held = 0;
 			ws_process(c);
 		}
+		if (c->state == S_FREE)
+			continue;
 		if ((ev = conn_events(c)) == 0)
 			continue;
 		/* poll() cannot see plaintext BearSSL has already
@@ -1110,6 +1142,11 @@ loop_pass(void)
 		c->dirty = 0;
 		if (c->state != S_FREE)
 			conn_flush(c);
+		/* A pipelined request held for this reply may go on now,
+		 * without waiting for the socket to say anything. */
+		if (c->held && c->state == S_HTTP &&
+		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM)
+			next = now;
 	}
 	ndirty = 0;
 	pfd[n].fd = sig_pipe[0];
@@ -1162,6 +1199,10 @@ loop_pass(void)
 			if (sig_hup) {
 				sig_hup = 0;
 				vkws_reload();
+				/* A new certificate and key for new
+				 * handshakes; open connections keep theirs. */
+				if (tls_fd >= 0)
+					vkws_tls_reload();
 			}
 			continue;
 		}
@@ -1209,6 +1250,21 @@ vkws_config_default(struct vkws_config *c)
 	c->active_window = VKWS_ACTIVE_WINDOW;
 }
 
+/* After SIGTERM: whether a connection still has output to deliver or
+ * waits for the peer's close. One that has shut its write side is done. */
+static int
+draining(void)
+{
+	size_t s;
+
+	for (s = 0; s < VKWS_SLOTS; s++) {
+		const struct conn *c = &vkws_conns[s];
+		if (c->state != S_FREE && !(c->state == S_LINGER && c->shut))
+			return 1;
+	}
+	return 0;
+}
+
 int
 vkws_serve(struct vkws_config *c)
 {
@@ -1250,8 +1306,7 @@ vkws_serve(struct vkws_config *c)
 		    shown);
 		(void)!write(STDOUT_FILENO, line, (size_t)n);
 	}
-	while (!stopping || (vkws_count.conns > 0 &&
-	    vkws_now_ms() < stop_deadline))
+	while (!stopping || (draining() && vkws_now_ms() < stop_deadline))
 		loop_pass();
 	vkws_api_stop();
 	vkws_log("stopped");
@@ -1269,21 +1324,27 @@ vkws_budget(int fd)
 	    "  connection slots  %8zu  (%d + %d spare) x %zu\n"
 	    "  receive buffers   %8zu  %d x %d\n"
 	    "  send queues       %8zu  %d x %d\n"
+	    "  client data       %8zu  %d x %d\n"
 	    "  shared read buf   %8zu\n"
 	    "  rooms and history %8zu\n"
 	    "  TLS engines       %8zu\n"
+	    "  log buffers       %8zu\n"
 	    "  per connection    %8zu\n"
 	    "  total             %8zu\n",
 	    sizeof(vkws_conns), VKWS_MAX_CONNS, VKWS_SPARE_SLOTS,
 	    sizeof(struct conn),
 	    sizeof(rxbuf), VKWS_SLOTS, VKWS_RX_BUF,
 	    sizeof(txbuf), VKWS_SLOTS, VKWS_TX_BUF,
+	    sizeof(infobuf), VKWS_SLOTS, VKWS_USERINFO_MAX,
 	    sizeof(scratch), vkws_rooms_static_size() + vkws_api_static_size(),
-	    vkws_tls_static_size(),
-	    sizeof(struct conn) + VKWS_RX_BUF + VKWS_TX_BUF,
+	    vkws_tls_static_size(), vkws_store_static_size(),
+	    sizeof(struct conn) + VKWS_RX_BUF + VKWS_TX_BUF +
+	    VKWS_USERINFO_MAX,
 	    sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
+	    sizeof(infobuf) +
 	    sizeof(scratch) + vkws_rooms_static_size() +
-	    vkws_api_static_size() + vkws_tls_static_size());
+	    vkws_api_static_size() + vkws_tls_static_size() +
+	    vkws_store_static_size());
 	if (n > 0)
 		(void)!write(fd, out, (size_t)n);
 }
@@ -1889,6 +1950,10 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 	out_room_head(&o, "history", r);
 	json_out_lit(&o, ",\"messages\":");
 	o.cap -= 32;
+	/* A since past the room's last seq was seen before the room started
+	 * over (deleted, or emptied and removed): replay what it has. */
+	if (since > r->seq)
+		since = 0;
 	complete = vkws_history_write(r, since, 0, &o);
 	o.cap += 32;
 	json_out_lit(&o, complete ? ",\"complete\":true}" :
@@ -2217,6 +2282,7 @@ vkws_broadcast_to_rooms(const char *const *names, const size_t *lens,
 	size_t i;
 	int sent = 0, found = 0;
 
+	/* cppcheck-suppress knownConditionTrueFalse ; it wraps in time */
 	if (++serial == 0) {
 		memset(mark, 0, sizeof(mark));
 		serial = 1;
@@ -2346,8 +2412,11 @@ reason_str(const char *reason, size_t rn)
 
 	if (rn >= sizeof(buf))
 		rn = sizeof(buf) - 1;
-	for (i = 0; i < rn; i++)
-		buf[i] = reason[i] >= 0x20 && reason[i] < 0x7F ? reason[i] : '?';
+	for (i = 0; i < rn; i++) {
+		buf[i] = reason[i];
+		if (buf[i] < 0x20 || buf[i] >= 0x7F)
+			buf[i] = '?';
+	}
 	buf[rn] = '\0';
 	return buf;
 }
@@ -2424,8 +2493,12 @@ vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
 		return -1;
 	r->max_clients = max_clients <= cfg->max_conns ? max_clients : 0;
 	r->persistent = persistent ? 1 : 0;
-	if (seq > r->seq)
+	if (seq > r->seq) {
+		/* Messages up to seq were stored but none of them after
+		 * r->seq came back: history is not complete. */
+		r->dropped = seq;
 		r->seq = seq;
+	}
 	return 0;
 }
 
@@ -2439,6 +2512,10 @@ vkws_restore_chat(const char *room, size_t n, uint64_t seq,
 		return -1;
 	if (seq <= r->seq && r->h_count > 0)
 		return 0;	/* already kept: a record written twice */
+	/* The oldest message kept: those before it were dropped (by a
+	 * compaction, or before the last restart). */
+	if (r->h_count == 0 && seq > r->dropped + 1)
+		r->dropped = seq - 1;
 	r->seq = seq;
 	vkws_history_add(r, seq, frame, fn);
 	return 0;

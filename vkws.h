@@ -33,11 +33,26 @@
 #define VKWS_MAX_HEAD 8192
 /* Largest POST /api body (bytes); PROTOCOL.md 7 asks for 64 KiB. */
 #define VKWS_MAX_BODY 65536
+/* Bodies longer than what follows a head in the receive buffer are
+ * read into one of these static buffers; when all are taken, POST /api
+ * is answered 503 with Retry-After. */
+#define VKWS_API_BODIES 4
+/* jsmn tokens for one /api body: a value takes at least one byte and a
+ * separator, so no body of VKWS_MAX_BODY bytes needs more. */
+#define VKWS_API_TOKENS (VKWS_MAX_BODY / 2 + 2)
 /* Largest frame the server sends (payload bytes): a broadcast of the
  * largest API body plus its envelope. */
 #define VKWS_MAX_OUT (VKWS_MAX_BODY + 1024)
 /* Send queue per slot: holds one largest frame with its header. */
 #define VKWS_TX_BUF (VKWS_MAX_OUT + 16)
+/* Largest HTTP response head (bytes), and room a send queue must have
+ * before the next request on the connection is read, so that a reply of
+ * any size the server makes fits whole (pipelined requests wait). */
+#define VKWS_HTTP_HEAD_MAX 1024
+#define VKWS_HTTP_REPLY_ROOM (VKWS_TX_BUF - VKWS_CLOSE_RESERVE)
+/* Largest /api or /metrics response body (bytes); a reply that does
+ * not fit is answered -5 instead of being cut. */
+#define VKWS_API_OUT (VKWS_HTTP_REPLY_ROOM - VKWS_HTTP_HEAD_MAX)
 /* Bytes written to one connection per loop pass, so one fast reader
  * cannot starve the rest. */
 #define VKWS_WRITE_CAP 65536
@@ -84,6 +99,34 @@ _Static_assert(VKWS_RX_BUF >= VKWS_MAX_MSG + 14 + 131,
 _Static_assert(VKWS_MAX_HEAD <= VKWS_RX_BUF,
     "a request head is read into the receive buffer");
 
+/* TLS engines: connections over --tls-listen at once. Each engine holds
+ * a full 16709-byte input buffer (a peer may send records of 16 KiB),
+ * so the pool is much smaller than the slot table; a TLS connection over
+ * it is closed at accept and counted in refused_tls. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_MAX_TLS_CONNS 8
+#else
+#define VKWS_MAX_TLS_CONNS 32
+#endif
+/* DER bytes of the --cert chain, and certificates in it. Two chains are
+ * kept, so that SIGHUP can load a new one beside the one in use. */
+#define VKWS_TLS_CHAIN_MAX 16384
+#define VKWS_TLS_CHAIN_CERTS 8
+/* Plaintext bytes of one outgoing TLS record. We choose our record
+ * sizes, so the output buffer need not hold a 16 KiB record; BearSSL
+ * rounds to 512, 1024, 2048, 4096 or 16384. */
+#define VKWS_TLS_RECORD_OUT 4096
+/* TLS sessions remembered for resumption (100 bytes each). */
+#define VKWS_TLS_SESSIONS 64
+/* Largest --cert or --key file read (bytes). */
+#define VKWS_TLS_FILE_MAX 1048576
+
+_Static_assert(VKWS_MAX_TLS_CONNS >= 1 && VKWS_MAX_TLS_CONNS < 65535,
+    "a TLS engine index fits conn.tls_slot");
+_Static_assert(VKWS_TLS_RECORD_OUT == 512 || VKWS_TLS_RECORD_OUT == 1024 ||
+    VKWS_TLS_RECORD_OUT == 2048 || VKWS_TLS_RECORD_OUT == 4096 ||
+    VKWS_TLS_RECORD_OUT == 16384, "a record size BearSSL uses as given");
+
 /* Slots kept beyond --max-conns for HTTP requests, so that an upgrade
  * over the limit can still be read and answered 503. */
 #define VKWS_SPARE_SLOTS 16
@@ -112,6 +155,7 @@ struct vkws_config {
 	char data_dir[VKWS_PATH_MAX];
 	uint8_t secret[VKWS_SECRET_MAX];
 	size_t secret_len;
+	char api_key_file[VKWS_PATH_MAX];	/* re-read on SIGHUP */
 	char api_key[VKWS_API_KEY_MAX];
 	size_t api_key_len;
 	char origins[VKWS_MAX_ORIGINS][VKWS_ORIGIN_MAX];
@@ -133,7 +177,37 @@ struct vkws_config {
 	unsigned idle_timeout;
 	unsigned close_timeout;
 	unsigned active_window;
+	int fsync_mode;		/* VKWS_FSYNC_*, --fsync */
+	unsigned log_max;	/* --log-max (bytes), 0: VKWS_LOG_MAX */
 };
+
+/* --fsync: when records of the log reach the disk (store.c). batch is 0
+ * so that a zeroed config means the default. */
+enum {
+	VKWS_FSYNC_BATCH = 0,	/* one fdatasync per loop pass, before acks */
+	VKWS_FSYNC_ALWAYS,	/* one fdatasync per record */
+	VKWS_FSYNC_NEVER	/* the kernel decides: a power cut loses data */
+};
+
+/* ---- Storage (store.c) ---------------------------------------------- */
+
+/* Log size (bytes) past which it is compacted (--log-max). */
+#define VKWS_LOG_MAX (1024 * 1024)
+/* Largest --log-max (bytes): offsets in the log stay far from 32 bits. */
+#define VKWS_LOG_MAX_LIMIT (1024 * 1024 * 1024)
+/* Bytes of a record header: length (4), type (1), CRC-32 (4). */
+#define VKWS_REC_HEAD 9
+/* Largest record payload (bytes): a chat record is the room name with its
+ * length byte, the seq, and a chat frame, which fits the largest frame
+ * the server sends. */
+#define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + VKWS_MAX_OUT)
+/* Compaction writes through a buffer of this size (bytes), so the new
+ * file is written in few large writes, not one per record. */
+#define VKWS_STORE_WBUF 16384
+/* Storage failures are logged at most once per this many ms. */
+#define VKWS_STORE_LOG_EVERY 60000
+/* A failed log is reopened at most once per this many ms. */
+#define VKWS_STORE_RETRY 1000
 
 /* Fill c with the defaults of PROTOCOL.md. */
 void vkws_config_default(struct vkws_config *c);
@@ -276,6 +350,8 @@ int vkws_set_client_data(const char *cid, size_t cn, const char *json,
     size_t jn);
 int vkws_get_client_data(const char *cid, size_t cn, const char **json);
 
+_Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_API_OUT,
+    "getRoomHistory of a whole room fits one /api reply");
 _Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_MAX_OUT,
     "a room's whole history fits one reply");
 

@@ -59,6 +59,7 @@
 #define IDLE_SETTLE_NS (1 * NS)	/* idle: settle before reading VmRSS */
 #define AUTH_WAIT_NS (3 * NS)	/* connect: wait for the auth reply */
 #define FANOUT_RING 65536u	/* fanout: messages tracked in flight */
+#define JOIN_WINDOW 8		/* fanout: joins awaiting their ack */
 #define READ_CHUNK 65536u	/* bytes per read() */
 #define READS_PER_EVENT 8	/* reads per readiness event */
 #define MAX_EVENTS 512		/* epoll events per wait */
@@ -131,9 +132,11 @@ static struct {
 	int cpu_ok;		/* cpu0 was read at the start of the window */
 	int64_t cpu0, cpu1;	/* server CPU ticks at t_meas and t_end */
 	int idle_open;		/* idle: connections open when RSS was read */
+	uint64_t self0, self1;	/* our own CPU (us) at t_meas and t_end */
 	long rss0, rss1;	/* server VmRSS (KiB) */
 
 	int nopen, nstarted, nrefused, nfailed, njoined, nactive, nstalled;
+	int join_next, joins_out;	/* fanout: next to join, joins unacked */
 	uint64_t msgs, bytes, errors, refused, deliveries, sent, done;
 	uint64_t pubseq;
 	uint16_t *ring;		/* fanout: deliveries per message, by seq */
@@ -315,6 +318,18 @@ proc_cpu(int pid)
 	if (p == NULL || sscanf(p, " %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (int64_t)(ut + st);
+}
+
+/* This process's CPU time (user + system), in microseconds. */
+static uint64_t
+self_cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 /* VmRSS of a process in KiB; -1 if unreadable. */
@@ -674,7 +689,8 @@ read_frames(struct conn *c)
 				    (unsigned)pl[0] << 8 | pl[1] : 1005;
 
 				if (c->st == C_OPEN) {
-					if (g.verbose || g.phase == P_RUN)
+					if (g.verbose || g.phase == P_RUN ||
+					    g.mode == M_FANOUT)
 						fprintf(stderr, "wsload: server "
 						    "closed conn %d with %u\n",
 						    c->id, code);
@@ -990,6 +1006,32 @@ fanout_complete(uint64_t k)
 	g.done++;
 }
 
+/* Subscribers join a few at a time, in order: every join sends a
+ * user_join to every member, and a burst of a thousand joins would fill
+ * the members' send queues faster than one client thread reads them. */
+static void
+join_more(void)
+{
+	char j[160];
+	int n = snprintf(j, sizeof j,
+	    "{\"type\":\"join\",\"room\":\"%s\",\"id\":1}", g.room);
+
+	while (g.joins_out < JOIN_WINDOW && g.join_next < g.ntotal) {
+		struct conn *c = &g.c[g.join_next];
+
+		if (c->st != C_OPEN)
+			break;
+		ws_send(c, 0x1, j, (size_t)n);
+		g.join_next++;
+		g.joins_out++;
+		if (conn_flush(c) < 0) {
+			g.errors++;
+			conn_drop(c);
+			return;
+		}
+	}
+}
+
 static void
 on_fanout_msg(struct conn *c, const uint8_t *p, size_t n)
 {
@@ -1028,6 +1070,8 @@ on_fanout_msg(struct conn *c, const uint8_t *p, size_t n)
 			if (!c->joined) {
 				c->joined = 1;
 				g.njoined++;
+				g.joins_out--;
+				join_more();
 			}
 		} else if (code != 0 && c->role == R_PUB && id >= 100) {
 			/* A refused chat never arrives: free its window slot
@@ -1117,14 +1161,9 @@ on_open(struct conn *c)
 	case M_ECHO:
 	case M_TCP:
 		break;	/* sending starts when every connection is open */
-	case M_FANOUT: {
-		char j[160];
-		int n = snprintf(j, sizeof j,
-		    "{\"type\":\"join\",\"room\":\"%s\",\"id\":1}", g.room);
-
-		ws_send(c, 0x1, j, (size_t)n);
+	case M_FANOUT:
+		join_more();
 		break;
-	}
 	case M_CONNECT:
 		if (g.secret == NULL) {
 			if (g.phase == P_RUN) {
@@ -1161,6 +1200,7 @@ start_sending(uint64_t t)
 	if (g.phase == P_RUN) {
 		g.cpu0 = proc_cpu(g.pid);
 		g.cpu_ok = g.cpu0 >= 0;
+		g.self0 = self_cpu_us();
 	}
 	if (g.mode == M_ECHO || g.mode == M_TCP) {
 		for (i = 0; i < g.nconns; i++) {
@@ -1249,6 +1289,8 @@ tick(void)
 	switch (g.phase) {
 	case P_SETUP:
 		open_more();
+		if (g.mode == M_FANOUT)
+			join_more();
 		if (g.mode == M_FANOUT && g.nfailed + g.nrefused > 0) {
 			g.fatal = "a subscriber could not connect";
 			break;
@@ -1298,6 +1340,7 @@ tick(void)
 			g.phase = P_RUN;
 			g.cpu0 = proc_cpu(g.pid);
 			g.cpu_ok = g.cpu0 >= 0;
+			g.self0 = self_cpu_us();
 		} else {
 			next = g.t_meas;
 		}
@@ -1313,6 +1356,7 @@ tick(void)
 		}
 		if (t >= g.t_end) {
 			g.cpu1 = proc_cpu(g.pid);
+			g.self1 = self_cpu_us();
 			if (g.mode == M_IDLE && g.rss1 == 0) {
 				g.rss1 = proc_rss(g.pid);
 				g.idle_open = g.nopen;
@@ -1382,10 +1426,15 @@ report(void)
 	    (double)(g.cpu1 - g.cpu0) * 1e6 / tck : -1;
 	double p50 = hist_q(&g.h, 0.50) / 1e3, p99 = hist_q(&g.h, 0.99) / 1e3,
 	    p999 = hist_q(&g.h, 0.999) / 1e3;
-	char cpu[96] = "";
+	char cpu[128] = "", cl[48] = "";
 
 	if (secs <= 0)
 		secs = 1e-9;
+	/* Our own CPU share says whether wsload, not the server, was the
+	 * limit. */
+	if (g.self1 > g.self0)
+		snprintf(cl, sizeof cl, " client_cpu_pct=%.1f",
+		    (double)(g.self1 - g.self0) / 1e4 / secs);
 	switch (g.mode) {
 	case M_ECHO:
 	case M_TCP:
@@ -1395,10 +1444,10 @@ report(void)
 			    cpu_us / 1e4 / secs);
 		printf("mode=%s conns=%d inflight=%d size=%zu msgs=%" PRIu64
 		    " secs=%.2f msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.1f "
-		    "p99_us=%.1f p999_us=%.1f%s errors=%" PRIu64 "\n",
+		    "p99_us=%.1f p999_us=%.1f%s%s errors=%" PRIu64 "\n",
 		    mode_names[g.mode], g.nconns, g.inflight, g.size, g.msgs,
 		    secs, (double)g.msgs / secs, (double)g.bytes / secs / 1e6,
-		    p50, p99, p999, cpu, g.errors);
+		    p50, p99, p999, cpu, cl, g.errors);
 		break;
 	case M_FANOUT:
 		if (cpu_us >= 0)
@@ -1409,12 +1458,12 @@ report(void)
 		printf("mode=fanout conns=%d window=%d rate=%.0f size=%zu "
 		    "msgs=%" PRIu64 " deliveries=%" PRIu64 " secs=%.2f "
 		    "msgs_per_s=%.0f deliveries_per_s=%.0f mb_per_s=%.2f "
-		    "p50_us=%.1f p99_us=%.1f p999_us=%.1f%s refused=%" PRIu64
+		    "p50_us=%.1f p99_us=%.1f p999_us=%.1f%s%s refused=%" PRIu64
 		    " errors=%" PRIu64 "\n", g.nconns, g.window, g.rate, g.size,
 		    g.deliveries / (uint64_t)g.nconns, g.deliveries, secs,
 		    (double)g.deliveries / (double)g.nconns / secs,
 		    (double)g.deliveries / secs, (double)g.bytes / secs / 1e6,
-		    p50, p99, p999, cpu, g.refused, g.errors);
+		    p50, p99, p999, cpu, cl, g.refused, g.errors);
 		break;
 	case M_IDLE: {
 		long d = g.rss1 - g.rss0;
@@ -1437,9 +1486,9 @@ report(void)
 			    cpu_us / 1e4 / secs);
 		printf("mode=connect conns=%d path=%s auth=%d connects=%" PRIu64
 		    " secs=%.2f connects_per_s=%.0f p50_us=%.1f p99_us=%.1f "
-		    "p999_us=%.1f%s refused=%d errors=%" PRIu64 "\n", g.nconns,
+		    "p999_us=%.1f%s%s refused=%d errors=%" PRIu64 "\n", g.nconns,
 		    g.path, g.secret != NULL, g.msgs, secs,
-		    (double)g.msgs / secs, p50, p99, p999, cpu, g.nrefused,
+		    (double)g.msgs / secs, p50, p99, p999, cpu, cl, g.nrefused,
 		    g.errors);
 		break;
 	}

@@ -31,6 +31,7 @@ import websockets
 
 sys.path.insert(0, os.path.dirname(__file__))
 import wsraw  # noqa: E402
+import tls_util  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
@@ -49,6 +50,7 @@ class Transport:
 
     name = "plain"
     scheme = "ws"
+    conn_cap = 1 << 20  # connections the transport holds at once
     http_scheme = "http"
     listen_re = re.compile(r"^listening on 127\.0\.0\.1:(\d+)$")
 
@@ -75,7 +77,40 @@ class Transport:
         return None
 
 
-TRANSPORTS = {"plain": Transport}
+class TlsTransport(Transport):
+    """TLS on --tls-listen (with a plain listener on another free port):
+    every socket is wrapped in a context that trusts the test CA, so the
+    whole battery runs again over wss:// and https://. The certificate is
+    made once per session (tls_util)."""
+
+    name = "tls"
+    scheme = "wss"
+    http_scheme = "https"
+    conn_cap = 32  # VKWS_MAX_TLS_CONNS of the default build
+    listen_re = re.compile(r"^listening on 127\.0\.0\.1:(\d+) tls$")
+    _ctx = None
+
+    def server_flags(self):
+        crt, key = tls_util.pair("ec-pkcs8")
+        return ["--listen", "%s:0" % HOST, "--tls-listen", "%s:0" % HOST,
+                "--cert", crt, "--key", key]
+
+    def open_socket(self, host, port, timeout=wsraw.DEFAULT_TIMEOUT,
+                    rcvbuf=None, sndbuf=None):
+        s = Transport.open_socket(self, host, port, timeout, rcvbuf, sndbuf)
+        try:
+            return self.ssl_context().wrap_socket(s, server_hostname=host)
+        except BaseException:
+            s.close()
+            raise
+
+    def ssl_context(self):
+        if TlsTransport._ctx is None:
+            TlsTransport._ctx = tls_util.client_context()
+        return TlsTransport._ctx
+
+
+TRANSPORTS = {"plain": Transport, "tls": TlsTransport}
 
 
 class Server:
@@ -135,6 +170,8 @@ class Server:
             pass
 
     def stderr(self):
+        if getattr(self, "_err_final", None) is not None:
+            return self._err_final
         try:
             self.errfile.flush()
             self.errfile.seek(0)
@@ -223,8 +260,29 @@ class Server:
                 return None
         return self.proc.returncode
 
+    def release(self):
+        """Once the server has exited, close our ends of its stdout and
+        stderr (keeping the text), so a long run over several transports
+        does not pile up descriptors past select()'s limit."""
+        if self.proc.poll() is None:
+            return
+        self._err_final = self.stderr()
+        if getattr(self, "_drain", None) is not None:
+            self._drain.join(1)
+        for f in (self.proc.stdout, self.errfile):
+            try:
+                f.close()
+            except OSError:
+                pass
+
     def check_stop(self):
         """Stop and fail unless the exit code is 0."""
+        try:
+            self._check_stop()
+        finally:
+            self.release()
+
+    def _check_stop(self):
         already = self.proc.poll()
         rc = self.stop()
         if already is not None:
@@ -253,7 +311,7 @@ def run(coro, timeout=20.0):
 
 def pytest_generate_tests(metafunc):
     if "transport" in metafunc.fixturenames:
-        names = os.environ.get("VKWS_TRANSPORTS", "plain").split(",")
+        names = os.environ.get("VKWS_TRANSPORTS", "plain,tls").split(",")
         names = [n for n in names if n in TRANSPORTS]
         metafunc.parametrize("transport", names, indirect=True,
                              scope="session")

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import os
 import socket
+import ssl
 import struct
 import time
 
@@ -242,7 +243,8 @@ class Conn:
             chunk = self.sock.recv(65536)
         except socket.timeout:
             raise Timeout("timed out waiting for data") from None
-        except (ConnectionResetError, BrokenPipeError) as e:
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError,
+                ssl.SSLZeroReturnError) as e:
             self.eof = True
             raise Closed("connection reset: %s" % e) from None
         if not chunk:
