@@ -58,6 +58,7 @@ struct vkws_counts vkws_count;
 
 static void conn_free(struct conn *c);
 static void id_assign(struct conn *c);
+static ssize_t sock_writev(struct conn *c, struct iovec *iov, int n);
 static void ws_process(struct conn *c);
 
 /* ---- Time and logging ----------------------------------------------- */
@@ -141,6 +142,36 @@ tx_put(struct conn *c, const void *p, size_t n)
 	if (c->txlen > vkws_count.queue_hwm)
 		vkws_count.queue_hwm = c->txlen;
 	mark_dirty(c);
+}
+
+/*
+ * Queue a||b, but write it to the socket at once when nothing is queued
+ * before it: an HTTP reply that goes out whole never touches the slot's
+ * send queue, so an idle connection costs no queue page. The caller has
+ * checked the room.
+ */
+static void
+tx_write_through(struct conn *c, const void *a, size_t an, const void *b,
+    size_t bn)
+{
+	size_t done = 0;
+
+	if (c->txlen == 0 && !c->tls) {
+		struct iovec iov[2];
+		ssize_t r;
+
+		iov[0].iov_base = (void *)(uintptr_t)a;
+		iov[0].iov_len = an;
+		iov[1].iov_base = (void *)(uintptr_t)b;
+		iov[1].iov_len = bn;
+		r = sock_writev(c, iov, bn > 0 ? 2 : 1);
+		if (r > 0)
+			done = (size_t)r;
+	}
+	if (done < an)
+		tx_put(c, (const uint8_t *)a + done, an - done);
+	done = done > an ? done - an : 0;
+	tx_put(c, (const uint8_t *)b + done, bn - done);
 }
 
 int
@@ -302,8 +333,7 @@ vkws_http_reply(struct conn *c, int status, const char *extra,
 		vkws_linger(c);
 		return;
 	}
-	tx_put(c, head, o.n);
-	tx_put(c, body, n);
+	tx_write_through(c, head, o.n, body, n);
 	if (!keep)
 		vkws_linger(c);
 }
@@ -372,7 +402,7 @@ upgrade_capacity(struct conn *c, int pending)
 static void
 http_upgrade(struct conn *c, const struct http_req *r, int kind)
 {
-	static char extra[160];
+	static char extra[256];
 	const struct http_header *ver, *key, *proto;
 	const struct http_header *up = http_header_get(r, "Upgrade");
 	const struct http_header *conn = http_header_get(r, "Connection");
@@ -413,23 +443,21 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 
 	ws_accept_key(key->value.p, key->value.n, accept);
 	json_out_init(&o, extra, sizeof(extra));
-	json_out_lit(&o, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	json_out_lit(&o, "HTTP/1.1 101 Switching Protocols\r\n"
+	    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Accept: ");
 	json_out_raw(&o, accept, sizeof(accept));
 	json_out_lit(&o, "\r\n");
 	proto = http_header_get(r, "Sec-WebSocket-Protocol");
 	if (proto != NULL && http_list_has(proto->value, "vkws.json"))
 		json_out_lit(&o, "Sec-WebSocket-Protocol: vkws.json\r\n");
-	/* A 101 has no body, so no Content-Length: write it by hand. */
-	{
-		static const char line[] = "HTTP/1.1 101 Switching Protocols\r\n";
-		if (vkws_tx_raw(c, line, sizeof(line) - 1) != 0 ||
-		    vkws_tx_raw(c, extra, o.n) != 0 ||
-		    vkws_tx_raw(c, "\r\n", 2) != 0) {
-			vkws_linger(c);
-			return;
-		}
+	json_out_lit(&o, "\r\n");
+	/* A 101 has no body, so no Content-Length: written by hand. */
+	if (!json_out_ok(&o) || o.n > vkws_tx_free(c)) {
+		vkws_linger(c);
+		return;
 	}
+	tx_write_through(c, extra, o.n, NULL, 0);
 	c->state = S_WS;
 	c->kind = (uint8_t)kind;
 	id_assign(c);
@@ -468,10 +496,9 @@ http_route(struct conn *c, const struct http_req *r, const uint8_t *body,
  * upgraded connection or the next pipelined request.
  */
 static void
-http_input(struct conn *c)
+http_heads(struct conn *c, uint8_t *b)
 {
 	static struct http_req req;
-	uint8_t *b = rxbuf[slot_of(c)];
 
 	while (c->state == S_HTTP && c->raw > 0) {
 		size_t used = 0, rest;
@@ -518,6 +545,24 @@ http_input(struct conn *c)
 			c->deadline = vkws_now_ms() +
 			    (int64_t)cfg->handshake_timeout * 1000;
 	}
+}
+
+/*
+ * Handle the c->raw bytes at b: the slot's receive buffer, or the shared
+ * read buffer when a read found the slot's empty. Only what is left over
+ * (part of a head, or the first frames after an upgrade) is copied into
+ * the slot, so a request that arrives whole never touches its pages.
+ */
+static void
+http_input(struct conn *c, uint8_t *b)
+{
+	uint8_t *own = rxbuf[slot_of(c)];
+
+	http_heads(c, b);
+	if (c->state != S_HTTP && c->state != S_WS)
+		return;
+	if (b != own && c->raw > 0)
+		memcpy(own, b, c->raw);
 	if (c->state == S_WS && c->raw > 0)
 		ws_process(c);
 }
@@ -715,12 +760,12 @@ conn_read(struct conn *c)
 		return;
 	}
 	room = VKWS_RX_BUF - c->frag - c->raw;
-	if (c->state == S_HTTP || c->raw > 0) {
+	if (c->raw > 0) {
 		/* Continue a partial head or frame where it lies. */
 		r = sock_read(c, b + c->frag + c->raw, room);
 	} else {
-		/* Whole frames are handled in the shared buffer; only a
-		 * partial one is copied into the slot. */
+		/* Whole heads and frames are handled in the shared buffer;
+		 * only a partial one is copied into the slot. */
 		r = sock_read(c, scratch, room);
 	}
 	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -732,8 +777,9 @@ conn_read(struct conn *c)
 	if (r < 0)
 		return;
 	if (c->state == S_HTTP) {
+		int fresh = c->raw == 0;
 		c->raw += (uint32_t)r;
-		http_input(c);
+		http_input(c, fresh ? scratch : b);
 	} else if (c->raw > 0) {
 		c->raw += (uint32_t)r;
 		ws_process(c);
@@ -1116,7 +1162,7 @@ loop_pass(void)
 		if (c->held && c->state == S_HTTP &&
 		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM) {
 			c->held = 0;
-			http_input(c);
+			http_input(c, rxbuf[s]);
 		} else if (c->held && c->state == S_WS &&
 		    vkws_tx_free(c) >= VKWS_REPLY_ROOM) {
 			c->held = 0;

@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import struct
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus")
@@ -322,6 +323,44 @@ JWT = {
 }
 
 
+# ---- store: log files (store.h) ------------------------------------------
+
+
+def rec(rtype, payload):
+    head = struct.pack("<I", len(payload)) + bytes([rtype])
+    crc = zlib.crc32(head + payload) & 0xFFFFFFFF
+    return head + struct.pack("<I", crc) + payload
+
+
+def name(room):
+    return bytes([len(room)]) + room
+
+
+LOG_HEAD = rec(1, b"VKWL" + struct.pack("<I", 1))
+CHAT_FRAME = (b'{"type":"chat","room":"general","seq":1,"from":{"clientId":'
+              b'"10000","userId":"alice","userInfo":{}},"message":"hi",'
+              b'"timestamp":1}')
+LOG_ROOM = rec(2, name(b"lobby") + struct.pack("<I", 5) + b"\x01" +
+               struct.pack("<Q", 7))
+LOG_CHAT = rec(3, name(b"general") + struct.pack("<Q", 1) + CHAT_FRAME)
+LOG_DEL = rec(4, name(b"lobby"))
+LOG = LOG_HEAD + LOG_ROOM + LOG_CHAT + LOG_DEL
+STORE = {
+    "empty-log": LOG_HEAD,
+    "log": LOG,
+    "torn-tail": LOG[:-3],
+    "torn-length": LOG_HEAD + LOG_ROOM[:2],
+    "flipped-middle": LOG[:len(LOG_HEAD) + 12] + bytes(
+        [LOG[len(LOG_HEAD) + 12] ^ 0x40]) + LOG[len(LOG_HEAD) + 13:],
+    "no-header": LOG_ROOM + LOG_CHAT,
+    "bad-type": LOG_HEAD + rec(9, b"x"),
+    "zero-length": LOG_HEAD + b"\0" * 9,
+    "huge-length": LOG_HEAD + b"\xff\xff\xff\x7f\x03",
+    "chat-short-payload": LOG_HEAD + rec(3, name(b"general") + b"\x01"),
+    "room-long-name": LOG_HEAD + rec(4, bytes([200]) + b"r" * 200),
+}
+
+
 def write(target, vectors):
     d = os.path.join(CORPUS, target)
     os.makedirs(d, exist_ok=True)
@@ -339,6 +378,7 @@ def main():
     write("json", JSON)
     write("json", JSON_BIN)
     write("jwt", JWT)
+    write("store", STORE)
 
 
 if __name__ == "__main__":

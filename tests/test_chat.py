@@ -2149,9 +2149,9 @@ def test_store_failure_minus7(plain_server, tmp_path):
                          (size + 2000, size + 2000))
         last = 0
         for i in range(100):
-            a_ = await a.call({"type": "chat", "content": "x" * 200})
-            if a_["code"] != 0:
-                check_ack(a_, a_["id"], -7)
+            ack = await a.call({"type": "chat", "content": "x" * 200})
+            if ack["code"] != 0:
+                check_ack(ack, ack["id"], -7)
                 break
             m = await a.expect("chat")
             assert await b.recv() == m
