@@ -253,12 +253,22 @@ ws_rx_accept(struct ws_rx *rx, const struct ws_frame *f,
 void
 ws_unmask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off)
 {
-	uint8_t k[4];
+	uint8_t k[8];
+	uint64_t k8, w;
 	size_t i;
 
-	for (i = 0; i < 4; i++)
+	for (i = 0; i < 8; i++)
 		k[i] = mask[(off + i) & 3u];
-	for (i = 0; i < n; i++)
+	/* Eight bytes at a time: the key repeats every four, so an 8-byte
+	 * word of it lines up at every multiple of 8. memcpy keeps the
+	 * loads legal at any alignment. */
+	memcpy(&k8, k, 8);
+	for (i = 0; i + 8 <= n; i += 8) {
+		memcpy(&w, p + i, 8);
+		w ^= k8;
+		memcpy(p + i, &w, 8);
+	}
+	for (; i < n; i++)
 		p[i] ^= k[i & 3u];
 }
 
@@ -360,9 +370,20 @@ ws_utf8_feed(uint32_t *state, const uint8_t *p, size_t n)
 	size_t i;
 
 	for (i = 0; i < n; i++) {
-		if (s == U_ACCEPT)
+		/* ASCII fast path: eight bytes with no high bit set, between
+		 * whole code points, need no state change. */
+		if (s == U_ACCEPT) {
+			uint64_t w;
+			while (i + 8 <= n) {
+				memcpy(&w, p + i, 8);
+				if (w & 0x8080808080808080ULL)
+					break;
+				i += 8;
+			}
+			if (i == n)
+				break;
 			s = utf8_lead(p[i]);
-		else if (s < U_REJECT && p[i] >= utf8_cont[s].lo &&
+		} else if (s < U_REJECT && p[i] >= utf8_cont[s].lo &&
 		    p[i] <= utf8_cont[s].hi)
 			s = utf8_cont[s].next;
 		else
