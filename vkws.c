@@ -171,7 +171,8 @@ tx_write_through(struct conn *c, const void *a, size_t an, const void *b,
 	if (done < an)
 		tx_put(c, (const uint8_t *)a + done, an - done);
 	done = done > an ? done - an : 0;
-	tx_put(c, (const uint8_t *)b + done, bn - done);
+	if (done < bn)
+		tx_put(c, (const uint8_t *)b + done, bn - done);
 }
 
 int
