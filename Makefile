@@ -8,6 +8,8 @@
 #   make clean
 
 CC      ?= cc
+# Commands are shown as "CC target"; make V=1 shows them whole.
+Q       := $(if $(filter 1,$(V)),,@)
 O       ?= build
 PYTHON  ?= /usr/bin/python3
 
@@ -30,6 +32,7 @@ endif
 # make CROSS=armhf | CROSS=arm64   Debian cross gcc, into build-armhf/ etc.
 # make STATIC=1                    fully static binary, build-static/
 # make PROFILE=small               -DVKWS_PROFILE_SMALL (vkws.h), build-small/
+# make PROFILE=bench               8192 slots for bench/run's idle load
 # They combine (build-armhf-small-static/). A variant builds $(O)/vkws and
 # its unit tests and never touches ./vkws, which stays the host build.
 # ARM binaries run under qemu-user: $(QEMU) $(O)/vkws (binfmt is not
@@ -60,13 +63,15 @@ endif
 endif
 ifeq ($(PROFILE),small)
 CPPFLAGS += -DVKWS_PROFILE_SMALL
+else ifeq ($(PROFILE),bench)
+CPPFLAGS += -DVKWS_PROFILE_BENCH
 else ifneq ($(filter-out default,$(PROFILE)),)
-$(error PROFILE must be small or default)
+$(error PROFILE must be small, bench or default)
 endif
 ifeq ($(STATIC),1)
 LDFLAGS += -static
 endif
-VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small,$(PROFILE)),-small)$(if $(filter 1,$(STATIC)),-static)
+VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small bench,$(PROFILE)),-$(PROFILE))$(if $(filter 1,$(STATIC)),-static)
 ifeq ($(origin O),file)
 O := build$(VARIANT)
 endif
@@ -114,13 +119,16 @@ vkws: $(O)/vkws
 	cp $< $@.tmp && mv -f $@.tmp $@
 
 $(O)/vkws: $(O)/main.o $(LOBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(O)/%.o: %.c $(HDRS) | $(O)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(O)/tests/%: tests/%.c tests/check.h $(LOBJS) | $(O)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(LOBJS) $(LDLIBS)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -I. $(LDFLAGS) -o $@ $< $(LOBJS) $(LDLIBS)
 
 $(O):
 	mkdir -p $(O)/tests
@@ -191,12 +199,14 @@ clean: clean-embedded
 
 $(O)/fuzz/replay_%: fuzz/fuzz_%.c fuzz/replay.c fuzz/fuzz.h $(LOBJS) | $(O)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -DFUZZ_NAME='"$*"' $(LDFLAGS) -o $@ \
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -I. -DFUZZ_NAME='"$*"' $(LDFLAGS) -o $@ \
 	    fuzz/replay.c $< $(LOBJS) $(LDLIBS)
 
 $(O)/fuzz/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(LOBJS) | $(O)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -fsanitize=fuzzer $(LDFLAGS) -o $@ \
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -I. -fsanitize=fuzzer $(LDFLAGS) -o $@ \
 	    $< $(LOBJS) $(LDLIBS)
 
 # make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="frame http"]: each libFuzzer
@@ -247,4 +257,5 @@ $(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O)
 	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
 
 $(O)/web_assets.o: $(O)/web_assets.c web.h vkws.h
-	$(CC) $(CPPFLAGS) $(CFLAGS) -I. -c -o $@ $<
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -I. -c -o $@ $<

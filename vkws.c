@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -41,6 +42,10 @@ static uint8_t rxbuf[VKWS_SLOTS][VKWS_RX_BUF];
 static uint8_t txbuf[VKWS_SLOTS][VKWS_TX_BUF];
 static char infobuf[VKWS_SLOTS][VKWS_USERINFO_MAX];
 static uint8_t scratch[VKWS_SCRATCH];
+
+/* One past the highest slot in use: accept takes the lowest free slot,
+ * so the loop's scans stay as short as the busiest moment needs. */
+static size_t slot_hi;
 
 /* Slots with queued output, flushed once each at the end of a pass. */
 static uint16_t dirty[VKWS_SLOTS];
@@ -384,7 +389,7 @@ upgrade_capacity(struct conn *c, int pending)
 		return 0;
 	}
 	if (cfg->max_per_ip) {
-		for (i = 0; i < VKWS_SLOTS; i++) {
+		for (i = 0; i < slot_hi; i++) {
 			const struct conn *o = &vkws_conns[i];
 			if (o != c && o->state >= S_WS && o->state != S_LINGER
 			    && memcmp(o->ip, c->ip, sizeof(c->ip)) == 0)
@@ -854,6 +859,8 @@ conn_free(struct conn *c)
 	c->fd = -1;
 	c->state = S_FREE;
 	vkws_count.conns--;
+	while (slot_hi > 0 && vkws_conns[slot_hi - 1].state == S_FREE)
+		slot_hi--;
 }
 
 /* ---- Accept --------------------------------------------------------- */
@@ -901,6 +908,8 @@ conn_accept(int lfd, int tls)
 		c->info = infobuf[s];
 		c->fd = fd;
 		c->state = S_HTTP;
+		if (s + 1 > slot_hi)
+			slot_hi = s + 1;
 		c->deadline = vkws_now_ms() +
 		    (int64_t)cfg->handshake_timeout * 1000;
 		vkws_addr_set(c, &ss);
@@ -1021,7 +1030,7 @@ begin_shutdown(void)
 		tls_fd = -1;
 	}
 	vkws_log("shutting down");
-	for (i = 0; i < VKWS_SLOTS; i++) {
+	for (i = 0; i < slot_hi; i++) {
 		struct conn *c = &vkws_conns[i];
 		if (c->state == S_HTTP)
 			conn_free(c);
@@ -1146,7 +1155,7 @@ loop_pass(void)
 	size_t s;
 	int timeout, r;
 
-	for (s = 0; s < VKWS_SLOTS; s++) {
+	for (s = 0; s < slot_hi; s++) {
 		struct conn *c = &vkws_conns[s];
 		int64_t t;
 		short ev;
@@ -1297,6 +1306,22 @@ vkws_config_default(struct vkws_config *c)
 	c->active_window = VKWS_ACTIVE_WINDOW;
 }
 
+/* Every slot needs a descriptor: lift the soft limit toward the hard one
+ * so the table, not the default of 1024, is what bounds connections. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t want = VKWS_SLOTS + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ?
+	    want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		vkws_log("cannot raise the descriptor limit");
+}
+
 /* After SIGTERM: whether a connection still has output to deliver or
  * waits for the peer's close. One that has shut its write side is done. */
 static int
@@ -1304,7 +1329,7 @@ draining(void)
 {
 	size_t s;
 
-	for (s = 0; s < VKWS_SLOTS; s++) {
+	for (s = 0; s < slot_hi; s++) {
 		const struct conn *c = &vkws_conns[s];
 		if (c->state != S_FREE && !(c->state == S_LINGER && c->shut))
 			return 1;
@@ -1316,12 +1341,12 @@ int
 vkws_serve(struct vkws_config *c)
 {
 	static char shown[VKWS_ADDR_MAX + 16], line[VKWS_ADDR_MAX + 32];
-	size_t s;
 	int n;
 
 	cfg = c;
-	for (s = 0; s < VKWS_SLOTS; s++)
-		vkws_conns[s].fd = -1;
+	raise_fd_limit();
+	/* A zeroed slot is S_FREE: the table is not written until used, so
+	 * its pages cost nothing before then. */
 	vkws_rooms_init();
 	if (signals_init() < 0 || vkws_api_init(c) < 0)
 		return 1;
@@ -2299,7 +2324,7 @@ vkws_broadcast_to_all(const char *data, size_t dn)
 	size_t s;
 	int sent = 0;
 
-	for (s = 0; s < VKWS_SLOTS; s++) {
+	for (s = 0; s < slot_hi; s++) {
 		struct conn *c = &vkws_conns[s];
 		if (c->state == S_WS && c->authed)
 			sent += vkws_deliver(c, data, dn);
@@ -2391,7 +2416,7 @@ list_conns(vkws_client_fn *fn, void *arg, int active_only)
 	size_t s;
 	int count = 0;
 
-	for (s = 0; s < VKWS_SLOTS; s++) {
+	for (s = 0; s < slot_hi; s++) {
 		const struct conn *c = &vkws_conns[s];
 		if (c->state != S_WS)
 			continue;
@@ -2492,7 +2517,7 @@ vkws_disconnect_all(int code, const char *reason, size_t rn)
 	if (!close_code_ok(code))
 		return VKWS_EINVAL;
 	why = reason_str(reason, rn);
-	for (s = 0; s < VKWS_SLOTS; s++) {
+	for (s = 0; s < slot_hi; s++) {
 		struct conn *c = &vkws_conns[s];
 		if (c->state == S_WS && !c->close_sent) {
 			vkws_close(c, (uint16_t)code, why);

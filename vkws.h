@@ -16,6 +16,10 @@
 #define VKWS_MAX_CONNS 64	/* connection slots, HTTP and WebSocket */
 #define VKWS_MAX_ROOMS 32	/* rooms, the default room included */
 #define VKWS_HISTORY 20		/* chat messages kept per room */
+#elif defined(VKWS_PROFILE_BENCH)
+#define VKWS_MAX_CONNS 8192	/* bench/run holds 5000 idle connections */
+#define VKWS_MAX_ROOMS 256
+#define VKWS_HISTORY 50
 #else
 #define VKWS_MAX_CONNS 1024
 #define VKWS_MAX_ROOMS 256
