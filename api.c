@@ -176,21 +176,6 @@ body_take(const struct conn *c)
 
 static const char json_type[] = "application/json; charset=utf-8";
 
-/* The msg of each error code (PROTOCOL.md 5); -1 is the seed's text. */
-static const char *
-code_msg(int code)
-{
-	switch (code) {
-	case VKWS_EUNKNOWN: return "未知操作";
-	case VKWS_EINVAL: return "invalid request";
-	case VKWS_ENOTFOUND: return "not found";
-	case VKWS_EPERM: return "not allowed";
-	case VKWS_ELIMIT: return "limit reached";
-	case VKWS_ERATE: return "rate limited";
-	default: return "server error";
-	}
-}
-
 /* The parameter a -2 is about, named in its msg. */
 static const char *bad_param;
 
@@ -633,8 +618,10 @@ m_delete_room(const struct call *q, struct json_out *o)
 	return 0;
 }
 
+/* joinRoom and leaveRoom: the same params, the C API call differs. */
 static int
-m_join_room(const struct call *q, struct json_out *o)
+m_room_member(const struct call *q, struct json_out *o,
+    int (*fn)(const char *, size_t, const char *, size_t))
 {
 	int cn, n, e;
 
@@ -642,25 +629,22 @@ m_join_room(const struct call *q, struct json_out *o)
 		return cn;
 	if ((n = p_room(q, s_room)) < 0)
 		return n;
-	if ((e = vkws_join_room(s_cid, (size_t)cn, s_room, (size_t)n)) < 0)
+	if ((e = fn(s_cid, (size_t)cn, s_room, (size_t)n)) < 0)
 		return e;
 	json_out_lit(o, "null");
 	return 0;
 }
 
 static int
+m_join_room(const struct call *q, struct json_out *o)
+{
+	return m_room_member(q, o, vkws_join_room);
+}
+
+static int
 m_leave_room(const struct call *q, struct json_out *o)
 {
-	int cn, n, e;
-
-	if ((cn = p_id(q, "clientId", s_cid, sizeof(s_cid))) < 0)
-		return cn;
-	if ((n = p_room(q, s_room)) < 0)
-		return n;
-	if ((e = vkws_leave_room(s_cid, (size_t)cn, s_room, (size_t)n)) < 0)
-		return e;
-	json_out_lit(o, "null");
-	return 0;
+	return m_room_member(q, o, vkws_leave_room);
 }
 
 static int
@@ -1031,7 +1015,7 @@ fail:
 	} else if (e == VKWS_ELIMIT && bad_param != NULL) {
 		json_out_lit(&o, "\"reply too large\"}");
 	} else {
-		json_out_str(&o, code_msg(e), strlen(code_msg(e)));
+		json_out_str(&o, vkws_strerror(e), strlen(vkws_strerror(e)));
 		json_out_lit(&o, "}");
 	}
 	return o.n;

@@ -50,21 +50,6 @@ static char text_buf[VKWS_MAX_CHAT];
 static char token_buf[VKWS_TOKEN_MAX];
 static struct jwt_claims claims;
 
-/* The msg of each error code (PROTOCOL.md 5); -1 is the seed's text. */
-static const char *
-code_msg(int code)
-{
-	switch (code) {
-	case VKWS_EUNKNOWN: return "未知操作";
-	case VKWS_EINVAL: return "invalid request";
-	case VKWS_ENOTFOUND: return "not found";
-	case VKWS_EPERM: return "not allowed";
-	case VKWS_ELIMIT: return "limit reached";
-	case VKWS_ERATE: return "rate limited";
-	default: return "server error";
-	}
-}
-
 /* One parsed request: its document and the token of its "id", or -1. */
 struct req {
 	struct json_doc d;
@@ -112,7 +97,7 @@ reply(struct conn *c, const struct req *q, int code)
 	json_out_int(&o, code);
 	if (code != 0) {
 		json_out_lit(&o, ",\"msg\":");
-		json_out_str(&o, code_msg(code), strlen(code_msg(code)));
+		json_out_str(&o, vkws_strerror(code), strlen(vkws_strerror(code)));
 	}
 	json_out_lit(&o, "}");
 	send_text(c, &o);

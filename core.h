@@ -232,6 +232,8 @@ short vkws_tls_events(const struct conn *c, short ev);
 void vkws_tls_free(struct conn *c);
 /* Static bytes of the pool, for --budget. */
 size_t vkws_tls_static_size(void);
+/* Bytes of one engine of the pool (part of vkws_tls_static_size()). */
+size_t vkws_tls_conn_size(void);
 /* The negotiated cipher suite of a TLS connection, or NULL. */
 const char *vkws_tls_cipher(const struct conn *c);
 

@@ -345,43 +345,25 @@ static int
 call_connect(const struct vkws_config *c)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl;
-	const char *colon = strrchr(c->listen, ':');
-	char host[VKWS_ADDR_MAX], *end;
 	struct pollfd p;
-	size_t hn;
-	long port;
+	unsigned sl;
 	int fd, err = 0, fl;
 	socklen_t el = sizeof(err);
 
-	if (colon == NULL || (hn = (size_t)(colon - c->listen)) >=
-	    sizeof(host))
+	if (vkws_addr_parse(c->listen, &ss, &sl) < 0)
 		return -1;
-	memcpy(host, c->listen, hn);
-	host[hn] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || end == colon + 1 || port <= 0 || port > 65535)
-		return -1;
-	memset(&ss, 0, sizeof(ss));
-	if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+	if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-		host[hn - 1] = '\0';
-		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
+		if (a->sin6_port == 0)
 			return -1;
 		if (IN6_IS_ADDR_UNSPECIFIED(&a->sin6_addr))
 			a->sin6_addr = in6addr_loopback;
-		a->sin6_family = AF_INET6;
-		a->sin6_port = htons((uint16_t)port);
-		sl = sizeof(*a);
 	} else {
 		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		if (a->sin_port == 0)
 			return -1;
 		if (a->sin_addr.s_addr == htonl(INADDR_ANY))
 			a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		a->sin_family = AF_INET;
-		a->sin_port = htons((uint16_t)port);
-		sl = sizeof(*a);
 	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
@@ -389,7 +371,7 @@ call_connect(const struct vkws_config *c)
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		goto fail;
-	if (connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)sl) < 0) {
 		if (errno != EINPROGRESS)
 			goto fail;
 		p.fd = fd;

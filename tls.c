@@ -821,6 +821,12 @@ vkws_tls_static_size(void)
 	    sizeof(cache) + sizeof(drbg);
 }
 
+size_t
+vkws_tls_conn_size(void)
+{
+	return sizeof(struct tls_conn);
+}
+
 const char *
 vkws_tls_cipher(const struct conn *c)
 {

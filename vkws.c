@@ -1044,17 +1044,29 @@ begin_shutdown(void)
 
 /* ---- Listener ------------------------------------------------------- */
 
-static int
-listen_open(const char *spec, char *shown, size_t shown_cap)
+const char *
+vkws_strerror(int code)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
+	switch (code) {
+	case VKWS_OK: return "ok";
+	case VKWS_EUNKNOWN: return "未知操作";
+	case VKWS_EINVAL: return "invalid request";
+	case VKWS_ENOTFOUND: return "not found";
+	case VKWS_EPERM: return "not allowed";
+	case VKWS_ELIMIT: return "limit reached";
+	case VKWS_ERATE: return "rate limited";
+	default: return "server error";
+	}
+}
+
+int
+vkws_addr_parse(const char *spec, struct sockaddr_storage *ss, unsigned *sl)
+{
 	const char *colon = strrchr(spec, ':');
 	char host[VKWS_ADDR_MAX];
 	size_t hn;
 	long port;
 	char *end;
-	int fd, one = 1, v6;
 
 	if (colon == NULL || (hn = (size_t)(colon - spec)) >= sizeof(host))
 		return -1;
@@ -1063,24 +1075,38 @@ listen_open(const char *spec, char *shown, size_t shown_cap)
 	port = strtol(colon + 1, &end, 10);
 	if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535)
 		return -1;
-	memset(&ss, 0, sizeof(ss));
-	v6 = hn >= 2 && host[0] == '[' && host[hn - 1] == ']';
-	if (v6) {
-		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+	memset(ss, 0, sizeof(*ss));
+	if (hn >= 2 && host[0] == '[' && host[hn - 1] == ']') {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
 		host[hn - 1] = '\0';
 		if (inet_pton(AF_INET6, host + 1, &a->sin6_addr) != 1)
 			return -1;
 		a->sin6_family = AF_INET6;
 		a->sin6_port = htons((uint16_t)port);
-		sl = sizeof(*a);
+		*sl = sizeof(*a);
 	} else {
-		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *a = (struct sockaddr_in *)ss;
 		if (inet_pton(AF_INET, host, &a->sin_addr) != 1)
 			return -1;
 		a->sin_family = AF_INET;
 		a->sin_port = htons((uint16_t)port);
-		sl = sizeof(*a);
+		*sl = sizeof(*a);
 	}
+	return 0;
+}
+
+static int
+listen_open(const char *spec, char *shown, size_t shown_cap)
+{
+	struct sockaddr_storage ss;
+	unsigned al;
+	socklen_t sl;
+	int fd, one = 1, v6;
+
+	if (vkws_addr_parse(spec, &ss, &al) < 0)
+		return -1;
+	sl = (socklen_t)al;
+	v6 = ss.ss_family == AF_INET6;
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -1;
@@ -1389,34 +1415,38 @@ void
 vkws_budget(int fd)
 {
 	static char out[1024];
+	size_t rooms_sz = vkws_rooms_static_size();
+	size_t api_sz = vkws_api_static_size();
+	size_t tls_sz = vkws_tls_static_size();
+	size_t log_sz = vkws_store_static_size();
+	size_t total = sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
+	    sizeof(infobuf) + sizeof(scratch) + rooms_sz + api_sz + tls_sz +
+	    log_sz;
 	int n;
 
 	n = snprintf(out, sizeof(out),
 	    "static memory budget (bytes)\n"
-	    "  connection slots  %8zu  (%d + %d spare) x %zu\n"
-	    "  receive buffers   %8zu  %d x %d\n"
-	    "  send queues       %8zu  %d x %d\n"
-	    "  client data       %8zu  %d x %d\n"
-	    "  shared read buf   %8zu\n"
-	    "  rooms and history %8zu\n"
-	    "  TLS engines       %8zu\n"
-	    "  log buffers       %8zu\n"
-	    "  per connection    %8zu\n"
-	    "  total             %8zu\n",
+	    "  connection slots   %9zu  (%d + %d spare) x %zu\n"
+	    "  receive buffers    %9zu  %d x %d\n"
+	    "  send queues        %9zu  %d x %d\n"
+	    "  client data        %9zu  %d x %d\n"
+	    "  shared read buffer %9zu\n"
+	    "  rooms and history  %9zu  %d rooms\n"
+	    "  requests and API   %9zu\n"
+	    "  TLS engines        %9zu  %d x %zu, and the key pair\n"
+	    "  log buffers        %9zu\n"
+	    "  per connection     %9zu\n"
+	    "  per TLS connection %9zu\n"
+	    "  total              %9zu\n",
 	    sizeof(vkws_conns), VKWS_MAX_CONNS, VKWS_SPARE_SLOTS,
 	    sizeof(struct conn),
 	    sizeof(rxbuf), VKWS_SLOTS, VKWS_RX_BUF,
 	    sizeof(txbuf), VKWS_SLOTS, VKWS_TX_BUF,
 	    sizeof(infobuf), VKWS_SLOTS, VKWS_USERINFO_MAX,
-	    sizeof(scratch), vkws_rooms_static_size() + vkws_api_static_size(),
-	    vkws_tls_static_size(), vkws_store_static_size(),
+	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
+	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
 	    sizeof(struct conn) + VKWS_RX_BUF + VKWS_TX_BUF +
-	    VKWS_USERINFO_MAX,
-	    sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
-	    sizeof(infobuf) +
-	    sizeof(scratch) + vkws_rooms_static_size() +
-	    vkws_api_static_size() + vkws_tls_static_size() +
-	    vkws_store_static_size());
+	    VKWS_USERINFO_MAX, vkws_tls_conn_size(), total);
 	if (n > 0)
 		(void)!write(fd, out, (size_t)n);
 }

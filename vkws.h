@@ -256,6 +256,17 @@ enum {
 	VKWS_ESTORE = -7	/* storage failed */
 };
 
+/* The "msg" vkws sends with an error code; -1 is the seed's text. */
+const char *vkws_strerror(int code);
+
+/*
+ * Parse "ADDR:PORT" (IPv4) or "[ADDR]:PORT" (IPv6) into *ss and *sl.
+ * Returns 0, or -1 if it is not one of those.
+ */
+struct sockaddr_storage;
+int vkws_addr_parse(const char *spec, struct sockaddr_storage *ss,
+    unsigned *sl);
+
 /* Largest chat or private message content (bytes). */
 #define VKWS_MAX_CHAT 4096
 /* History kept per room (bytes of stored chat frames). */

@@ -16,8 +16,8 @@ builds="build: build-static:STATIC=1 build-small:PROFILE=small
 build-armhf:CROSS=armhf build-armhf-small:CROSS=armhf,PROFILE=small
 build-arm64:CROSS=arm64 build-arm64-small:CROSS=arm64,PROFILE=small"
 
-printf '%-20s %10s %12s %10s %10s\n' build stripped "static total" \
-    "per conn" "TLS engines"
+printf '%-20s %10s %12s %10s %10s %10s\n' build stripped "static total" \
+    "per conn" "per TLS" "TLS engines"
 for b in $builds; do
 	dir=${b%%:*}
 	args=$(echo "${b#*:}" | tr ',' ' ')
@@ -39,9 +39,10 @@ for b in $builds; do
 	$run "$dir/vkws" --budget >"$tmp" 2>&1
 	total=$(awk '$1 == "total" {print $2}' "$tmp")
 	per=$(awk '$1 == "per" && $2 == "connection" {print $3}' "$tmp")
+	ptls=$(awk '$1 == "per" && $2 == "TLS" {print $4}' "$tmp")
 	tls=$(awk '$1 == "TLS" {print $3}' "$tmp")
-	printf '%-20s %10s %12s %10s %10s\n' "$dir" "$s" "$total" "$per" \
-	    "$tls"
+	printf '%-20s %10s %12s %10s %10s %10s\n' "$dir" "$s" "$total" \
+	    "$per" "$ptls" "$tls"
 done
 
 for dir in build build-armhf; do
