@@ -142,7 +142,10 @@ auth_accept(struct conn *c, const struct req *q)
 	char id[VKWS_CLIENT_ID_MAX];
 	int first = !c->authed;
 
-	c->exp = claims.has_exp ? claims.exp : 0;
+	/* exp is wall-clock seconds; it is mapped once onto the monotonic
+	 * clock the loop sleeps by, so the timer reads no wall clock. */
+	c->exp = claims.has_exp ? vkws_now_ms() + (claims.exp * 1000 -
+	    vkws_wall_ms()) : 0;
 	memcpy(c->info, claims.info, claims.info_len);
 	c->info_len = (uint16_t)claims.info_len;
 	if (first) {
@@ -482,9 +485,7 @@ vkws_ws_timer(struct conn *c, int64_t now)
 		return next;
 	}
 	if (c->exp != 0) {
-		/* exp is wall-clock seconds; map it onto the monotonic
-		 * clock the loop sleeps by. */
-		exp_at = now + (c->exp * 1000 - vkws_wall_ms());
+		exp_at = c->exp;
 		if (exp_at <= now) {
 			vkws_close(c, WS_CLOSE_AUTH, "token expired");
 			return INT64_MAX;

@@ -53,7 +53,7 @@ struct conn {
 	int64_t t_open_wall;	/* upgrade time (wall ms) */
 	int64_t t_in;		/* last frame in (monotonic ms) */
 	int64_t t_ping;		/* next keepalive ping (monotonic ms) */
-	int64_t exp;		/* token expiry (wall seconds), 0: none */
+	int64_t exp;		/* token expiry (monotonic ms), 0: none */
 	uint64_t id;		/* clientId, unique in the process */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 	uint64_t requests;	/* HTTP requests on this connection */
