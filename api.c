@@ -682,8 +682,10 @@ m_broadcast_to_room(const struct call *q, struct json_out *o)
 	size_t dn;
 	int n, e;
 
-	if ((n = p_room(q, s_room)) < 0 || (e = p_data(q, &p, &dn)) < 0)
-		return n < 0 ? n : e;
+	if ((n = p_room(q, s_room)) < 0)
+		return n;
+	if ((e = p_data(q, &p, &dn)) < 0)
+		return e;
 	if ((e = vkws_broadcast_to_room(s_room, (size_t)n, p, dn)) < 0)
 		return e;
 	out_delivered(o, e);

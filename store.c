@@ -260,10 +260,12 @@ vkws_log_scan(int fd, vkws_rec_fn *fn, void *arg, struct vkws_scan *out)
 		return -1;
 	out->size = (uint64_t)st.st_size;
 	while (off < out->size) {
+		int r;
+
 		if ((avail = window(fd, off, out->size)) < 0)
 			return -1;
-		int r = vkws_rec_decode(rbuf + (off - win_off),
-		    (size_t)avail, &rec);
+		r = vkws_rec_decode(rbuf + (off - win_off), (size_t)avail,
+		    &rec);
 		if (r == 0)
 			r = VKWS_REC_ETORN;
 		else if (r > 0 && off == 0 && rec.type != VKWS_REC_HEADER)
