@@ -2,6 +2,9 @@
 # Run libFuzzer targets for a bounded time each, on a scratch copy of the
 # committed corpus, and turn every crash into a regression input.
 # Usage: fuzz/run.sh BUILD_DIR SECONDS TARGET...   (make fuzz calls it)
+# With FUZZ_RUNS=N in the environment each target runs N inputs from a
+# fixed seed instead, so the run is the same every time on the same
+# binary: make test uses that (tests/run), make fuzz the time bound.
 #
 # Each target starts from fuzz/corpus/TARGET and writes what it finds to
 # fuzz/out/TARGET (not committed: it grows without bound). A crash, leak
@@ -19,10 +22,16 @@ for t in "$@"; do
 	mkdir -p "$out" fuzz/corpus/"$t"
 	dict=""
 	[ -f fuzz/"$t".dict ] && dict="-dict=fuzz/$t.dict"
-	echo "=== fuzz $t for ${secs}s"
+	if [ -n "${FUZZ_RUNS:-}" ]; then
+		bound="-runs=$FUZZ_RUNS -seed=1"
+		echo "=== fuzz $t for $FUZZ_RUNS inputs"
+	else
+		bound="-max_total_time=$secs"
+		echo "=== fuzz $t for ${secs}s"
+	fi
 	# -max_len as FUZZ_MAX_INPUT in fuzz.h; -rss_limit_mb leaves room
 	# for vkws's static tables under ASan; -timeout catches a hang.
-	"$bin" -max_total_time="$secs" -max_len=65536 -timeout=10 \
+	"$bin" $bound -max_len=65536 -timeout=10 \
 	    -rss_limit_mb=4096 -print_final_stats=1 \
 	    -artifact_prefix="$out/" $dict "$out" fuzz/corpus/"$t" \
 	    >"$out.log" 2>&1
