@@ -5,6 +5,7 @@
 # With FUZZ_RUNS=N in the environment each target runs N inputs from a
 # fixed seed instead, so the run is the same every time on the same
 # binary: make test uses that (tests/run), make fuzz the time bound.
+# FUZZ_OUT names the working corpus directory (default fuzz/out).
 #
 # Each target starts from fuzz/corpus/TARGET and writes what it finds to
 # fuzz/out/TARGET (not committed: it grows without bound). A crash, leak
@@ -18,7 +19,7 @@ shift 2
 found=0
 for t in "$@"; do
 	bin=$dir/fuzz/fuzz_$t
-	out=fuzz/out/$t
+	out=${FUZZ_OUT:-fuzz/out}/$t
 	mkdir -p "$out" fuzz/corpus/"$t"
 	dict=""
 	[ -f fuzz/"$t".dict ] && dict="-dict=fuzz/$t.dict"
