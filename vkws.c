@@ -192,6 +192,16 @@ vkws_tx_raw(struct conn *c, const void *p, size_t n)
 	return 0;
 }
 
+/* A data message of n payload bytes went out (or is queued). */
+static void
+count_out(struct conn *c, size_t n)
+{
+	c->msgs_out++;
+	c->bytes_out += n;
+	vkws_count.msgs_out++;
+	vkws_count.bytes_out += n;
+}
+
 /*
  * Queue one frame whose payload is the concatenation of a[0..an) and
  * b[0..bn). Returns 0, or -1 if the queue cannot take it whole.
@@ -210,12 +220,8 @@ vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
 	tx_put(c, h, hn);
 	tx_put(c, a, an);
 	tx_put(c, b, bn);
-	if (op == WS_OP_TEXT || op == WS_OP_BINARY) {
-		c->msgs_out++;
-		c->bytes_out += an + bn;
-		vkws_count.msgs_out++;
-		vkws_count.bytes_out += an + bn;
-	}
+	if (op == WS_OP_TEXT || op == WS_OP_BINARY)
+		count_out(c, an + bn);
 	return 0;
 }
 
@@ -578,6 +584,29 @@ http_input(struct conn *c, uint8_t *b)
 
 /* ---- WebSocket frames ----------------------------------------------- */
 
+/*
+ * Echo a message. A large one goes from the read buffer straight to the
+ * socket when nothing is queued before it, and only what the socket does
+ * not take is copied into the queue; small ones are queued, so that one
+ * pass writes them all with one sendmsg. Echo stores nothing, so nothing
+ * waits for a log sync.
+ */
+static int
+echo_frame(struct conn *c, int op, const uint8_t *p, size_t n)
+{
+	uint8_t h[WS_MAX_HEADER];
+	size_t hn;
+
+	if (n < VKWS_DIRECT_MIN || c->txlen > 0 || c->tls)
+		return vkws_tx_frame(c, op, p, n);
+	hn = ws_header_build(h, 1, op, (uint64_t)n);
+	if (hn + n > vkws_tx_free(c))
+		return -1;
+	tx_write_through(c, h, hn, p, n);
+	count_out(c, n);
+	return 0;
+}
+
 /* Deliver a whole message. */
 static void
 ws_message(struct conn *c, int op, uint8_t *p, size_t n)
@@ -589,7 +618,7 @@ ws_message(struct conn *c, int op, uint8_t *p, size_t n)
 	if (c->close_sent)
 		return;	/* RFC 6455 7.1.2: data after our close is dropped */
 	if (c->kind == K_ECHO) {
-		if (vkws_tx_frame(c, op, p, n) != 0)
+		if (echo_frame(c, op, p, n) != 0)
 			vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
 		return;
 	}

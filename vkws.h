@@ -60,6 +60,9 @@
 /* Bytes written to one connection per loop pass, so one fast reader
  * cannot starve the rest. */
 #define VKWS_WRITE_CAP 65536
+/* An echo this large (bytes) is written from the read buffer, not
+ * copied into the send queue first. */
+#define VKWS_DIRECT_MIN 4096
 /* Shared read buffer: one read() of as much as a socket has. */
 #define VKWS_SCRATCH 65536
 
