@@ -494,7 +494,8 @@ http_route(struct conn *c, const struct http_req *r, const uint8_t *body,
 	struct http_str path = r->path;
 
 	*body_used = 0;
-	if (http_str_ieq(path, "/ws") && path.p[1] == 'w') {
+	/* Paths compare byte for byte (RFC 3986 6.2.2.1: case matters). */
+	if (path.n == 3 && memcmp(path.p, "/ws", 3) == 0) {
 		http_upgrade(c, r, K_CHAT);
 		return 0;
 	}

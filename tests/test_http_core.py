@@ -68,7 +68,8 @@ def test_healthz_http10(echo_server):
 
 
 @pytest.mark.parametrize("path", ["/nope", "/echox", "/healthz/x", "/ECHO",
-                                  "/ws/extra", "/favicon.ico"])
+                                  "/ws/extra", "/favicon.ico", "/WS",
+                                  "/wS", "/Ws"])
 def test_unknown_path_404(echo_server, path):
     r = echo_server.get(path)
     assert r.status == 404, r
