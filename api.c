@@ -50,6 +50,7 @@ vkws_api_init(struct vkws_config *c)
 void
 vkws_api_stop(void)
 {
+	vkws_store_close();
 }
 
 size_t

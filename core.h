@@ -183,6 +183,8 @@ int vkws_store_room_deleted(const char *room, size_t n);
 int vkws_store_open(struct vkws_config *c);
 /* Once per pass: make the records of the pass durable (--fsync batch). */
 void vkws_store_sync(void);
+/* At a clean stop: sync and close the log, whatever --fsync says. */
+void vkws_store_close(void);
 /* Replay: restore a room / a chat message (vkws.c). */
 int vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
     int persistent, uint64_t seq);

@@ -841,6 +841,24 @@ vkws_store_open(struct vkws_config *c)
 
 /* ---- Once per loop pass ----------------------------------------------- */
 
+/*
+ * Clean stop: whatever the --fsync mode, what was written reaches the
+ * disk before the process exits (PROTOCOL.md 3: SIGTERM "writes what it
+ * must to disk"), and the log is closed.
+ */
+void
+vkws_store_close(void)
+{
+	if (!on || log_fd < 0)
+		return;
+	if (!broken && fdatasync(log_fd) < 0)
+		vkws_log("store: cannot sync the log at exit: %s",
+		    strerror(errno));
+	close(log_fd);
+	log_fd = -1;
+	on = 0;
+}
+
 void
 vkws_store_sync(void)
 {
