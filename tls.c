@@ -808,8 +808,12 @@ vkws_tls_free(struct conn *c)
 		return;
 	if (!t->hs_done)
 		keyset[t->keys].refs--;
-	/* The context holds the session keys. */
+	/* The context holds the session keys, the buffers the last records
+	 * decrypted or encrypted (tokens among them): the next connection
+	 * to take this engine must find none of them. */
 	memset(&t->sc, 0, sizeof(t->sc));
+	memset(t->ibuf, 0, sizeof(t->ibuf));
+	memset(t->obuf, 0, sizeof(t->obuf));
 	t->used = 0;
 	t->hs_done = 0;
 }
