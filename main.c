@@ -292,22 +292,22 @@ cmd_token(struct vkws_config *c, int argc, char **argv)
 	static char tok[VKWS_TOKEN_MAX + 1];
 	const char *uid = NULL, *info = NULL;
 	char *fwd[64];
-	long ttl = 0;
-	int i, nf = 1, n;
+	unsigned ttl = 0;
+	int i, nf = 1, n, bad = 0;
 
 	fwd[0] = argv[0];
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--uid") == 0 && i + 1 < argc)
 			uid = argv[++i];
 		else if (strcmp(argv[i], "--ttl") == 0 && i + 1 < argc)
-			ttl = strtol(argv[++i], NULL, 10);
+			bad |= set_uint(&ttl, argv[++i], VKWS_TOKEN_TTL_MAX) < 0;
 		else if (strcmp(argv[i], "--info") == 0 && i + 1 < argc)
 			info = argv[++i];
 		else if (nf < 63)
 			fwd[nf++] = argv[i];
 	}
 	fwd[nf] = NULL;
-	if (uid == NULL || ttl < 0 || parse_flags(c, nf, fwd, 1) != 0 ||
+	if (uid == NULL || bad || parse_flags(c, nf, fwd, 1) != 0 ||
 	    load_secret(c) < 0) {
 		fprintf(stderr, "usage: vkws token --uid U [--ttl SECONDS] "
 		    "[--info JSON] [--secret S | --secret-file F]\n");
@@ -319,7 +319,7 @@ cmd_token(struct vkws_config *c, int argc, char **argv)
 		return 2;
 	}
 	n = jwt_sign(c->secret, c->secret_len, uid, strlen(uid),
-	    ttl > 0 ? (int64_t)time(NULL) + ttl : 0, info,
+	    ttl > 0 ? (int64_t)time(NULL) + (int64_t)ttl : 0, info,
 	    info ? strlen(info) : 0, tok, sizeof(tok) - 1);
 	if (n < 0) {
 		fprintf(stderr, "vkws: cannot make a token (uid of 1 to %d "

@@ -71,6 +71,7 @@
 #define VKWS_CLIENT_ID_MAX 24	/* bytes of a clientId string */
 #define VKWS_USERINFO_MAX 2048	/* bytes of a connection's userInfo JSON */
 #define VKWS_TOKEN_MAX 4096	/* bytes of a JWT */
+#define VKWS_TOKEN_TTL_MAX 315360000	/* vkws token --ttl: ten years (s) */
 #define VKWS_SECRET_MAX 256	/* bytes of the HMAC secret */
 #define VKWS_ROOM_NAME_MAX 64	/* bytes of a room name */
 #define VKWS_ROOMS_PER_CONN 16	/* rooms one connection may be in */
