@@ -755,28 +755,31 @@ m_send_to_user(const struct call *q, struct json_out *o)
 	return 0;
 }
 
+/* getAllConnections and getActiveConnections: the same list, by the
+ * C API call given. */
 static int
-m_get_all_connections(const struct call *q, struct json_out *o)
+m_list_conns(struct json_out *o, int (*fn)(vkws_client_fn *, void *))
 {
 	struct list l = { o, 0 };
 
-	(void)q;
 	json_out_lit(o, "[");
-	(void)vkws_get_all_connections(list_client, &l);
+	(void)fn(list_client, &l);
 	json_out_lit(o, "]");
 	return 0;
 }
 
 static int
+m_get_all_connections(const struct call *q, struct json_out *o)
+{
+	(void)q;
+	return m_list_conns(o, vkws_get_all_connections);
+}
+
+static int
 m_get_active_connections(const struct call *q, struct json_out *o)
 {
-	struct list l = { o, 0 };
-
 	(void)q;
-	json_out_lit(o, "[");
-	(void)vkws_get_active_connections(list_client, &l);
-	json_out_lit(o, "]");
-	return 0;
+	return m_list_conns(o, vkws_get_active_connections);
 }
 
 static int

@@ -2601,8 +2601,10 @@ vkws_set_client_data(const char *cid, size_t cn, const char *json,
 
 	if (c == NULL)
 		return VKWS_ENOTFOUND;
-	if (jn > VKWS_USERINFO_MAX || !vkws_json_is_object(json, jn))
-		return jn > VKWS_USERINFO_MAX ? VKWS_ELIMIT : VKWS_EINVAL;
+	if (jn > VKWS_USERINFO_MAX)
+		return VKWS_ELIMIT;
+	if (!vkws_json_is_object(json, jn))
+		return VKWS_EINVAL;
 	memcpy(c->info, json, jn);
 	c->info_len = (uint16_t)jn;
 	return 0;
