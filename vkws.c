@@ -59,6 +59,7 @@ static int listen_fd = -1;	/* plain */
 static int tls_fd = -1;		/* TLS */
 static int sig_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t sig_term, sig_hup;
+void (*vkws_hup_hook)(void);
 static int stopping;
 static int64_t stop_deadline;
 static int64_t accept_pause_until;
@@ -1316,6 +1317,8 @@ loop_pass(void)
 				begin_shutdown();
 			if (sig_hup) {
 				sig_hup = 0;
+				if (vkws_hup_hook != NULL)
+					vkws_hup_hook();
 				vkws_reload();
 				/* A new certificate and key for new
 				 * handshakes; open connections keep theirs. */
