@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "core.h"
 #include "json.h"
 #include "vkws.h"
 
@@ -584,5 +585,6 @@ main(int argc, char **argv)
 		return die_usage("bad arguments", NULL);
 	if (load_secret(&config) < 0)
 		return 2;
+	vkws_hooks_set(&vkws_api_hooks);
 	return vkws_serve(&config);
 }
