@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "core.h"
 #include "json.h"
 #include "vkws.h"
 
@@ -682,6 +683,9 @@ load_secret(struct vkws_config *c, int at_hup)
 
 /* ---- SIGHUP --------------------------------------------------------- */
 
+/* The protocol layer's hooks (api.c), with reload() wrapped so that the
+ * config file is read before the secret, key and TLS files. */
+static struct vkws_hooks hooks;
 static int saved_argc;
 static char **saved_argv;
 static const char *saved_path;
@@ -725,6 +729,14 @@ on_hup(void)
 	memset(&fresh, 0, sizeof(fresh));
 	vkws_log("config: read %s again, %zu setting%s changed", saved_path,
 	    changed, changed == 1 ? "" : "s");
+}
+
+static void
+reload(void)
+{
+	if (saved_path != NULL)
+		on_hup();
+	vkws_api_hooks.reload();
 }
 
 /* A decimal from 0 to max into *dst; -1 if it is not one. */
@@ -1046,7 +1058,8 @@ main(int argc, char **argv)
 	saved_argc = argc;
 	saved_argv = argv;
 	saved_path = config_path(argc, argv, 1);
-	if (saved_path != NULL)
-		vkws_hup_hook = on_hup;
+	hooks = vkws_api_hooks;
+	hooks.reload = reload;
+	vkws_hooks_set(&hooks);
 	return vkws_serve(&config);
 }

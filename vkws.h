@@ -238,10 +238,6 @@ int vkws_serve(struct vkws_config *c);
 /* Print the static memory budget of the compiled constants to fd. */
 void vkws_budget(int fd);
 
-/* Called by the loop on SIGHUP before the secret, API key and TLS files
- * are read again, if set: main.c reads its --config file there. */
-extern void (*vkws_hup_hook)(void);
-
 /* Write a log line (a printf format) to stderr, with a time stamp. */
 void vkws_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
