@@ -1028,6 +1028,11 @@ main(int argc, char **argv)
 	int r;
 
 	vkws_config_default(&config);
+	/* The protocol layers the core serves (and --budget counts), with
+	 * reload() wrapped to read the config file first. */
+	hooks = vkws_api_hooks;
+	hooks.reload = reload;
+	vkws_hooks_set(&hooks);
 	if (argc > 1 && strcmp(argv[1], "token") == 0)
 		return cmd_token(&config, argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "call") == 0)
@@ -1058,8 +1063,5 @@ main(int argc, char **argv)
 	saved_argc = argc;
 	saved_argv = argv;
 	saved_path = config_path(argc, argv, 1);
-	hooks = vkws_api_hooks;
-	hooks.reload = reload;
-	vkws_hooks_set(&hooks);
 	return vkws_serve(&config);
 }
