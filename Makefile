@@ -283,7 +283,11 @@ deb: vkws
 	    $(MAKE) O=$(DEB_O) $(DEB_O)/vkws
 	sh packaging/debian/build.sh $(DEB_O)/vkws ./vkws $(DEB_O)
 
-.PHONY: deb
+# The flag table of README "Command line and config file", from ./vkws.
+readme-flags: vkws
+	@sh packaging/flags-md.sh ./vkws
+
+.PHONY: deb readme-flags
 
 # ---- The built-in chat page (issue 8) ----------------------------------
 # web/embed.sh turns the files of web/ into byte arrays in

@@ -44,7 +44,8 @@ static const char usage_tail[] =
 "A --config file holds the same flags, one per line as 'name value'\n"
 "without the dashes (a flag without a value: its bare name); '#' starts\n"
 "a comment; quote a value with spaces (\"...\" or '...'). Flags given on\n"
-"the command line override the file. SIGHUP reads it again.\n";
+"the command line override the file. SIGHUP reads it again and applies\n"
+"every setting but those that take a restart.\n";
 
 static const char hint[] = "try vkws --help\n";
 
@@ -82,9 +83,11 @@ static const struct flag flags[] = {
 	{ "listen", "ADDR:PORT", F_ADDR, 0, FIELD(listen), 0, 0,
 	  "plain listener (default 127.0.0.1:8080; '' off;\n"
 	  "port 0 picks a free one; [::1]:PORT for IPv6;\n"
-	  "numeric addresses only, no host names)" },
+	  "numeric addresses only, no host names);\n"
+	  "a change takes a restart" },
 	{ "tls-listen", "ADDR:PORT", F_ADDR, 0, FIELD(tls_listen), 0, 0,
-	  "TLS listener (with --cert and --key)" },
+	  "TLS listener (with --cert and --key); a change\n"
+	  "takes a restart" },
 	{ "cert", "FILE", F_STR, 1, FIELD(cert), 0, 0,
 	  "PEM certificate chain; read again on SIGHUP" },
 	{ "key", "FILE", F_STR, 1, FIELD(key), 0, 0,
@@ -98,26 +101,31 @@ static const struct flag flags[] = {
 	  "JWT secret, one trailing newline stripped;\n"
 	  "read again on SIGHUP" },
 	{ "api-key", "K", F_KEY, 1, SPAN(api_key, api_key_len), 0, 0,
-	  "key for POST /api (or VKWS_API_KEY)" },
+	  "key for POST /api (or VKWS_API_KEY; none: /api\n"
+	  "answers 403)" },
 	{ "api-key-file", "FILE", F_STR, 1, FIELD(api_key_file), 0, 0,
 	  "key for POST /api, one trailing newline\n"
 	  "stripped; read again on SIGHUP" },
 	{ "api-remote", NULL, F_BOOL, 1, FIELD(api_remote), 0, 0,
 	  "/api answers peers off loopback too" },
 	{ "allowed-origin", "O", F_ORIGIN, 1, SPAN(origins, norigins), 0, 0,
-	  "allowed Origin of upgrades (repeatable, up to 8)" },
+	  "allowed Origin of upgrades (repeatable, up to 8;\n"
+	  "none: any origin)" },
 	{ "default-room", "R", F_STR, 1, FIELD(default_room), 0, 0,
 	  "room joined at auth (default general; '' none)" },
 	{ "no-auto-rooms", NULL, F_BOOL, 1, FIELD(no_auto_rooms), 0, 0,
 	  "join does not create rooms" },
 	{ "max-conns", "N", F_UINT, 1, FIELD(max_conns), 1, VKWS_MAX_CONNS,
-	  "WebSocket connections (at most the compiled limit)" },
+	  "WebSocket connections (default and most: the\n"
+	  "compiled VKWS_MAX_CONNS, 1024; small profile 64)" },
 	{ "max-pending", "N", F_UINT, 1, FIELD(max_pending), 0,
-	  VKWS_MAX_CONNS, "unauthenticated WebSocket connections" },
+	  VKWS_MAX_CONNS, "unauthenticated WebSocket connections (128;\n"
+	  "small profile 16)" },
 	{ "max-per-ip", "N", F_UINT, 1, FIELD(max_per_ip), 0, VKWS_MAX_CONNS,
 	  "WebSocket connections per address (0: no cap)" },
 	{ "history", "N", F_UINT, 1, FIELD(history), 0, VKWS_HISTORY,
-	  "chat messages kept and replayed per room" },
+	  "chat messages kept and replayed per room (50;\n"
+	  "small profile 20)" },
 	{ "rate", "N", F_UINT, 1, FIELD(rate), 0, 100000,
 	  "messages per second per connection (default 50;\n0: off)" },
 	{ "rate-burst", "N", F_UINT, 1, FIELD(rate_burst), 0, 1000000,
@@ -125,7 +133,8 @@ static const struct flag flags[] = {
 	{ "rate-grace", "S", F_UINT, 1, FIELD(rate_grace), 0, 86400,
 	  "seconds over the rate before close 1008 (10)" },
 	{ "handshake-timeout", "S", F_UINT, 1, FIELD(handshake_timeout), 1,
-	  3600, "seconds to send a request head (10)" },
+	  3600, "seconds to send a request head and finish a\n"
+	  "TLS handshake (10)" },
 	{ "auth-timeout", "S", F_UINT, 1, FIELD(auth_timeout), 1, 3600,
 	  "seconds to authenticate (10)" },
 	{ "ping-interval", "S", F_UINT, 1, FIELD(ping_interval), 0, 86400,
@@ -137,7 +146,8 @@ static const struct flag flags[] = {
 	{ "active-window", "S", F_UINT, 1, FIELD(active_window), 0, 86400,
 	  "getActiveConnections window (60)" },
 	{ "data-dir", "DIR", F_STR, 0, FIELD(data_dir), 0, 0,
-	  "keep history and persistent rooms on disk" },
+	  "keep history and persistent rooms on disk; a\n"
+	  "change takes a restart" },
 	{ "fsync", "MODE", F_FSYNC, 1, FIELD(fsync_mode), 0, 0,
 	  "always | batch (default) | never (lossy on power\n"
 	  "loss): when logged chat reaches the disk" },
