@@ -203,6 +203,8 @@ flag_find(const char *name)
 static const struct flag *
 flag_arg(const char *a)
 {
+	if (a == NULL)
+		return NULL;
 	if (strcmp(a, "-h") == 0)
 		return flag_find("help");
 	if (a[0] != '-' || a[1] != '-')
@@ -315,10 +317,15 @@ flag_set(struct src *s, struct vkws_config *c, const struct flag *f,
     const char *v)
 {
 	char *field = (char *)c + f->off;
-	size_t n = v != NULL ? strlen(v) : 0;
 	const char *why = NULL;
 	int bit = s->file != NULL ? 1 : 2;
 	int first = !(s->seen[f - flags] & bit);
+	size_t n;
+
+	/* A flag without a value (F_BOOL) is given NULL. */
+	if (v == NULL)
+		v = "";
+	n = strlen(v);
 
 	s->seen[f - flags] |= (unsigned char)bit;
 	if (f->type == F_ADDR && !addr_ok(v, &why)) {
@@ -620,8 +627,13 @@ config_load(struct vkws_config *c, int argc, char **argv, int first,
 		return -2;
 	for (i = first; i < argc; i++) {
 		const struct flag *f = flag_arg(argv[i]);
-		const char *v = f->arg != NULL ? argv[++i] : NULL;
+		const char *v = NULL;
 
+		/* The first pass has checked each flag and value. */
+		if (f == NULL || (f->arg != NULL && i + 1 >= argc))
+			return -1;
+		if (f->arg != NULL)
+			v = argv[++i];
 		if (f->type != F_CMD && flag_set(&s, c, f, v) < 0)
 			return -1;
 	}
