@@ -47,13 +47,18 @@ static const char usage[] =
 "  --default-room R         room joined at auth (default general; '' none)\n"
 "  --no-auto-rooms          join does not create rooms\n"
 "  --max-conns N            WebSocket connections (at most the compiled limit)\n"
-"  --max-pending N          unauthenticated WebSocket connections\n"
-"  --max-per-ip N           WebSocket connections per address (0: no cap)\n"
+"  --max-pending N          unproven connections: HTTP, TLS handshakes,\n"
+"                           WebSockets before auth; the oldest gives way\n"
+"  --max-per-ip N           connections per address (64; 0: no cap)\n"
+"  --http-max-requests N    requests per HTTP connection (100)\n"
+"  --reconnect-rate N       upgrades per second per address or user\n"
+"                           (5; 0: no limit)\n"
+"  --reconnect-burst N      upgrades at once per address or user (20)\n"
 "  --history N              chat messages kept and replayed per room\n"
 "  --rate N                 messages per second per connection (default 50)\n"
 "  --rate-burst N           token bucket size (default twice the rate)\n"
 "  --rate-grace S           seconds over the rate before close 1008 (10)\n"
-"  --handshake-timeout S    seconds to send a request head (10)\n"
+"  --handshake-timeout S    seconds an HTTP connection lives (10)\n"
 "  --auth-timeout S         seconds to authenticate (10)\n"
 "  --ping-interval S        seconds between keepalive pings (30)\n"
 "  --idle-timeout S         close 4002 after S seconds without a frame (75)\n"
@@ -180,7 +185,16 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 		else if (strcmp(f, "--max-pending") == 0)
 			r = set_uint(&c->max_pending, v, VKWS_MAX_CONNS);
 		else if (strcmp(f, "--max-per-ip") == 0)
-			r = set_uint(&c->max_per_ip, v, VKWS_MAX_CONNS);
+			r = set_uint(&c->max_per_ip, v, VKWS_SLOTS);
+		else if (strcmp(f, "--http-max-requests") == 0)
+			r = set_uint(&c->http_max_requests, v,
+			    VKWS_HTTP_MAX_REQUESTS);
+		else if (strcmp(f, "--reconnect-rate") == 0)
+			r = set_uint(&c->reconnect_rate, v,
+			    VKWS_RECONNECT_MAX);
+		else if (strcmp(f, "--reconnect-burst") == 0)
+			r = set_uint(&c->reconnect_burst, v,
+			    VKWS_RECONNECT_MAX);
 		else if (strcmp(f, "--history") == 0)
 			r = set_uint(&c->history, v, VKWS_HISTORY);
 		else if (strcmp(f, "--rate") == 0) {
@@ -226,8 +240,10 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 	}
 	if (c->handshake_timeout == 0 || c->close_timeout == 0 ||
 	    c->idle_timeout == 0 || c->auth_timeout == 0 ||
-	    c->max_conns == 0) {
-		fprintf(stderr, "vkws: timeouts and --max-conns must be > 0\n");
+	    c->max_conns == 0 || c->max_pending == 0 ||
+	    c->http_max_requests == 0 || c->reconnect_burst == 0) {
+		fprintf(stderr, "vkws: timeouts, --max-conns, --max-pending, "
+		    "--http-max-requests and --reconnect-burst must be > 0\n");
 		return -1;
 	}
 	return 0;
