@@ -522,7 +522,7 @@ out_metrics(struct json_out *o)
 typedef int method_fn(const struct call *q, struct json_out *o);
 
 static char s_room[VKWS_ROOM_NAME_MAX], s_cid[VKWS_CLIENT_ID_MAX];
-static char s_uid[VKWS_UID_MAX], s_reason[WS_MAX_CONTROL - 2];
+static char s_uid[VKWS_UID_MAX], s_reason[VKWS_REASON_IN_MAX];
 static char s_rooms[VKWS_MAX_ROOMS][VKWS_ROOM_NAME_MAX];
 static const char *s_room_p[VKWS_MAX_ROOMS];
 static size_t s_room_n[VKWS_MAX_ROOMS];

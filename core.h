@@ -216,8 +216,8 @@ int vkws_restore_chat(const char *room, size_t n, uint64_t life,
     uint64_t seq, const char *frame, size_t fn);
 int vkws_restore_room_deleted(const char *room, size_t n);
 /* After replay: drop the rooms that are not kept, give every kept room
- * without one a life. Returns how many got a life (then the log must be
- * rewritten before anything is appended). */
+ * without one a life. Returns how many rooms were dropped or got a life
+ * (then the log must be rewritten before anything is appended). */
 int vkws_restore_done(void);
 /* Compaction: every kept room, then each room's kept history. */
 typedef void vkws_store_room_fn(const char *room, size_t n,

@@ -1282,9 +1282,10 @@ vkws_restore_room_deleted(const char *room, size_t n)
 }
 
 /* After replay: rooms that are neither persistent nor the default one
- * lived only while they had members, and have none now. Their records
- * stay in the log until the next compaction, harmless: a room of the
- * same name made later has a larger life. */
+ * lived only while they had members, and have none now: their lives
+ * end here. A room of the same name made later has a larger life, and
+ * the caller rewrites the log so that the ended life is not replayed
+ * again either (as a DELETED record would). */
 int
 vkws_restore_done(void)
 {
@@ -1297,9 +1298,10 @@ vkws_restore_done(void)
 		struct room *r = &rooms[i];
 		if (!r->used)
 			continue;
-		if (!r->persistent && !vkws_room_is_default(r))
+		if (!r->persistent && !vkws_room_is_default(r)) {
 			room_remove_quiet(r);
-		else if (r->life == 0) {
+			fresh++;
+		} else if (r->life == 0) {
 			r->life = life_next++;
 			fresh++;
 		}

@@ -932,9 +932,10 @@ vkws_store_open(struct vkws_config *c)
 		    strerror(errno));
 	(void)unlink(path_tmp);	/* a compaction cut short */
 	r = replay();
-	/* Rooms that got a life only now (the default room of a new name,
-	 * a version 1 log) must be in the log before anything is appended
-	 * for them: the log is rewritten. */
+	/* Rooms whose life ended at this start (not kept), and rooms that
+	 * got a life only now (the default room of a new name, a version 1
+	 * log), must be so in the log before anything is appended: it is
+	 * rewritten from memory. */
 	if (vkws_restore_done() > 0 && r == 0)
 		r = 1;
 	if (r < 0)

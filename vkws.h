@@ -216,6 +216,10 @@ enum {
 #define VKWS_STORE_LOG_EVERY 60000
 /* A failed log is reopened at most once per this many ms. */
 #define VKWS_STORE_RETRY 1000
+/* Bytes of a close reason disconnect/disconnectAll accept (after JSON
+ * unescaping); the close frame carries the first 123 of them, cut at a
+ * UTF-8 character boundary (PROTOCOL.md 7). */
+#define VKWS_REASON_IN_MAX 512
 /* --fsync batch: chat acks wait for the pass's sync, and the chat frame
  * with them, in a table of this many chats and a buffer of this many
  * bytes (one largest frame and its id at least); a chat that would not
