@@ -1514,7 +1514,9 @@ loop_pass(void)
 		pfd[n].revents = 0;
 		pslot[n++] = (uint16_t)s;
 	}
-	/* Flush what the timers queued before sleeping. */
+	/* Flush what the timers and held frames queued before sleeping,
+	 * after the layers above had the sync their acks wait for. */
+	hooks->after_pass();
 	for (s = 0; s < ndirty; s++) {
 		struct conn *c = &vkws_conns[dirty[s]];
 		c->dirty = 0;
