@@ -118,11 +118,18 @@ static const struct flag flags[] = {
 	{ "max-conns", "N", F_UINT, 1, FIELD(max_conns), 1, VKWS_MAX_CONNS,
 	  "WebSocket connections (default and most: the\n"
 	  "compiled VKWS_MAX_CONNS, 1024; small profile 64)" },
-	{ "max-pending", "N", F_UINT, 1, FIELD(max_pending), 0,
-	  VKWS_MAX_CONNS, "unauthenticated WebSocket connections (128;\n"
-	  "small profile 16)" },
-	{ "max-per-ip", "N", F_UINT, 1, FIELD(max_per_ip), 0, VKWS_MAX_CONNS,
-	  "WebSocket connections per address (0: no cap)" },
+	{ "max-pending", "N", F_UINT, 1, FIELD(max_pending), 1,
+	  VKWS_MAX_CONNS, "unproven connections (HTTP, TLS handshakes,\n"
+	  "WebSockets before auth); the oldest gives way (128)" },
+	{ "max-per-ip", "N", F_UINT, 1, FIELD(max_per_ip), 0, VKWS_SLOTS,
+	  "connections per address (64; 0: no cap)" },
+	{ "http-max-requests", "N", F_UINT, 1, FIELD(http_max_requests), 1,
+	  VKWS_HTTP_MAX_REQUESTS, "requests per HTTP connection (100)" },
+	{ "reconnect-rate", "N", F_UINT, 1, FIELD(reconnect_rate), 0,
+	  VKWS_RECONNECT_MAX, "upgrades per second per address or user\n"
+	  "(5; 0: off)" },
+	{ "reconnect-burst", "N", F_UINT, 1, FIELD(reconnect_burst), 1,
+	  VKWS_RECONNECT_MAX, "upgrades at once per address or user (20)" },
 	{ "history", "N", F_UINT, 1, FIELD(history), 0, VKWS_HISTORY,
 	  "chat messages kept and replayed per room (50;\n"
 	  "small profile 20)" },
@@ -133,8 +140,7 @@ static const struct flag flags[] = {
 	{ "rate-grace", "S", F_UINT, 1, FIELD(rate_grace), 0, 86400,
 	  "seconds over the rate before close 1008 (10)" },
 	{ "handshake-timeout", "S", F_UINT, 1, FIELD(handshake_timeout), 1,
-	  3600, "seconds to send a request head and finish a\n"
-	  "TLS handshake (10)" },
+	  3600, "seconds an HTTP connection lives (10)" },
 	{ "auth-timeout", "S", F_UINT, 1, FIELD(auth_timeout), 1, 3600,
 	  "seconds to authenticate (10)" },
 	{ "ping-interval", "S", F_UINT, 1, FIELD(ping_interval), 0, 86400,

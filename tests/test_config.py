@@ -333,8 +333,11 @@ def test_sighup_applies_the_file_all_or_nothing(tmp_path):
         assert auth_code(s, mint("one")) != 0
         assert api_status(s, "key-two") == 200
         assert api_status(s, "key-one") == 401
-        keep = s.ws("/ws")
+        # max-conns bounds authenticated (proven) connections.
+        keep = s.ws("/ws?token=" + mint("two"))
         try:
+            while json.loads(keep.recv_message()[1]).get("type") != "auth":
+                pass
             r = s.raw()
             r.sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: "
                            b"websocket\r\nConnection: Upgrade\r\n"
