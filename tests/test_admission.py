@@ -777,6 +777,15 @@ def test_mapped_ipv6_counts_as_ipv4(srv):
                 plain = int(m.group(1))
         a = socket.create_connection((HOST, sv.port), 5,
                                      source_address=("127.0.0.2", 0))
+        # A request answered on the plain listener after a connected:
+        # the loop accepts a (TLS backlog) no later than this request's
+        # connection, and reads the request a pass after.
+        g = wsraw.Conn(socket.create_connection((HOST, plain), 5), 5)
+        try:
+            assert g.request("GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                             "\r\n").status == 200
+        finally:
+            g.close()
         b = socket.create_connection((HOST, plain), 5,
                                      source_address=("127.0.0.2", 0))
         try:
