@@ -570,7 +570,7 @@ out_metrics(struct json_out *o)
 typedef int method_fn(const struct call *q, struct json_out *o);
 
 static char s_room[VKWS_ROOM_NAME_MAX], s_cid[VKWS_CLIENT_ID_MAX];
-static char s_uid[VKWS_UID_MAX], s_reason[WS_MAX_CONTROL - 2];
+static char s_uid[VKWS_UID_MAX], s_reason[VKWS_REASON_IN_MAX];
 static char s_rooms[VKWS_MAX_ROOMS][VKWS_ROOM_NAME_MAX];
 static const char *s_room_p[VKWS_MAX_ROOMS];
 static size_t s_room_n[VKWS_MAX_ROOMS];
@@ -1059,11 +1059,32 @@ fail:
 	return o.n;
 }
 
-/* Answer a whole /api body. */
+/* Answer a whole /api body. A call that wrote to the log is answered
+ * once what it wrote is on disk (--fsync batch): the sync is done here,
+ * as the reply may go to the socket at once; if it fails the call
+ * answers -7. */
 static void
 api_answer(struct conn *c, const char *body, size_t n, int keep)
 {
-	size_t len = api_call(body, n);
+	struct vkws_store_stats before, after;
+	size_t len;
+
+	vkws_store_get_stats(&before);
+	len = api_call(body, n);
+	vkws_store_get_stats(&after);
+	if (vkws_store_unsynced() && vkws_chat_commit() < 0 &&
+	    after.records != before.records) {
+		struct json_out o;
+		vkws_count.store_failures++;
+		json_out_init(&o, api_out, sizeof(api_out));
+		json_out_lit(&o, "{\"code\":");
+		json_out_int(&o, VKWS_ESTORE);
+		json_out_lit(&o, ",\"msg\":");
+		json_out_str(&o, vkws_strerror(VKWS_ESTORE),
+		    strlen(vkws_strerror(VKWS_ESTORE)));
+		json_out_lit(&o, "}");
+		len = o.n;
+	}
 
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
 	    api_out, len, keep);
@@ -1301,10 +1322,12 @@ http_other(struct conn *c, const struct http_req *r,
 	return route_page(c, r, body, avail, used, keep);
 }
 
+/* Before the pass's output is flushed: the sync its acks wait for. */
 static void
 after_pass(void)
 {
-	vkws_store_sync();
+	(void)vkws_chat_commit();
+	vkws_store_tick();
 }
 
 /* ---- SIGHUP --------------------------------------------------------- */

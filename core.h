@@ -198,11 +198,15 @@ void vkws_leave(struct conn *c, struct room *r);
 /* Send the user_join held back while c was young (PROTOCOL.md 8) for
  * room r, or for every room with r NULL. */
 void vkws_room_announce(struct conn *c, const struct room *r);
-/* Chat: encode, store and keep as history (returns the length, or
- * VKWS_ELIMIT / VKWS_ESTORE), then send what was encoded to r. */
+/* Chat: encode, store and keep as history (returns the length and sets
+ * *frame, or VKWS_ELIMIT / VKWS_ESTORE), then send the frame to r. */
 int vkws_chat_encode(const struct conn *c, struct room *r,
-    const char *text, size_t n);
-int vkws_chat_send(struct room *r, size_t n);
+    const char *text, size_t n, const char **frame);
+int vkws_chat_send(struct room *r, const char *p, size_t n);
+/* The life of r (store.h): a room deleted and made again has another. */
+uint64_t vkws_room_life(const struct room *r);
+/* Copy r's name to out (VKWS_ROOM_NAME_MAX bytes); returns its length. */
+size_t vkws_room_name(const struct room *r, char *out);
 /* History of r as a JSON array; returns whether it is complete. */
 int vkws_history_write(const struct room *r, uint64_t since, size_t limit,
     struct json_out *o);
@@ -218,29 +222,45 @@ size_t vkws_rooms_static_size(void);
 
 /* Each returns 0, or -1 if the record could not be written. Without
  * --data-dir they do nothing and succeed. */
-int vkws_store_chat(const char *room, size_t n, uint64_t seq,
+int vkws_store_chat(const char *room, size_t n, uint64_t life, uint64_t seq,
     const char *frame, size_t fn);
 int vkws_store_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent);
+    int persistent, uint64_t life, int64_t created_at);
 int vkws_store_room_deleted(const char *room, size_t n);
 
 /* Open --data-dir (if set) and replay the log into the room table.
  * Returns 0, or -1 with a log line if the server must not start. */
 int vkws_store_open(struct vkws_config *c);
-/* Once per pass: make the records of the pass durable (--fsync batch). */
-void vkws_store_sync(void);
+/* Once per pass, and whenever an ack cannot wait for the end of it: make
+ * the records written so far durable (--fsync batch). Returns 0, or -1 if
+ * the sync failed (what it should have covered is not known to be on
+ * disk, and the log is broken until a compaction succeeds). */
+int vkws_store_sync(void);
+/* Once per pass, after the sync: compact the log when it is due, or to
+ * end a broken state. */
+void vkws_store_tick(void);
+/* Whether records were written that wait for that sync: their acks must
+ * wait too (--fsync batch only; always and never need no waiting). */
+int vkws_store_unsynced(void);
 /* At a clean stop: sync and close the log, whatever --fsync says. */
 void vkws_store_close(void);
-/* Replay: restore a room / a chat message (room.c). */
+/* Replay: restore a room / a chat message (room.c). Each returns 0, -1
+ * if the room table is full, or VKWS_RESTORE_INVALID for a record that
+ * must not be served (store.c counts it and keeps the log aside). */
+#define VKWS_RESTORE_INVALID (-2)
 int vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent, uint64_t seq);
-int vkws_restore_chat(const char *room, size_t n, uint64_t seq,
-    const char *frame, size_t fn);
+    int persistent, uint64_t seq, uint64_t life, int64_t created_at);
+int vkws_restore_chat(const char *room, size_t n, uint64_t life,
+    uint64_t seq, const char *frame, size_t fn);
 int vkws_restore_room_deleted(const char *room, size_t n);
-void vkws_restore_done(void);
+/* After replay: drop the rooms that are not kept, give every kept room
+ * without one a life. Returns how many rooms were dropped or got a life
+ * (then the log must be rewritten before anything is appended). */
+int vkws_restore_done(void);
 /* Compaction: every kept room, then each room's kept history. */
 typedef void vkws_store_room_fn(const char *room, size_t n,
-    uint32_t max_clients, int persistent, uint64_t seq, void *arg);
+    uint32_t max_clients, int persistent, uint64_t seq, uint64_t life,
+    int64_t created_at, void *arg);
 typedef void vkws_store_chat_fn(const char *room, size_t n, uint64_t seq,
     const char *frame, size_t fn, void *arg);
 void vkws_room_each(vkws_store_room_fn *fn, void *arg);
@@ -351,6 +371,10 @@ extern const struct vkws_hooks vkws_api_hooks;	/* api.c */
 
 /* chat.c: seed the generator behind reconnect spreads. */
 int vkws_chat_init(struct vkws_config *c);
+/* chat.c: sync the log (vkws_store_sync) and send the acks and chat
+ * messages that waited for it: code 0 and the messages if it succeeded,
+ * -7 and no message if not. Returns 0, or -1 if the sync failed. */
+int vkws_chat_commit(void);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
 /* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */

@@ -716,29 +716,6 @@ http_input(struct conn *c, uint8_t *b)
 
 /* ---- WebSocket frames ----------------------------------------------- */
 
-/*
- * Echo a message. A large one goes from the read buffer straight to the
- * socket when nothing is queued before it, and only what the socket does
- * not take is copied into the queue; small ones are queued, so that one
- * pass writes them all with one sendmsg. Echo stores nothing, so nothing
- * waits for a log sync.
- */
-static int
-echo_frame(struct conn *c, int op, const uint8_t *p, size_t n)
-{
-	uint8_t h[WS_MAX_HEADER];
-	size_t hn;
-
-	if (n < VKWS_DIRECT_MIN || c->txlen > 0 || c->tls)
-		return vkws_tx_frame(c, op, p, n);
-	hn = ws_header_build(h, 1, op, (uint64_t)n);
-	if (hn + n > vkws_tx_free(c))
-		return -1;
-	tx_write_through(c, h, hn, p, n);
-	count_out(c, n);
-	return 0;
-}
-
 /* Deliver a whole message. */
 static void
 ws_message(struct conn *c, int op, uint8_t *p, size_t n)
@@ -749,11 +726,6 @@ ws_message(struct conn *c, int op, uint8_t *p, size_t n)
 	vkws_count.bytes_in += n;
 	if (c->close_sent)
 		return;	/* RFC 6455 7.1.2: data after our close is dropped */
-	if (c->kind == K_ECHO) {
-		if (echo_frame(c, op, p, n) != 0)
-			vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
-		return;
-	}
 	hooks->ws_message(c, op, p, n);
 }
 
@@ -826,6 +798,129 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 }
 
 /*
+ * /echo streams (RFC 6455 5.4): each piece of a data frame's payload is
+ * checked (the UTF-8 of text, byte by byte), unmasked and sent on at once
+ * as a frame of its own: the message's opcode on its first piece, then
+ * continuations, FIN on the piece that ends the message. So a message of
+ * any size passes through the receive buffer and the send queue without
+ * being held whole, its echo has the same type and the same bytes, and a
+ * bad byte fails the connection before the rest of its frame is sent.
+ * A frame is cut rather than echoed under the length it announced, since
+ * a frame whose payload is still to come could not be interrupted by a
+ * pong or by our close. A piece of VKWS_DIRECT_MIN bytes or more goes
+ * from the read buffer straight to the socket when nothing is queued
+ * before it; only what the socket does not take is copied into the queue.
+ * Echo stores nothing, so nothing waits for a log sync.
+ */
+static int
+echo_piece(struct conn *c, uint8_t *p, size_t n)
+{
+	uint8_t h[WS_MAX_HEADER];
+	struct ws_piece pc;
+	size_t hn;
+	int r;
+
+	if ((r = ws_rx_payload(&c->rx, p, n, &pc)) < 0)
+		return r;
+	c->bytes_in += n;
+	vkws_count.bytes_in += n;
+	if (pc.fin) {
+		c->msgs_in++;
+		vkws_count.msgs_in++;
+	}
+	if (c->close_sent)
+		return 0;	/* RFC 6455 7.1.2: data after our close is dropped */
+	hn = ws_header_build(h, pc.fin, pc.opcode, (uint64_t)n);
+	if (n >= VKWS_DIRECT_MIN && c->txlen == 0 && !c->tls)
+		tx_write_through(c, h, hn, p, n);
+	else {
+		tx_put(c, h, hn);
+		tx_put(c, p, n);
+	}
+	c->bytes_out += n;
+	vkws_count.bytes_out += n;
+	if (pc.fin) {
+		c->msgs_out++;
+		vkws_count.msgs_out++;
+	}
+	return 0;
+}
+
+/*
+ * The /echo receive path: frame headers and control frames as in
+ * ws_input(), data payloads in pieces through echo_piece(). A piece waits
+ * in the receive buffer (c->held) while the send queue has less than
+ * VKWS_REPLY_ROOM free, and conn_events() asks for no input meanwhile, so
+ * a client that does not read is not read either: nothing is dropped and
+ * nothing is buffered past the slot's two buffers. No message limit: a
+ * frame may be as long as RFC 6455 5.2 allows (2^63 - 1 bytes).
+ */
+static size_t
+echo_input(struct conn *c, uint8_t *p, size_t n)
+{
+	size_t off = 0, k;
+	struct ws_frame f;
+	int r;
+
+	while (c->state == S_WS) {
+		if (c->rx.f_open) {
+			k = n - off;
+			if (k > c->rx.f_left)
+				k = (size_t)c->rx.f_left;
+			if (k == 0 && c->rx.f_left > 0)
+				break;
+			if (!c->close_sent) {
+				size_t room = vkws_tx_free(c);
+				if (room < VKWS_REPLY_ROOM) {
+					c->held = 1;
+					break;
+				}
+				if (k > room - WS_MAX_HEADER)
+					k = room - WS_MAX_HEADER;
+			}
+			if ((r = echo_piece(c, p + off, k)) < 0) {
+				ws_fail(c, r);
+				return n;
+			}
+			off += k;
+			c->t_in = pass_now;
+			continue;
+		}
+		if (off == n)
+			break;
+		r = ws_frame_parse(&f, p + off, n - off, 1, &c->rx,
+		    UINT64_MAX);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			ws_fail(c, r);
+			return n;
+		}
+		if ((f.opcode & 0x8u) == 0) {
+			if ((r = ws_rx_begin(&c->rx, &f)) < 0) {
+				ws_fail(c, r);
+				return n;
+			}
+			off += f.hdr_len;
+			continue;
+		}
+		/* A control frame is handled whole (at most 125 bytes). */
+		if (f.payload_len > n - off - f.hdr_len)
+			break;
+		if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent) {
+			c->held = 1;
+			break;
+		}
+		k = (size_t)f.payload_len;
+		ws_unmask(p + off + f.hdr_len, k, f.mask, 0);
+		ws_frame(c, &f, p + off + f.hdr_len, k);
+		off += f.hdr_len + k;
+		c->t_in = pass_now;
+	}
+	return off;
+}
+
+/*
  * Parse and handle every whole frame in p[0..n). Returns the bytes used;
  * stops early at a partial frame, or when the send queue could not take
  * the largest reply (the rest waits until the queue drains).
@@ -834,6 +929,9 @@ static size_t
 ws_input(struct conn *c, uint8_t *p, size_t n)
 {
 	size_t off = 0;
+
+	if (c->kind == K_ECHO)
+		return echo_input(c, p, n);
 
 	while (off < n && (c->state == S_WS)) {
 		struct ws_frame f;
@@ -1530,7 +1628,9 @@ loop_pass(void)
 		pfd[n].revents = 0;
 		pslot[n++] = (uint16_t)s;
 	}
-	/* Flush what the timers queued before sleeping. */
+	/* Flush what the timers and held frames queued before sleeping,
+	 * after the layers above had the sync their acks wait for. */
+	hooks->after_pass();
 	for (s = 0; s < ndirty; s++) {
 		struct conn *c = &vkws_conns[dirty[s]];
 		c->dirty = 0;

@@ -264,9 +264,9 @@ enum {
 /* Bytes of a record header: length (4), type (1), CRC-32 (4). */
 #define VKWS_REC_HEAD 9
 /* Largest record payload (bytes): a chat record is the room name with its
- * length byte, the seq, and a chat frame, which fits the largest frame
- * the server sends. */
-#define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + VKWS_MAX_OUT)
+ * length byte, the room's life, the seq, and a chat frame, which fits the
+ * largest frame the server sends. */
+#define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + 8 + VKWS_MAX_OUT)
 /* Compaction writes through a buffer of this size (bytes), so the new
  * file is written in few large writes, not one per record. */
 #define VKWS_STORE_WBUF 16384
@@ -274,6 +274,16 @@ enum {
 #define VKWS_STORE_LOG_EVERY 60000
 /* A failed log is reopened at most once per this many ms. */
 #define VKWS_STORE_RETRY 1000
+/* Bytes of a close reason disconnect/disconnectAll accept (after JSON
+ * unescaping); the close frame carries the first 123 of them, cut at a
+ * UTF-8 character boundary (PROTOCOL.md 7). */
+#define VKWS_REASON_IN_MAX 512
+/* --fsync batch: chat acks wait for the pass's sync, and the chat frame
+ * with them, in a table of this many chats and a buffer of this many
+ * bytes (one largest frame and its id at least); a chat that would not
+ * fit makes the ones before it sync and go out first. */
+#define VKWS_PENDING_CHATS 256
+#define VKWS_PENDING_BYTES (2 * VKWS_MAX_OUT)
 
 /* Fill c with the defaults of PROTOCOL.md. */
 void vkws_config_default(struct vkws_config *c);
