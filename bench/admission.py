@@ -106,10 +106,15 @@ class Chatter:
 
 def newcomer_times(srv, samples, deadline=30.0):
     out = {"plain": [], "tls": [], "page": []}
+    # Each newcomer from an address of its own (127.0.1.N), as distinct
+    # users are: one address's reconnect bucket is not theirs to share.
     fns = {
-        "plain": lambda i: ta.login(srv, "n-p%d" % i, room=False),
-        "tls": lambda i: ta.login(srv, "n-t%d" % i, tls=True, room=False),
-        "page": lambda i: ta.page_login(srv, "n-g%d" % i),
+        "plain": lambda i: ta.login(srv, "n-p%d" % i, room=False,
+                                    src="127.0.1.%d" % (i % 250 + 1)),
+        "tls": lambda i: ta.login(srv, "n-t%d" % i, tls=True, room=False,
+                                  src="127.0.2.%d" % (i % 250 + 1)),
+        "page": lambda i: ta.page_login(srv, "n-g%d" % i,
+                                        src="127.0.3.%d" % (i % 250 + 1)),
     }
     failed = 0
     for i in range(samples):
@@ -129,7 +134,8 @@ def newcomer_times(srv, samples, deadline=30.0):
 
 
 class Storm:
-    """One valid token reconnecting as fast as one thread can."""
+    """One valid token reconnecting as fast as one thread can, from
+    127.0.0.5."""
 
     def __init__(self, srv):
         self.srv = srv
@@ -153,7 +159,9 @@ class Storm:
         end = time.monotonic() + 120
         while not self.stop_ev.is_set() and time.monotonic() < end:
             try:
-                c = self.srv.conn()
+                # From an address of its own: newcomers come from
+                # others (one address's bucket is its own business).
+                c = self.srv.conn(src="127.0.0.5")
                 c.handshake(ta.HOST, tok, check=False)
                 c.close()
                 self.n += 1
