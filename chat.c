@@ -421,7 +421,7 @@ do_chat(struct conn *c, const struct req *q)
 			vkws_count.store_failures++;
 		/* The chats before it in this pass were written whole: their
 		 * acks go first, after the sync they wait for. */
-		if (npend > 0)
+		if (len == VKWS_ESTORE && npend > 0)
 			(void)vkws_chat_commit();
 		reply(c, q, len);
 		return;

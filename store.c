@@ -378,8 +378,9 @@ crash_point(const char *step)
 	}
 }
 
-/* Test builds only: VKWS_SYNC_FAIL=1 makes the sync of --fsync batch
- * fail with EIO, as a disk that loses a write would. */
+/* Test builds only: VKWS_SYNC_FAIL=1 makes the log's fdatasync (of
+ * --fsync batch and always) fail with EIO, as a disk that loses a write
+ * would. */
 static int
 data_sync(int fd)
 {
@@ -511,7 +512,7 @@ append(const struct vkws_rec *r)
 	dirty = 1;
 	if (cfg->fsync_mode == VKWS_FSYNC_ALWAYS) {
 		stats.syncs++;
-		if (fdatasync(log_fd) < 0)
+		if (data_sync(log_fd) < 0)
 			goto bad;
 	}
 	log_size += total;
