@@ -243,8 +243,11 @@ send_auth_fail(struct conn *c, const struct req *q, int code)
 	out_id(&o, q);
 	json_out_lit(&o, ",\"code\":");
 	json_out_int(&o, code);
-	json_out_lit(&o, code == VKWS_EUNKNOWN ? ",\"msg\":\"认证失败\"}" :
-	    ",\"msg\":\"not allowed\"}");
+	json_out_lit(&o, ",\"msg\":");
+	json_out_str(&o, code == VKWS_EUNKNOWN ? "认证失败" :
+	    vkws_strerror(code), strlen(code == VKWS_EUNKNOWN ? "认证失败" :
+	    vkws_strerror(code)));
+	json_out_lit(&o, "}");
 	send_text(c, &o);
 }
 
@@ -262,6 +265,14 @@ auth_accept(struct conn *c, const struct req *q)
 	    vkws_wall_ms()) : 0;
 	memcpy(c->info, claims.info, claims.info_len);
 	c->info_len = (uint16_t)claims.info_len;
+	/* Proven now (PROTOCOL.md 8): off the unproven budget, onto
+	 * --max-conns, which may be full of proven ones. */
+	if (first && vkws_conn_prove(c) < 0) {
+		vkws_count.refused_full++;
+		send_auth_fail(c, q, VKWS_ELIMIT);
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server full");
+		return;
+	}
 	if (first) {
 		memcpy(c->uid, claims.uid, claims.uid_len);
 		c->uid_len = (uint8_t)claims.uid_len;
@@ -309,6 +320,16 @@ authenticate(struct conn *c, const struct req *q, const char *tok, size_t n)
 		send_auth_fail(c, q, VKWS_EPERM);
 		return;
 	}
+	/* PROTOCOL.md 8: a user reconnecting too fast. A ?token= was
+	 * counted at the upgrade (vkws_token_ok()); an auth message is
+	 * counted here, refused with -6 and closed 1013. */
+	if (!c->authed && q != NULL &&
+	    vkws_admit_user(claims.uid, claims.uid_len) < 0) {
+		vkws_count.refused_reconnect++;
+		send_auth_fail(c, q, VKWS_ERATE);
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "reconnecting too fast");
+		return;
+	}
 	auth_accept(c, q);
 }
 
@@ -318,9 +339,13 @@ vkws_token_ok(const struct http_req *r)
 	int n = http_query_get(r->query, "token", token_buf,
 	    sizeof(token_buf));
 
-	return n > 0 && cfg->secret_len > 0 && jwt_verify(cfg->secret,
+	if (n <= 0 || cfg->secret_len == 0 || jwt_verify(cfg->secret,
 	    cfg->secret_len, token_buf, (size_t)n, vkws_wall_ms() / 1000,
-	    &claims) == 0;
+	    &claims) != 0)
+		return 0;
+	/* PROTOCOL.md 8: one user's reconnect rate, on the upgrade. */
+	return vkws_admit_user(claims.uid, claims.uid_len) < 0 ?
+	    VKWS_ERATE : 1;
 }
 
 void
@@ -415,6 +440,10 @@ do_chat(struct conn *c, const struct req *q)
 	if (npend == VKWS_PENDING_CHATS || pend_used + ID_RAW_MAX +
 	    VKWS_MAX_OUT > sizeof(pend_buf))
 		(void)vkws_chat_commit();
+	/* The others hear of a young sender's join (PROTOCOL.md 8) before
+	 * its first chat; announced before the chat is encoded, since both
+	 * are written into the room layer's one output buffer. */
+	vkws_room_announce(c, r);
 	if ((len = vkws_chat_encode(c, r, text_buf, (size_t)tn, &frame)) <
 	    0) {
 		if (len == VKWS_ESTORE)
@@ -544,17 +573,23 @@ vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n)
 
 	q.id = -1;
 	/* PROTOCOL.md 7: a binary frame, a frame that is not a JSON object,
-	 * or one without a string type is -2. */
+	 * or one without a string type is -2. --rate counts every data
+	 * frame, valid or not: a flood of invalid ones is refused with -6
+	 * and closed 1008 like any other. */
 	if (op != WS_OP_TEXT || json_parse(&q.d, toks, VKWS_JSON_TOKENS,
 	    (const char *)p, n) < 0 || !json_is_object(&q.d, 0)) {
-		reply(c, NULL, VKWS_EINVAL);
+		if (rate_check(c, NULL) == 0)
+			reply(c, NULL, VKWS_EINVAL);
 		return;
 	}
 	if ((q.id = json_get(&q.d, 0, "id")) >= 0 && !id_ok(&q.d, q.id)) {
 		q.id = -1;
-		reply(c, NULL, VKWS_EINVAL);
+		if (rate_check(c, NULL) == 0)
+			reply(c, NULL, VKWS_EINVAL);
 		return;
 	}
+	if (rate_check(c, &q) < 0)
+		return;
 	type = json_get(&q.d, 0, "type");
 	if (type < 0 || !json_is_string(&q.d, type)) {
 		/* PROTOCOL.md 7: before authentication a JSON object that
@@ -562,8 +597,6 @@ vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n)
 		reply(c, &q, c->authed ? VKWS_EINVAL : VKWS_EPERM);
 		return;
 	}
-	if (rate_check(c, &q) < 0)
-		return;
 	if (json_streq(&q.d, type, "auth"))
 		do_auth(c, &q);
 	else if (!c->authed)
@@ -628,6 +661,13 @@ vkws_ws_timer(struct conn *c, int64_t now)
 		c->t_ping = now + (int64_t)cfg->ping_interval * 1000;
 	}
 	next = cfg->ping_interval > 0 ? c->t_ping : INT64_MAX;
+	/* Joins held back while the connection was young (PROTOCOL.md 8). */
+	if (c->quiet != 0) {
+		if (now - c->t_open >= VKWS_CHURN_MS)
+			vkws_room_announce(c, NULL);
+		else if (c->t_open + VKWS_CHURN_MS < next)
+			next = c->t_open + VKWS_CHURN_MS;
+	}
 	return exp_at < next ? exp_at : next;
 }
 

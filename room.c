@@ -290,6 +290,7 @@ member_unlink(struct conn *c, struct room *r, int k)
 	if (mem_next[node] != NODE_NONE)
 		mem_prev[mem_next[node]] = mem_prev[node];
 	c->rooms[k] = VKWS_NO_ROOM;
+	c->quiet &= (uint16_t)~(1u << k);
 	c->nrooms--;
 	r->members--;
 }
@@ -361,9 +362,10 @@ room_send(struct room *r, const char *p, size_t n)
 	return sent;
 }
 
-/* user_join / user_leave to the members of r. */
-static void
-notify_member(struct room *r, const char *type, const struct conn *who)
+/* Encode user_join / user_leave of who in r into out_buf; 0 if it
+ * does not fit. */
+static size_t
+member_note(struct room *r, const char *type, const struct conn *who)
 {
 	struct json_out o;
 
@@ -373,8 +375,60 @@ notify_member(struct room *r, const char *type, const struct conn *who)
 	json_out_lit(&o, ",\"timestamp\":");
 	json_out_int(&o, vkws_wall_ms());
 	json_out_lit(&o, "}");
-	if (json_out_ok(&o))
-		room_send(r, o.p, o.n);
+	return json_out_ok(&o) ? o.n : 0;
+}
+
+/* user_join / user_leave to the members of r. */
+static void
+notify_member(struct room *r, const char *type, const struct conn *who)
+{
+	size_t n = member_note(r, type, who);
+
+	if (n > 0)
+		room_send(r, out_buf, n);
+}
+
+/*
+ * PROTOCOL.md 8: user_join and user_leave of a connection that lived
+ * less than VKWS_CHURN_MS are not sent, so a client reconnecting in a
+ * loop does not flood its rooms. A young connection's join is told to
+ * itself at once and to the others once it is old enough (or before its
+ * first chat in the room); if it leaves first, nobody hears of either.
+ */
+static int
+young(const struct conn *c)
+{
+	return vkws_now_ms() - c->t_open < VKWS_CHURN_MS;
+}
+
+/* Tell the other members of the room in c->rooms[k] that c joined. */
+static void
+announce(struct conn *c, int k)
+{
+	struct room *r = &rooms[c->rooms[k]];
+	size_t n = member_note(r, "user_join", c);
+	uint32_t node;
+
+	c->quiet &= (uint16_t)~(1u << k);
+	if (n == 0)
+		return;
+	for (node = r->head; node != NODE_NONE; ) {
+		uint32_t next = mem_next[node];
+		if (node_conn(node) != c)
+			(void)vkws_deliver(node_conn(node), out_buf, n);
+		node = next;
+	}
+}
+
+void
+vkws_room_announce(struct conn *c, const struct room *r)
+{
+	int k;
+
+	for (k = 0; k < VKWS_ROOMS_PER_CONN && c->quiet != 0; k++)
+		if ((c->quiet & (1u << k)) &&
+		    (r == NULL || c->rooms[k] == room_index(r)))
+			announce(c, k);
 }
 
 /* ---- History -------------------------------------------------------- */
@@ -528,7 +582,13 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 	if (k == VKWS_ROOMS_PER_CONN)
 		return;
 	member_link(c, r, k);
-	notify_member(r, "user_join", c);
+	if (young(c)) {
+		size_t jn = member_note(r, "user_join", c);
+		c->quiet |= (uint16_t)(1u << k);
+		if (jn > 0)
+			(void)vkws_deliver(c, out_buf, jn);
+	} else
+		notify_member(r, "user_join", c);
 
 	/* user_list: as many members as one frame holds; the rest are
 	 * counted in "more" (README: limits). */
@@ -596,12 +656,14 @@ vkws_leave_check(const struct conn *c, const char *name, size_t n,
 void
 vkws_leave(struct conn *c, struct room *r)
 {
-	int k = member_entry(c, r);
+	int k = member_entry(c, r), quiet;
 
 	if (k < 0)
 		return;
+	quiet = (c->quiet & (1u << k)) != 0;
 	member_unlink(c, r, k);
-	notify_member(r, "user_leave", c);
+	if (!quiet)
+		notify_member(r, "user_leave", c);
 	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
 		room_remove(r);
 }
