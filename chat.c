@@ -2,8 +2,10 @@
  * chat.c: the chat protocol of PROTOCOL.md sections 2 and 3 on /ws
  * connections: authentication, requests and their acks, keepalive, the
  * rate limit. Written on top of the room and user operations of the core
- * (core.h); it reaches sockets only through the core's queues. No
- * allocation: requests are parsed into one static token array.
+ * (core.h); it reaches sockets only through the core's queues. With
+ * --fsync batch a chat's ack waits, with its frame, in a static table
+ * until the log sync of the loop pass (vkws_chat_commit). No allocation:
+ * requests are parsed into one static token array.
  */
 #include <fcntl.h>
 #include <string.h>

@@ -11,6 +11,8 @@
  * replay cuts off. A write that fails marks the log broken: requests that
  * need it get -7 until a compaction from memory succeeds again, which is
  * also how the server comes back after a full disk or a lost directory.
+ * Replay trusts no record for its checksum alone: what records say is
+ * checked (store.h), and every life of a room is told apart.
  *
  * No allocation, no stdio: one static read buffer for replay, one static
  * write buffer for compaction, open/pread/writev/fdatasync/rename.
