@@ -16,7 +16,7 @@ PYTHON  ?= /usr/bin/python3
 WARN = -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow \
        -Wstrict-prototypes -Wmissing-prototypes -Wcast-qual -Wformat=2 \
        -Wundef -Wvla -Wimplicit-fallthrough -fno-common \
-       -Wframe-larger-than=1024 -Werror
+       -Wframe-larger-than=$(STACK_MAX) -Werror
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DJSMN_STRICT -DJSMN_PARENT_LINKS
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN)

@@ -56,7 +56,8 @@ api_stop(void)
 static size_t
 api_static_size(void)
 {
-	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out);
+	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
+	    vkws_chat_static_size();
 }
 
 /* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */

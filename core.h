@@ -375,6 +375,8 @@ int vkws_chat_init(struct vkws_config *c);
  * messages that waited for it: code 0 and the messages if it succeeded,
  * -7 and no message if not. Returns 0, or -1 if the sync failed. */
 int vkws_chat_commit(void);
+/* chat.c: static bytes of the acks waiting for the sync, for --budget. */
+size_t vkws_chat_static_size(void);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
 /* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */
