@@ -792,3 +792,27 @@ def test_chat_endpoint_keeps_limit(server, length):
     data = binary_of(length)
     run(echo_check(s, OP_BINARY, data, hdr + mask_bytes(data, key),
                    64 * KIB), 30)
+
+
+# ---- sections 12/13: no compression ------------------------------------------
+
+def test_no_compression_negotiated(echo_server):
+    """permessage-deflate is not implemented (README): an offer gets a 101
+    without Sec-WebSocket-Extensions (wsraw checks it), and a frame with
+    RSV1, the compressed bit, is a protocol error."""
+    c = echo_server.ws(headers=[
+        "Sec-WebSocket-Extensions: permessage-deflate; "
+        "client_max_window_bits, x-webkit-deflate-frame"])
+    try:
+        c.send(build_frame(OP_TEXT, b"\xf2\x48\xcd\xc9\xc9\x07\x00",
+                           rsv=4))
+        c.expect_close(1002)
+    finally:
+        c.close()
+
+    async def go():
+        async with echo_server.ws_connect(compression="deflate") as ws:
+            assert ws.extensions == []
+            await ws.send("x" * 100000)
+            assert await asyncio.wait_for(ws.recv(), 10) == "x" * 100000
+    run(go())
