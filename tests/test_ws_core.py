@@ -1358,7 +1358,9 @@ def test_max_conns_library_clients(server):
 # ---- many clients at once ------------------------------------------------------
 
 def test_many_concurrent_clients(server):
-    s = server("--echo")
+    # 200 handshakes at once: more than the default unproven share (128),
+    # whose oldest would give way (PROTOCOL.md 8).
+    s = server("--echo", "--max-pending", "256")
     n = min(200, s.transport.conn_cap)
 
     async def client(i):
