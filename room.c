@@ -397,21 +397,25 @@ young(const struct conn *c)
 	return vkws_now_ms() - c->t_open < VKWS_CHURN_MS;
 }
 
-/* Tell the other members of the room in c->rooms[k] that c joined. */
+/*
+ * Tell the members of the room in c->rooms[k] that were there before c
+ * that c joined. Members are linked newest first, so they are the ones
+ * after c's entry; those that joined since found c in their user_list.
+ */
 static void
 announce(struct conn *c, int k)
 {
 	struct room *r = &rooms[c->rooms[k]];
 	size_t n = member_note(r, "user_join", c);
-	uint32_t node;
+	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
+	    (size_t)k);
 
 	c->quiet &= (uint16_t)~(1u << k);
 	if (n == 0)
 		return;
-	for (node = r->head; node != NODE_NONE; ) {
+	for (node = mem_next[node]; node != NODE_NONE; ) {
 		uint32_t next = mem_next[node];
-		if (node_conn(node) != c)
-			(void)vkws_deliver(node_conn(node), out_buf, n);
+		(void)vkws_deliver(node_conn(node), out_buf, n);
 		node = next;
 	}
 }
@@ -652,14 +656,29 @@ vkws_leave_check(const struct conn *c, const char *name, size_t n,
 void
 vkws_leave(struct conn *c, struct room *r)
 {
-	int k = member_entry(c, r), quiet;
+	int k = member_entry(c, r);
 
 	if (k < 0)
 		return;
-	quiet = (c->quiet & (1u << k)) != 0;
-	member_unlink(c, r, k);
-	if (!quiet)
+	if (c->quiet & (1u << k)) {
+		/* Held join (PROTOCOL.md 8): only those who joined since,
+		 * and so saw c in their user_list, hear that it left. They
+		 * are linked before c (newest first). */
+		uint32_t me = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
+		    (size_t)k), node;
+		size_t n = member_note(r, "user_leave", c);
+
+		for (node = r->head; n > 0 && node != me &&
+		    node != NODE_NONE; ) {
+			uint32_t next = mem_next[node];
+			(void)vkws_deliver(node_conn(node), out_buf, n);
+			node = next;
+		}
+		member_unlink(c, r, k);
+	} else {
+		member_unlink(c, r, k);
 		notify_member(r, "user_leave", c);
+	}
 	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
 		room_remove(r);
 }
