@@ -251,6 +251,9 @@ void vkws_api_stop(void);
 size_t vkws_api_static_size(void);
 /* Record the peer address of a new connection. */
 void vkws_addr_set(struct conn *c, const struct sockaddr_storage *ss);
+/* Whether a peer address (IPv4 mapped to IPv6) is on loopback, where
+ * /api answers without --api-remote (PROTOCOL.md 4). */
+int vkws_is_loopback(const uint8_t ip[16]);
 /* Whether the upgrade request carries a valid ?token= (then the
  * connection does not count as pending). */
 int vkws_token_ok(const struct http_req *r);
