@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "core.h"
 #include "json.h"
 #include "vkws.h"
 
@@ -567,6 +568,8 @@ main(int argc, char **argv)
 	int r;
 
 	vkws_config_default(&config);
+	/* The protocol layers the core serves (and --budget counts). */
+	vkws_hooks_set(&vkws_api_hooks);
 	if (argc > 1 && strcmp(argv[1], "token") == 0)
 		return cmd_token(&config, argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "call") == 0)

@@ -1,40 +1,32 @@
 /*
  * test_loopback.c: the /api loopback check (PROTOCOL.md 4) with peers
  * off loopback, which no integration test on 127.0.0.1 can be (issue 18).
- * Each address goes through vkws_addr_set() as the kernel gives it
- * (sockaddr_in or sockaddr_in6), then vkws_is_loopback() decides; the
- * mapped form ::ffff:a.b.c.d must be judged like the IPv4 address.
+ * Each address is stored as the core stores a peer (struct conn ip: an
+ * IPv4 peer as ::ffff:a.b.c.d, an IPv6 one as is), then
+ * vkws_is_loopback() decides; an IPv6 peer that is itself mapped
+ * (::ffff:127.0.0.1, a dual-stack listener's IPv4 client) must be judged
+ * like the IPv4 address. tests/test_api_remote.py checks the whole path
+ * from real sockets in a network namespace.
  */
 #include <arpa/inet.h>
-#include <netinet/in.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core.h"
 #include "check.h"
 
-static struct conn c;
-
 /* vkws_is_loopback() of a peer at text address a (IPv4 or IPv6). */
 static int
 peer(const char *a)
 {
-	struct sockaddr_storage ss;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	uint8_t ip[16];
 
-	memset(&ss, 0, sizeof(ss));
-	memset(&c, 0xAB, sizeof(c));
-	if (inet_pton(AF_INET, a, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons(40000);
-	} else if (inet_pton(AF_INET6, a, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(40000);
-	} else {
+	memset(ip, 0, sizeof(ip));
+	if (inet_pton(AF_INET, a, ip + 12) == 1)
+		ip[10] = ip[11] = 0xFF;
+	else if (inet_pton(AF_INET6, a, ip) != 1)
 		return -1;
-	}
-	vkws_addr_set(&c, &ss);
-	return vkws_is_loopback(c.ip);
+	return vkws_is_loopback(ip);
 }
 
 int
@@ -63,10 +55,5 @@ main(void)
 	CHECK_EQ(peer("64:ff9b::127.0.0.1"), 0);	/* NAT64, not local */
 	CHECK_EQ(peer("2001:db8::1"), 0);
 
-	/* The peer text the server logs is the address it judged. */
-	CHECK_EQ(peer("10.0.0.1"), 0);
-	CHECK(strcmp(c.addr, "10.0.0.1:40000") == 0);
-	CHECK_EQ(peer("::1"), 1);
-	CHECK(strcmp(c.addr, "[::1]:40000") == 0);
 	CHECK_MAIN();
 }
