@@ -1,10 +1,17 @@
 """
-Limits the mutation check (issue 18, tests/mutants/list) found untested.
+Limits and checks the mutation check (issue 18, tests/mutants/list)
+found untested; each test here fails with the mutant named beside it.
 
 - The token bucket of PROTOCOL.md 3 is capped at --rate-burst: after an
   idle time, a burst of requests gets exactly --rate-burst answers (plus
   what the rate refilled while the burst was being answered), not the
-  tokens of the whole idle time.
+  tokens of the whole idle time (rate-bucket-uncapped).
+- An incomplete request head of exactly VKWS_MAX_HEAD bytes is 431 at
+  once: no byte more can make it a head the server takes
+  (head-431-incomplete).
+- An upgrade needs "upgrade" among the Connection tokens; Connection:
+  keep-alive alone is 426 (hs-connection-upgrade).
+- setClientData takes data up to VKWS_USERINFO_MAX bytes, not one more.
 """
 
 import base64
@@ -14,6 +21,9 @@ import json
 import time
 
 import wsraw
+
+MAX_HEAD = 8192         # VKWS_MAX_HEAD in vkws.h
+USERINFO_MAX = 2048     # VKWS_USERINFO_MAX
 
 SECRET = "limits-test-secret"
 
@@ -75,11 +85,69 @@ def test_rate_bucket_capped_at_burst(server):
     pongs, refused, dt = burst(c, n)
     # The first cap requests pass; while the burst is answered the rate
     # refills one token each 1/rate s, so a slow machine may let one or
-    # two more through, never the idle time's tokens.
+    # two more through (as many as the seconds the burst took allow, none
+    # in less than 1/rate s), never the idle time's tokens.
     assert pongs[:cap] == list(range(cap)), pongs
-    refill = int(dt * rate) + 1
+    refill = int(dt * rate)
     assert cap <= len(pongs) <= cap + refill, \
         "%d of %d passed after 2 s idle with --rate-burst %d (%.2f s)" % (
             len(pongs), n, cap, dt)
     assert refused, "no request of the burst was refused"
+    c.close()
+
+
+def test_incomplete_head_of_max_bytes_is_431(server):
+    s = server("--secret", SECRET)
+    start = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: "
+    raw = start + b"l" * (MAX_HEAD - len(start))
+    assert len(raw) == MAX_HEAD
+    # Nothing more is sent: the 431 must come for these bytes alone.
+    resp, c = s.http(raw, timeout=5.0)
+    c.close()
+    assert resp.status == 431, resp
+
+
+def test_upgrade_needs_connection_upgrade(server):
+    s = server("--secret", SECRET)
+    for conn in ("keep-alive", "close", "upgraded", "keep-alive, upgradex"):
+        r = s.get("/ws", ["Upgrade: websocket", "Connection: " + conn,
+                          "Sec-WebSocket-Key: %s" % wsraw.new_key(),
+                          "Sec-WebSocket-Version: 13"])
+        assert r.status == 426, (conn, r)
+    r = s.get("/ws", ["Upgrade: websocket", "Connection: keep-alive, Upgrade",
+                      "Sec-WebSocket-Key: %s" % wsraw.new_key(),
+                      "Sec-WebSocket-Version: 13"])
+    assert r.status == 101, r
+
+
+def api(s, method, params):
+    body = json.dumps({"method": method, "params": params},
+                      separators=(",", ":")).encode()
+    head = ("POST /api HTTP/1.1\r\nHost: x\r\nAuthorization: apikey k\r\n"
+            "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    resp, c = s.http(head.encode() + body, timeout=10.0)
+    c.close()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)
+
+
+def test_client_data_size_limit(server):
+    s = server("--secret", SECRET, "--api-key", "k")
+    c = s.ws("/ws?token=" + token("alice"), timeout=10.0)
+    m = recv(c)
+    assert m["type"] == "auth" and m["code"] == 0, m
+    cid = m["clientId"]
+
+    def data(n):    # a JSON object of exactly n bytes
+        d = {"p": "x" * (n - 8)}
+        assert len(json.dumps(d, separators=(",", ":"))) == n
+        return d
+
+    r = api(s, "setClientData", {"clientId": cid, "data": data(USERINFO_MAX)})
+    assert r["code"] == 0, r
+    r = api(s, "setClientData", {"clientId": cid,
+                                 "data": data(USERINFO_MAX + 1)})
+    assert r["code"] == -2, r
+    r = api(s, "getClientData", {"clientId": cid})
+    assert r["code"] == 0 and r["data"] == data(USERINFO_MAX), r
     c.close()
