@@ -12,18 +12,26 @@ found untested; each test here fails with the mutant named beside it.
 - An upgrade needs "upgrade" among the Connection tokens; Connection:
   keep-alive alone is 426 (hs-connection-upgrade).
 - setClientData takes data up to VKWS_USERINFO_MAX bytes, not one more.
+- Past --max-per-ip, an address gets VKWS_PER_IP_OVER more slots (each
+  answered 503), then its connections are closed at accept
+  (admit-per-ip-refused-at-accept).
+- The reconnect bucket of an address (PROTOCOL.md 8) lets exactly
+  --reconnect-burst upgrades through at once, also after an idle time
+  (reconnect-bucket-empty, reconnect-bucket-uncapped).
 """
 
 import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 
 import wsraw
 
 MAX_HEAD = 8192         # VKWS_MAX_HEAD in vkws.h
 USERINFO_MAX = 2048     # VKWS_USERINFO_MAX
+PER_IP_OVER = 4         # VKWS_PER_IP_OVER
 
 SECRET = "limits-test-secret"
 
@@ -151,3 +159,89 @@ def test_client_data_size_limit(server):
     r = api(s, "getClientData", {"clientId": cid})
     assert r["code"] == 0 and r["data"] == data(USERINFO_MAX), r
     c.close()
+
+
+def conn_from(s, src):
+    """A wsraw.Conn to s from the loopback address src."""
+    sk = socket.socket()
+    try:
+        sk.bind((src, 0))
+        sk.settimeout(10.0)
+        sk.connect((s.host, s.port))
+        ctx = s.transport.ssl_context()
+        if ctx is not None:
+            sk = ctx.wrap_socket(sk, server_hostname=s.host)
+    except BaseException:
+        sk.close()
+        raise
+    return wsraw.Conn(sk, 10.0)
+
+
+def upgrades_until_refused(s, src, first, limit=20):
+    """Chat upgrades from src, each as a new user, until one is refused
+    (503); (upgrades that passed, seconds from the first to the 503)."""
+    t0 = time.monotonic()
+    for i in range(limit):
+        c = conn_from(s, src)
+        try:
+            r = c.handshake(s.host, "/ws?token=" + token("%s%d" % (first, i)),
+                            check=False)
+        finally:
+            c.close()
+        if r.status == 503:
+            return i, time.monotonic() - t0
+        assert r.status == 101, r
+    raise AssertionError("%d upgrades from %s, none refused" % (limit, src))
+
+
+def test_reconnect_bucket_exact_burst(server):
+    rate, burst = 1, 3
+    s = server("--secret", SECRET, "--reconnect-rate", str(rate),
+               "--reconnect-burst", str(burst), "--default-room", "")
+    # At once: the burst, plus what the rate refilled meanwhile (none in
+    # less than 1/rate s).
+    ok, dt = upgrades_until_refused(s, "127.0.0.5", "a")
+    assert burst <= ok <= burst + int(dt * rate), (ok, dt)
+    # After an idle time the bucket is full again, not fuller.
+    c = conn_from(s, "127.0.0.6")
+    r = c.handshake(s.host, "/ws?token=" + token("b"), check=False)
+    c.close()
+    assert r.status == 101, r
+    time.sleep(2.5)     # an uncapped bucket would gain 2 tokens
+    ok, dt = upgrades_until_refused(s, "127.0.0.6", "c")
+    assert burst <= ok <= burst + int(dt * rate), (ok, dt)
+
+
+def test_per_ip_refused_at_accept_past_the_margin(server):
+    """Connections from 127.0.0.2 (loopback) held open, one GET each:
+    the first --max-per-ip get 200, the next PER_IP_OVER get 503, every
+    later one is closed at accept without an answer."""
+    cap, n = 3, 12
+    s = server("--secret", SECRET, "--max-per-ip", str(cap),
+               "--max-pending", "64")
+    socks, got = [], []
+    try:
+        for _ in range(n):
+            sk = socket.socket()
+            socks.append(sk)
+            sk.bind(("127.0.0.2", 0))
+            sk.settimeout(10.0)
+            sk.connect((s.host, s.port))
+            try:
+                ctx = s.transport.ssl_context()
+                if ctx is not None:
+                    sk = ctx.wrap_socket(sk, server_hostname=s.host)
+                    socks.append(sk)
+                r = wsraw.Conn(sk, 10.0).request(
+                    "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                got.append(r.status)
+            except (wsraw.Closed, OSError):
+                got.append("closed")
+    finally:
+        for sk in socks:
+            sk.close()
+    assert got[:cap] == [200] * cap, got
+    over = got[cap:]
+    k = over.index("closed") if "closed" in over else len(over)
+    assert over[:k] == [503] * k and 1 <= k <= PER_IP_OVER, got
+    assert over[k:] == ["closed"] * (len(over) - k) and k < len(over), got
