@@ -255,8 +255,21 @@ size:
 # ---- The built-in chat page (issue 8) ----------------------------------
 # web/embed.sh turns the files of web/ into byte arrays in
 # $(O)/web_assets.c (POSIX sh, od, cksum, awk); web.c serves them at
-# GET /, /app.js, /style.css and /favicon.svg.
-WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg
+# GET /, /app.js, /style.css, /favicon.svg and /vkws.js (issue 16).
+WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg \
+             web/vkws.js
+
+# The client library (issue 16): web/vkws.js is the one source;
+# clients/js/vkws.js, the npm package's copy, is refreshed from it here
+# and checked byte for byte by tests/client/unit.test.mjs.
+clients/js/vkws.js: web/vkws.js
+	cp web/vkws.js $@
+
+# Its unit tests (Node's test runner, a fake socket); tests/run runs
+# them too. The tests against a real server are tests/test_client_js.py.
+.PHONY: test-js
+test-js: clients/js/vkws.js
+	node --test tests/client/
 
 $(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O)
 	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
