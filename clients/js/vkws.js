@@ -41,6 +41,8 @@ const DEFAULTS = {
 	timeout: 15000,
 	/* Requests kept while offline; one more is rejected at once. */
 	queueMax: 256,
+	/* ms: a socket not open by then is given up (and retried). */
+	connectTimeout: 15000,
 	/* Silence from the server (it pings every 30 s by default) this
 	 * long: send a ping; twice this long: the link is dead, reconnect. */
 	quietMs: 45000,
@@ -453,9 +455,27 @@ export class Client {
 				return;
 			this.dropped(ev.code, ev.reason || '');
 		};
+		/* A close event normally follows an error and says what to
+		 * do; some runtimes (Node 20's WebSocket on a refused
+		 * connection) send none, and a socket may hang half-open:
+		 * neither may stop the reconnecting. */
 		ws.onerror = () => {
-			/* A close event follows and says what to do. */
+			if (this.ws !== ws)
+				return;
+			if (ws.readyState !== 1) {
+				this.dropped(1006, 'connection failed');
+				return;
+			}
+			setTimeout(() => {
+				if (this.ws === ws)
+					this.dropped(1006, 'error');
+			}, 1000);
 		};
+		this.timers.live = setTimeout(() => {
+			if (this.ws === ws && ws.readyState !== 1)
+				this.dropped(1006, 'no connection within ' +
+				    this.opts.connectTimeout + ' ms');
+		}, this.opts.connectTimeout);
 	}
 
 	/* Forget the socket: none of its events reach us any more. */
