@@ -465,3 +465,95 @@ test('clients/js/vkws.js is web/vkws.js, byte for byte', () => {
 	const b = fs.readFileSync(path.join(ROOT, 'clients', 'js', 'vkws.js'));
 	assert.ok(a.equals(b), 'run: make clients/js/vkws.js');
 });
+
+test('a socket that errs without a close event, or never opens, is ' +
+    'retried', async () => {
+	const c = connect('ws://test/ws', { WebSocket: FakeWS, token: 't',
+	    random: () => 0, connectTimeout: 5000 });
+	const states = [];
+	c.on('state', (s) => states.push(s));
+	await flush();
+	/* Node 20's WebSocket on a refused connection: error, no close. */
+	FakeWS.all[0].onerror({});
+	assert.equal(c.state, 'offline');
+	assert.equal(states[states.length - 1].reason, 'connection failed');
+	mock.timers.tick(500);
+	await flush();
+	assert.equal(FakeWS.all.length, 2);
+	/* A connection that hangs before open. */
+	mock.timers.tick(4999);
+	assert.equal(c.state, 'connecting');
+	mock.timers.tick(1);
+	assert.equal(c.state, 'offline');
+	mock.timers.tick(1000);
+	await flush();
+	assert.equal(FakeWS.all.length, 3);
+	c.close();
+});
+
+test('server API broadcasts come as events of their own type', async () => {
+	const { c, ws } = await online();
+	const got = [];
+	c.on('notification', (m) => got.push(m.content));
+	c.on('state', (s) => got.push('state:' + s.state));
+	c.on('message', (m) => got.push('message:' + m.type));
+	ws.recv({ type: 'notification', content: 'noon' });
+	ws.recv({ type: 'state', state: 'forged' });
+	assert.deepEqual(got, ['message:notification', 'noon',
+	    'message:state']);
+	c.close();
+});
+
+test('joins made offline or cut off by a drop are sent at the next ' +
+    'sign-in and settled by its ack', async () => {
+	const { c, ws } = await online();
+	const a = c.join('a');
+	ws.take('join');
+	ws.drop(1006);
+	const b = c.join('b');
+	mock.timers.tick(1000);
+	await flush();
+	const ws2 = FakeWS.all[1];
+	await signIn(ws2, 'c2');
+	const joins = ws2.sent.filter((m) => m.type === 'join');
+	assert.deepEqual(joins.map((m) => m.room).sort(), ['a', 'b'],
+	    'each room once');
+	for (const m of joins)
+		ws2.recv({ type: 'ack', id: m.id, code: m.room === 'a' ? 0 : -5,
+		    msg: 'limit reached' });
+	assert.deepEqual(await a, { code: 0 });
+	await assert.rejects(b, (e) => e.code === -5);
+	assert.deepEqual(c.joinedRooms(), ['a']);
+	c.close();
+});
+
+test('a rejoin refused is reported; a room left stays left', async () => {
+	const { c, ws } = await online();
+	const failed = [];
+	c.on('rejoin_failed', (f) => failed.push(f));
+	ws.recv({ type: 'user_join', room: 'general', user: user('c1',
+	    'alice') });
+	ws.recv({ type: 'user_join', room: 'gone', user: user('c1',
+	    'alice') });
+	const l = c.leave('general');
+	ws.recv({ type: 'ack', id: ws.take('leave').id, code: 0 });
+	await l;
+	ws.drop(1006);
+	mock.timers.tick(1000);
+	await flush();
+	const ws2 = FakeWS.all[1];
+	await signIn(ws2, 'c2');
+	const j = ws2.take('join');
+	assert.equal(j.room, 'gone');
+	assert.equal(ws2.sent.filter((m) => m.type === 'join').length, 0);
+	/* The server puts every client in the default room at sign-in:
+	 * the library leaves it again. */
+	ws2.recv({ type: 'user_join', room: 'general', user: user('c2',
+	    'alice') });
+	assert.equal(ws2.take('leave').room, 'general');
+	ws2.recv({ type: 'ack', id: j.id, code: -3, msg: 'not found' });
+	assert.deepEqual(failed, [{ room: 'gone', code: -3,
+	    msg: 'not found' }]);
+	assert.deepEqual(c.joinedRooms(), []);
+	c.close();
+});
