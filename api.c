@@ -39,48 +39,24 @@ static struct body bodies[VKWS_API_BODIES];
 static jsmntok_t api_toks[VKWS_API_TOKENS];
 static char api_out[VKWS_API_OUT];
 
-int
-vkws_api_init(struct vkws_config *c)
+static int
+api_init(struct vkws_config *c)
 {
 	cfg = c;
 	t_start = vkws_now_ms();
 	return vkws_chat_init(c);
 }
 
-void
-vkws_api_stop(void)
+static void
+api_stop(void)
 {
 	vkws_store_close();
 }
 
-size_t
-vkws_api_static_size(void)
+static size_t
+api_static_size(void)
 {
 	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out);
-}
-
-void
-vkws_addr_set(struct conn *c, const struct sockaddr_storage *ss)
-{
-	char a[INET6_ADDRSTRLEN];
-	unsigned port;
-
-	memset(c->ip, 0, sizeof(c->ip));
-	a[0] = '\0';
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		memcpy(c->ip, &s6->sin6_addr, 16);
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		port = ntohs(s6->sin6_port);
-		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", a, port);
-	} else if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-		c->ip[10] = c->ip[11] = 0xFF;
-		memcpy(c->ip + 12, &s4->sin_addr, 4);
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		port = ntohs(s4->sin_port);
-		snprintf(c->addr, sizeof(c->addr), "%s:%u", a, port);
-	}
 }
 
 /* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */
@@ -1140,8 +1116,8 @@ route_api(struct conn *c, const struct http_req *r, const uint8_t *body,
 	return 1;
 }
 
-size_t
-vkws_http_body(struct conn *c, const uint8_t *p, size_t n)
+static size_t
+http_body(struct conn *c, const uint8_t *p, size_t n)
 {
 	size_t k = n < c->body_need ? n : c->body_need;
 	struct body *b;
@@ -1231,8 +1207,8 @@ static const struct route {
 	{ "/api", "POST", "Allow: POST\r\n", route_api, 1 },
 };
 
-int
-vkws_http_other(struct conn *c, const struct http_req *r,
+static int
+http_other(struct conn *c, const struct http_req *r,
     const uint8_t *body, size_t avail, size_t *used)
 {
 	const struct http_header *h = http_header_get(r, "Connection");
@@ -1265,8 +1241,8 @@ vkws_http_other(struct conn *c, const struct http_req *r,
 	return route_page(c, r, body, avail, used, keep);
 }
 
-void
-vkws_after_pass(void)
+static void
+after_pass(void)
 {
 	vkws_store_sync();
 }
@@ -1301,8 +1277,8 @@ read_small(const char *path, char *out, size_t cap, size_t *n)
  * TLS pair. Connections stay: their tokens were checked when they came.
  * A file that cannot be read keeps the value in use.
  */
-void
-vkws_reload(void)
+static void
+reload(void)
 {
 	static char buf[VKWS_SECRET_MAX > VKWS_API_KEY_MAX ?
 	    VKWS_SECRET_MAX : VKWS_API_KEY_MAX];
@@ -1329,23 +1305,21 @@ vkws_reload(void)
 			vkws_log("cannot read API key file %s; keeping the "
 			    "old key", cfg->api_key_file);
 	}
-	vkws_tls_reload();
 	memset(buf, 0, sizeof(buf));
 }
 
-/* Count a close by code: the eight codes of PROTOCOL.md 5, 4002, and
- * any other. */
-void
-vkws_count_close(uint16_t code)
-{
-	static const uint16_t codes[9] = { 1000, 1001, 1002, 1007, 1008,
-	    1009, 1013, 4001, 4002 };
-	size_t i;
-
-	for (i = 0; i < 9; i++)
-		if (codes[i] == code) {
-			vkws_count.closes[i]++;
-			return;
-		}
-	vkws_count.closes[9]++;
-}
+const struct vkws_hooks vkws_api_hooks = {
+	.init = api_init,
+	.stop = api_stop,
+	.static_size = api_static_size,
+	.token_ok = vkws_token_ok,
+	.ws_opened = vkws_ws_opened,
+	.ws_message = vkws_ws_message,
+	.ws_closed = vkws_ws_closed,
+	.ws_timer = vkws_ws_timer,
+	.ws_shutdown = vkws_ws_shutdown,
+	.http_other = http_other,
+	.http_body = http_body,
+	.after_pass = after_pass,
+	.reload = reload,
+};

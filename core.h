@@ -98,6 +98,14 @@ struct vkws_counts {
 
 extern struct conn vkws_conns[VKWS_SLOTS];
 extern struct vkws_counts vkws_count;
+/* One past the highest slot in use: scans of the table stop there. */
+extern size_t vkws_slot_hi;
+
+static inline size_t
+vkws_slot_of(const struct conn *c)
+{
+	return (size_t)(c - vkws_conns);
+}
 
 /* Room a send queue must have before the next frame is read: one
  * largest echo of an incoming message. */
@@ -125,15 +133,15 @@ void vkws_linger(struct conn *c);
 void vkws_http_reply(struct conn *c, int status, const char *extra,
     const char *type, const void *body, size_t n, int keep);
 
-/* ---- Rooms, users and client ids (vkws.c) ----------------------------- */
-
-struct room;
-struct json_out;
-
 /* Write c's clientId (at most VKWS_CLIENT_ID_MAX bytes, no NUL). */
 size_t vkws_client_id(const struct conn *c, char *out);
 /* The open WebSocket a clientId names, or NULL. */
 struct conn *vkws_conn_by_id(const char *s, size_t n);
+
+/* ---- Rooms, users and history (room.c) -------------------------------- */
+
+struct room;
+struct json_out;
 /* {"clientId":..,"userId":..,"userInfo":..} of c. */
 void vkws_out_user(struct json_out *o, const struct conn *c);
 /* Queue a text frame for c; a full queue closes c with 1013. Returns 1
@@ -165,7 +173,7 @@ void vkws_history_add(struct room *r, uint64_t seq, const char *p,
 void vkws_user_added(struct conn *c);
 int vkws_user_exists(const char *uid, size_t n);
 void vkws_user_removed(struct conn *c);
-void vkws_rooms_init(void);
+void vkws_rooms_init(struct vkws_config *c);
 size_t vkws_rooms_static_size(void);
 
 /* ---- Storage (store.c) ---------------------------------------------- */
@@ -185,7 +193,7 @@ int vkws_store_open(struct vkws_config *c);
 void vkws_store_sync(void);
 /* At a clean stop: sync and close the log, whatever --fsync says. */
 void vkws_store_close(void);
-/* Replay: restore a room / a chat message (vkws.c). */
+/* Replay: restore a room / a chat message (room.c). */
 int vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
     int persistent, uint64_t seq);
 int vkws_restore_chat(const char *room, size_t n, uint64_t seq,
@@ -239,52 +247,73 @@ size_t vkws_tls_conn_size(void);
 /* The negotiated cipher suite of a TLS connection, or NULL. */
 const char *vkws_tls_cipher(const struct conn *c);
 
-/* ---- Hooks the protocol layer (api.c) implements --------------------- */
+/* ---- The layers above the core ------------------------------------- */
+
+/*
+ * The core knows the protocol layers (the chat protocol, the server API,
+ * the page) only through this table: main.c hands vkws_api_hooks (api.c)
+ * to vkws_hooks_set() before vkws_serve(), so every dependency points
+ * down. Each hook is called from the loop, never from inside another.
+ */
+struct vkws_hooks {
+	/* At start, after the room table and before anything listens;
+	 * -1 stops the server. */
+	int (*init)(struct vkws_config *c);
+	/* At the end of a clean stop. */
+	void (*stop)(void);
+	/* Static bytes of the layer, for --budget. */
+	size_t (*static_size)(void);
+	/* Whether the upgrade request carries a valid ?token= (then the
+	 * connection is not pending). */
+	int (*token_ok)(const struct http_req *r);
+	/* A chat WebSocket was opened by request r. */
+	void (*ws_opened)(struct conn *c, const struct http_req *r);
+	/* A whole message (text or binary) on a chat WebSocket. */
+	void (*ws_message)(struct conn *c, int op, const uint8_t *p,
+	    size_t n);
+	/* A WebSocket leaves S_WS (any kind). */
+	void (*ws_closed)(struct conn *c);
+	/* Chat timers (auth deadline, keepalive, token expiry): act on
+	 * those passed, return the next (monotonic ms). */
+	int64_t (*ws_timer)(struct conn *c, int64_t now);
+	/* SIGTERM: tell a chat client before its 1001. */
+	void (*ws_shutdown)(struct conn *c);
+	/* A request for any path but /ws and /echo. body[0..avail) is what
+	 * has arrived after the head; set *used to the body bytes consumed.
+	 * Returns 1 if the connection stays open for another request, 0
+	 * otherwise (also while waiting for more of a body). */
+	int (*http_other)(struct conn *c, const struct http_req *r,
+	    const uint8_t *body, size_t avail, size_t *used);
+	/* The rest of a body (c->body_need > 0): p[0..n) arrived after what
+	 * http_other() took. Returns the bytes taken, at most body_need;
+	 * once the body is whole the request is answered. */
+	size_t (*http_body)(struct conn *c, const uint8_t *p, size_t n);
+	/* Once per loop pass, after input and before output. */
+	void (*after_pass)(void);
+	/* SIGHUP (the core reloads the TLS pair itself). */
+	void (*reload)(void);
+};
+
+void vkws_hooks_set(const struct vkws_hooks *h);
+extern const struct vkws_hooks vkws_api_hooks;	/* api.c */
+
+/* ---- The protocol layer (api.c, chat.c, web.c) ------------------------ */
 
 /* chat.c: seed the generator behind reconnect spreads. */
 int vkws_chat_init(struct vkws_config *c);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
-
-int vkws_api_init(struct vkws_config *c);
-void vkws_api_stop(void);
-size_t vkws_api_static_size(void);
-/* Record the peer address of a new connection. */
-void vkws_addr_set(struct conn *c, const struct sockaddr_storage *ss);
-/* Whether the upgrade request carries a valid ?token= (then the
- * connection does not count as pending). */
+/* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */
 int vkws_token_ok(const struct http_req *r);
-/* A chat WebSocket was opened by request r. */
 void vkws_ws_opened(struct conn *c, const struct http_req *r);
-/* A whole message (text or binary) on a chat WebSocket. */
 void vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n);
-/* A WebSocket leaves S_WS (any kind). */
 void vkws_ws_closed(struct conn *c);
-/* Chat timers (auth deadline, keepalive, token expiry): act on those
- * passed, return the next (monotonic ms). */
 int64_t vkws_ws_timer(struct conn *c, int64_t now);
-/* SIGTERM: tell a chat client before its 1001. */
 void vkws_ws_shutdown(struct conn *c);
-/* A request for any path but /ws and /echo. body[0..avail) is what has
- * arrived after the head; set *used to the body bytes consumed. Returns
- * 1 if the connection stays open for another request, 0 otherwise (also
- * while waiting for more of a body). */
-int vkws_http_other(struct conn *c, const struct http_req *r,
-    const uint8_t *body, size_t avail, size_t *used);
-/* The rest of an /api body (c->body_need > 0): p[0..n) arrived after
- * what vkws_http_other() took. Returns the bytes taken, at most
- * body_need; once the body is whole the request is answered. */
-size_t vkws_http_body(struct conn *c, const uint8_t *p, size_t n);
 /* web.c: serve the file of the built-in chat page that r names (GET,
  * HEAD; "/" is the page). Returns whether c stays open for another
  * request (1 or 0), or VKWS_ENOTFOUND, nothing queued, for a path that
  * is no file of the page. keep: whether the request allows keep-alive. */
 int vkws_page_serve(struct conn *c, const struct http_req *r, int keep);
-/* Once per loop pass, after input and before output. */
-void vkws_after_pass(void);
-/* SIGHUP. */
-void vkws_reload(void);
-/* Count a close by code. */
-void vkws_count_close(uint16_t code);
 
 #endif

@@ -45,7 +45,7 @@ static uint8_t scratch[VKWS_SCRATCH];
 
 /* One past the highest slot in use: accept takes the lowest free slot,
  * so the loop's scans stay as short as the busiest moment needs. */
-static size_t slot_hi;
+size_t vkws_slot_hi;
 /* The monotonic time of this loop pass (ms): good enough for activity
  * stamps, and one clock read per pass instead of one per frame. */
 static int64_t pass_now;
@@ -63,6 +63,8 @@ static int stopping;
 static int64_t stop_deadline;
 static int64_t accept_pause_until;
 struct vkws_counts vkws_count;
+
+static const struct vkws_hooks *hooks;
 
 static void conn_free(struct conn *c);
 static void id_assign(struct conn *c);
@@ -109,13 +111,31 @@ vkws_log(const char *fmt, ...)
 	(void)!write(STDERR_FILENO, line, (size_t)n);
 }
 
+void
+vkws_hooks_set(const struct vkws_hooks *h)
+{
+	hooks = h;
+}
+
+/* Count a close by code: the eight codes of PROTOCOL.md 5, 4002, and
+ * any other. */
+static void
+count_close(uint16_t code)
+{
+	static const uint16_t codes[9] = { 1000, 1001, 1002, 1007, 1008,
+	    1009, 1013, 4001, 4002 };
+	size_t i;
+
+	for (i = 0; i < 9; i++)
+		if (codes[i] == code) {
+			vkws_count.closes[i]++;
+			return;
+		}
+	vkws_count.closes[9]++;
+}
+
 /* ---- Slots and send queues ------------------------------------------ */
 
-static size_t
-slot_of(const struct conn *c)
-{
-	return (size_t)(c - vkws_conns);
-}
 
 size_t
 vkws_tx_free(const struct conn *c)
@@ -128,7 +148,7 @@ mark_dirty(struct conn *c)
 {
 	if (!c->dirty) {
 		c->dirty = 1;
-		dirty[ndirty++] = (uint16_t)slot_of(c);
+		dirty[ndirty++] = (uint16_t)vkws_slot_of(c);
 	}
 }
 
@@ -136,7 +156,7 @@ mark_dirty(struct conn *c)
 static void
 tx_put(struct conn *c, const void *p, size_t n)
 {
-	uint8_t *q = txbuf[slot_of(c)];
+	uint8_t *q = txbuf[vkws_slot_of(c)];
 	size_t tail = (c->txoff + c->txlen) % VKWS_TX_BUF;
 	size_t first = VKWS_TX_BUF - tail;
 
@@ -257,7 +277,7 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	c->close_sent = 1;
 	c->close_code = code;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
-	vkws_count_close(code);
+	count_close(code);
 	if (c->close_rcvd)
 		vkws_linger(c);
 }
@@ -273,7 +293,7 @@ vkws_linger(struct conn *c)
 	if (c->state == S_LINGER || c->state == S_FREE)
 		return;
 	if (c->state == S_WS)
-		vkws_ws_closed(c);
+		hooks->ws_closed(c);
 	c->state = S_LINGER;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
 	mark_dirty(c);
@@ -398,7 +418,7 @@ upgrade_capacity(struct conn *c, int pending)
 		return 0;
 	}
 	if (cfg->max_per_ip) {
-		for (i = 0; i < slot_hi; i++) {
+		for (i = 0; i < vkws_slot_hi; i++) {
 			const struct conn *o = &vkws_conns[i];
 			if (o != c && o->state >= S_WS && o->state != S_LINGER
 			    && memcmp(o->ip, c->ip, sizeof(c->ip)) == 0)
@@ -452,7 +472,7 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 		http_error(c, 403, NULL);
 		return;
 	}
-	pending = kind == K_CHAT && !vkws_token_ok(r);
+	pending = kind == K_CHAT && !hooks->token_ok(r);
 	if (!upgrade_capacity(c, pending))
 		return;
 
@@ -482,7 +502,7 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	vkws_count.ws_open++;
 	vkws_count.upgrades++;
 	if (kind == K_CHAT)
-		vkws_ws_opened(c, r);
+		hooks->ws_opened(c, r);
 }
 
 /* Route one complete request head. Returns 1 if the connection stays
@@ -503,7 +523,7 @@ http_route(struct conn *c, const struct http_req *r, const uint8_t *body,
 		http_upgrade(c, r, K_ECHO);
 		return 0;
 	}
-	return vkws_http_other(c, r, body, avail, body_used);
+	return hooks->http_other(c, r, body, avail, body_used);
 }
 
 /*
@@ -522,7 +542,7 @@ http_heads(struct conn *c, uint8_t *b)
 
 		/* The rest of an /api body goes to its reader (api.c). */
 		if (c->body_need > 0) {
-			used = vkws_http_body(c, b, c->raw);
+			used = hooks->http_body(c, b, c->raw);
 			if (used == 0)
 				return;
 			memmove(b, b + used, c->raw - used);
@@ -572,7 +592,7 @@ http_heads(struct conn *c, uint8_t *b)
 static void
 http_input(struct conn *c, uint8_t *b)
 {
-	uint8_t *own = rxbuf[slot_of(c)];
+	uint8_t *own = rxbuf[vkws_slot_of(c)];
 
 	http_heads(c, b);
 	if (c->state != S_HTTP && c->state != S_WS)
@@ -623,7 +643,7 @@ ws_message(struct conn *c, int op, uint8_t *p, size_t n)
 			vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
 		return;
 	}
-	vkws_ws_message(c, op, p, n);
+	hooks->ws_message(c, op, p, n);
 }
 
 /* The peer's close frame (RFC 6455 5.5.1). */
@@ -647,7 +667,7 @@ ws_close_frame(struct conn *c, const uint8_t *p, size_t n)
 		uint8_t h[2] = { 0x88, 0 };
 		tx_put(c, h, 2);
 		c->close_sent = 1;
-		vkws_count_close(WS_CLOSE_NO_STATUS);
+		count_close(WS_CLOSE_NO_STATUS);
 		vkws_linger(c);
 	} else
 		vkws_close(c, code, NULL);
@@ -656,7 +676,7 @@ ws_close_frame(struct conn *c, const uint8_t *p, size_t n)
 static void
 ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 {
-	uint8_t *msg = rxbuf[slot_of(c)];
+	uint8_t *msg = rxbuf[vkws_slot_of(c)];
 	int op, r;
 
 	switch (f->opcode) {
@@ -735,7 +755,7 @@ ws_input(struct conn *c, uint8_t *p, size_t n)
 static void
 ws_process(struct conn *c)
 {
-	uint8_t *b = rxbuf[slot_of(c)] + c->frag;
+	uint8_t *b = rxbuf[vkws_slot_of(c)] + c->frag;
 	size_t used = ws_input(c, b, c->raw);
 
 	if (c->state != S_WS) {
@@ -743,7 +763,7 @@ ws_process(struct conn *c)
 		return;
 	}
 	/* Fragments appended during ws_input() moved c->frag forward. */
-	memmove(rxbuf[slot_of(c)] + c->frag, b + used, c->raw - used);
+	memmove(rxbuf[vkws_slot_of(c)] + c->frag, b + used, c->raw - used);
 	c->raw -= (uint32_t)used;
 }
 
@@ -787,7 +807,7 @@ sock_writev(struct conn *c, struct iovec *iov, int n)
 static void
 conn_read(struct conn *c)
 {
-	uint8_t *b = rxbuf[slot_of(c)];
+	uint8_t *b = rxbuf[vkws_slot_of(c)];
 	size_t room;
 	ssize_t r;
 
@@ -835,7 +855,7 @@ conn_read(struct conn *c)
 static void
 conn_flush(struct conn *c)
 {
-	const uint8_t *q = txbuf[slot_of(c)];
+	const uint8_t *q = txbuf[vkws_slot_of(c)];
 	size_t budget = VKWS_WRITE_CAP;
 
 	while (c->txlen > 0 && budget > 0) {
@@ -885,18 +905,44 @@ conn_free(struct conn *c)
 	if (c->state == S_FREE)
 		return;
 	if (c->state == S_WS)
-		vkws_ws_closed(c);
+		hooks->ws_closed(c);
 	if (c->tls)
 		vkws_tls_free(c);
 	close(c->fd);
 	c->fd = -1;
 	c->state = S_FREE;
 	vkws_count.conns--;
-	while (slot_hi > 0 && vkws_conns[slot_hi - 1].state == S_FREE)
-		slot_hi--;
+	while (vkws_slot_hi > 0 && vkws_conns[vkws_slot_hi - 1].state == S_FREE)
+		vkws_slot_hi--;
 }
 
 /* ---- Accept --------------------------------------------------------- */
+
+/* Record the peer address of a new connection (IPv4 mapped to IPv6). */
+static void
+addr_set(struct conn *c, const struct sockaddr_storage *ss)
+{
+	char a[INET6_ADDRSTRLEN];
+	unsigned port;
+
+	memset(c->ip, 0, sizeof(c->ip));
+	a[0] = '\0';
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		memcpy(c->ip, &s6->sin6_addr, 16);
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		port = ntohs(s6->sin6_port);
+		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", a, port);
+	} else if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		c->ip[10] = c->ip[11] = 0xFF;
+		memcpy(c->ip + 12, &s4->sin_addr, 4);
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		port = ntohs(s4->sin_port);
+		snprintf(c->addr, sizeof(c->addr), "%s:%u", a, port);
+	}
+}
+
 
 static void
 conn_accept(int lfd, int tls)
@@ -941,11 +987,11 @@ conn_accept(int lfd, int tls)
 		c->info = infobuf[s];
 		c->fd = fd;
 		c->state = S_HTTP;
-		if (s + 1 > slot_hi)
-			slot_hi = s + 1;
+		if (s + 1 > vkws_slot_hi)
+			vkws_slot_hi = s + 1;
 		c->deadline = vkws_now_ms() +
 		    (int64_t)cfg->handshake_timeout * 1000;
-		vkws_addr_set(c, &ss);
+		addr_set(c, &ss);
 		if (tls && vkws_tls_accept(c) < 0) {
 			/* The engine pool is full: refuse at once, so the
 			 * plain listener is not affected. */
@@ -996,7 +1042,7 @@ conn_timer(struct conn *c, int64_t now)
 			int64_t next = c->t_in +
 			    (int64_t)cfg->idle_timeout * 1000;
 			if (c->kind == K_CHAT) {
-				int64_t t = vkws_ws_timer(c, now);
+				int64_t t = hooks->ws_timer(c, now);
 				if (c->close_sent || c->state != S_WS)
 					return c->deadline;
 				if (t < next)
@@ -1063,13 +1109,13 @@ begin_shutdown(void)
 		tls_fd = -1;
 	}
 	vkws_log("shutting down");
-	for (i = 0; i < slot_hi; i++) {
+	for (i = 0; i < vkws_slot_hi; i++) {
 		struct conn *c = &vkws_conns[i];
 		if (c->state == S_HTTP)
 			conn_free(c);
 		else if (c->state == S_WS) {
 			if (c->kind == K_CHAT)
-				vkws_ws_shutdown(c);
+				hooks->ws_shutdown(c);
 			vkws_close(c, WS_CLOSE_GOING_AWAY, "server shutdown");
 		}
 	}
@@ -1216,7 +1262,7 @@ loop_pass(void)
 
 	pass_now = now;
 
-	for (s = 0; s < slot_hi; s++) {
+	for (s = 0; s < vkws_slot_hi; s++) {
 		struct conn *c = &vkws_conns[s];
 		int64_t t;
 		short ev;
@@ -1316,7 +1362,7 @@ loop_pass(void)
 				begin_shutdown();
 			if (sig_hup) {
 				sig_hup = 0;
-				vkws_reload();
+				hooks->reload();
 				/* A new certificate and key for new
 				 * handshakes; open connections keep theirs. */
 				if (tls_fd >= 0)
@@ -1338,7 +1384,7 @@ loop_pass(void)
 		if (c->state != S_FREE && (pfd[i].revents & POLLOUT))
 			mark_dirty(c);
 	}
-	vkws_after_pass();
+	hooks->after_pass();
 	for (s = 0; s < ndirty; s++) {
 		struct conn *c = &vkws_conns[dirty[s]];
 		c->dirty = 0;
@@ -1391,7 +1437,7 @@ draining(void)
 {
 	size_t s;
 
-	for (s = 0; s < slot_hi; s++) {
+	for (s = 0; s < vkws_slot_hi; s++) {
 		const struct conn *c = &vkws_conns[s];
 		if (c->state != S_FREE && !(c->state == S_LINGER && c->shut))
 			return 1;
@@ -1409,8 +1455,8 @@ vkws_serve(struct vkws_config *c)
 	raise_fd_limit();
 	/* A zeroed slot is S_FREE: the table is not written until used, so
 	 * its pages cost nothing before then. */
-	vkws_rooms_init();
-	if (signals_init() < 0 || vkws_api_init(c) < 0)
+	vkws_rooms_init(c);
+	if (signals_init() < 0 || hooks->init(c) < 0)
 		return 1;
 	/* TLS material is loaded before anything listens: a bad file stops
 	 * the server at start, never half-configured. */
@@ -1442,7 +1488,7 @@ vkws_serve(struct vkws_config *c)
 	}
 	while (!stopping || (draining() && vkws_now_ms() < stop_deadline))
 		loop_pass();
-	vkws_api_stop();
+	hooks->stop();
 	vkws_log("stopped");
 	return 0;
 }
@@ -1452,7 +1498,7 @@ vkws_budget(int fd)
 {
 	static char out[1024];
 	size_t rooms_sz = vkws_rooms_static_size();
-	size_t api_sz = vkws_api_static_size();
+	size_t api_sz = hooks->static_size();
 	size_t tls_sz = vkws_tls_static_size();
 	size_t log_sz = vkws_store_static_size();
 	size_t total = sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
@@ -1499,7 +1545,7 @@ static uint64_t id_counter;
 static void
 id_assign(struct conn *c)
 {
-	c->id = (++id_counter << 16) | slot_of(c);
+	c->id = (++id_counter << 16) | vkws_slot_of(c);
 }
 
 size_t
@@ -1545,1181 +1591,4 @@ vkws_conn_by_id(const char *s, size_t n)
 	if (c->state != S_WS || c->id != v)
 		return NULL;
 	return c;
-}
-
-/* ---- Users ---------------------------------------------------------- */
-
-/* Connections by user id: hash buckets chained through conn.user_next,
- * so a private message does not scan every connection or room. */
-#define USER_BUCKETS 1024
-_Static_assert((USER_BUCKETS & (USER_BUCKETS - 1)) == 0, "power of two");
-static uint16_t user_head[USER_BUCKETS];
-
-static uint32_t
-hash(const char *p, size_t n)
-{
-	uint32_t h = 2166136261u;	/* FNV-1a */
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= (uint8_t)p[i];
-		h *= 16777619u;
-	}
-	return h;
-}
-
-static void
-user_link(struct conn *c)
-{
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
-
-	c->user_next = user_head[b];
-	user_head[b] = (uint16_t)slot_of(c);
-}
-
-static void
-user_unlink(struct conn *c)
-{
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
-	uint16_t *p = &user_head[b];
-
-	while (*p != VKWS_NO_ROOM) {
-		if (*p == slot_of(c)) {
-			*p = c->user_next;
-			return;
-		}
-		p = &vkws_conns[*p].user_next;
-	}
-}
-
-/* First connection of the user after slot 'after' in its bucket chain
- * (VKWS_NO_ROOM to start); NULL at the end. */
-static struct conn *
-user_next(const char *uid, size_t n, uint16_t *it)
-{
-	uint16_t s = *it == VKWS_NO_ROOM ?
-	    user_head[hash(uid, n) & (USER_BUCKETS - 1)] :
-	    vkws_conns[*it].user_next;
-
-	for (; s != VKWS_NO_ROOM; s = vkws_conns[s].user_next) {
-		struct conn *c = &vkws_conns[s];
-		if (c->uid_len == n && memcmp(c->uid, uid, n) == 0 &&
-		    c->state == S_WS && c->authed) {
-			*it = s;
-			return c;
-		}
-	}
-	*it = VKWS_NO_ROOM;
-	return NULL;
-}
-
-/* Whether uid has an authenticated connection. */
-int
-vkws_user_exists(const char *uid, size_t n)
-{
-	uint16_t it = VKWS_NO_ROOM;
-
-	return user_next(uid, n, &it) != NULL;
-}
-
-/* ---- Rooms ---------------------------------------------------------- */
-
-/*
- * A room's members are a doubly linked list of membership nodes; node
- * slot * VKWS_ROOMS_PER_CONN + k is entry k of the slot's room list. So a
- * room broadcast walks its members only, and leaving is O(1).
- */
-#define NODES (VKWS_SLOTS * VKWS_ROOMS_PER_CONN)
-#define NODE_NONE UINT32_MAX
-#define ROOM_BUCKETS 512
-_Static_assert((ROOM_BUCKETS & (ROOM_BUCKETS - 1)) == 0, "power of two");
-_Static_assert(VKWS_MAX_ROOMS < VKWS_NO_ROOM, "room index fits 16 bits");
-_Static_assert(VKWS_SLOTS < VKWS_NO_ROOM, "slot index fits 16 bits");
-
-struct room {
-	uint8_t used;
-	uint8_t persistent;
-	uint8_t name_len;
-	char name[VKWS_ROOM_NAME_MAX];
-	uint16_t hnext;		/* next room in the hash bucket */
-	uint32_t members;
-	uint32_t max_clients;	/* 0: the server's limit */
-	uint32_t head;		/* first membership node */
-	int64_t created_at;	/* wall ms */
-	uint64_t seq;		/* seq of the last stored chat message */
-	uint64_t dropped;	/* highest seq no longer kept, 0: none */
-	uint32_t h_off;		/* history ring: oldest entry */
-	uint32_t h_len;		/* history ring: bytes used */
-	uint32_t h_count;	/* history ring: entries */
-};
-
-static struct room rooms[VKWS_MAX_ROOMS];
-static uint16_t room_head[ROOM_BUCKETS];
-static uint32_t mem_next[NODES], mem_prev[NODES];
-static uint8_t hist[VKWS_MAX_ROOMS][VKWS_HISTORY_BYTES];
-/* One encoded outgoing frame, queued to as many connections as need it. */
-static char out_buf[VKWS_MAX_OUT];
-
-size_t
-vkws_rooms_static_size(void)
-{
-	return sizeof(rooms) + sizeof(room_head) + sizeof(mem_next) +
-	    sizeof(mem_prev) + sizeof(hist) + sizeof(out_buf) +
-	    sizeof(user_head);
-}
-
-static size_t
-room_index(const struct room *r)
-{
-	return (size_t)(r - rooms);
-}
-
-static uint32_t
-room_bucket(const char *name, size_t n)
-{
-	return hash(name, n) & (ROOM_BUCKETS - 1);
-}
-
-struct room *
-vkws_room_find(const char *name, size_t n)
-{
-	uint16_t i = room_head[room_bucket(name, n)];
-
-	for (; i != VKWS_NO_ROOM; i = rooms[i].hnext)
-		if (rooms[i].name_len == n && memcmp(rooms[i].name, name,
-		    n) == 0)
-			return &rooms[i];
-	return NULL;
-}
-
-int
-vkws_room_name_ok(const char *name, size_t n)
-{
-	size_t i;
-
-	if (n == 0 || n > VKWS_ROOM_NAME_MAX)
-		return 0;
-	for (i = 0; i < n; i++)
-		if ((uint8_t)name[i] < 0x20 || name[i] == 0x7F)
-			return 0;
-	return 1;
-}
-
-static struct room *
-room_create(const char *name, size_t n)
-{
-	size_t i;
-	uint32_t b;
-
-	if (!vkws_room_name_ok(name, n))
-		return NULL;
-	for (i = 0; i < VKWS_MAX_ROOMS; i++)
-		if (!rooms[i].used)
-			break;
-	if (i == VKWS_MAX_ROOMS)
-		return NULL;
-	memset(&rooms[i], 0, sizeof(rooms[i]));
-	rooms[i].used = 1;
-	rooms[i].name_len = (uint8_t)n;
-	memcpy(rooms[i].name, name, n);
-	rooms[i].head = NODE_NONE;
-	rooms[i].created_at = vkws_wall_ms();
-	b = room_bucket(name, n);
-	rooms[i].hnext = room_head[b];
-	room_head[b] = (uint16_t)i;
-	vkws_count.rooms++;
-	return &rooms[i];
-}
-
-int
-vkws_room_is_default(const struct room *r)
-{
-	size_t n = strlen(cfg->default_room);
-
-	return n == r->name_len && memcmp(r->name, cfg->default_room, n) == 0;
-}
-
-/* Take r out of the table without a log record. */
-static void
-room_remove_quiet(struct room *r)
-{
-	uint16_t *p = &room_head[room_bucket(r->name, r->name_len)];
-
-	while (*p != VKWS_NO_ROOM) {
-		if (*p == room_index(r)) {
-			*p = r->hnext;
-			break;
-		}
-		p = &rooms[*p].hnext;
-	}
-	r->used = 0;
-	vkws_count.rooms--;
-}
-
-/* Remove a room that has no members (or whose members were unlinked);
- * the log forgets it too, so its seq starts over (PROTOCOL.md 7). */
-static void
-room_remove(struct room *r)
-{
-	(void)vkws_store_room_deleted(r->name, r->name_len);
-	room_remove_quiet(r);
-}
-
-/* Which entry of c's room list holds room r, or -1. */
-static int
-member_entry(const struct conn *c, const struct room *r)
-{
-	int k;
-
-	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == room_index(r))
-			return k;
-	return -1;
-}
-
-int
-vkws_room_is_member(const struct conn *c, const struct room *r)
-{
-	return member_entry(c, r) >= 0;
-}
-
-static void
-member_link(struct conn *c, struct room *r, int k)
-{
-	uint32_t node = (uint32_t)(slot_of(c) * VKWS_ROOMS_PER_CONN +
-	    (size_t)k);
-
-	c->rooms[k] = (uint16_t)room_index(r);
-	c->nrooms++;
-	mem_prev[node] = NODE_NONE;
-	mem_next[node] = r->head;
-	if (r->head != NODE_NONE)
-		mem_prev[r->head] = node;
-	r->head = node;
-	r->members++;
-}
-
-static void
-member_unlink(struct conn *c, struct room *r, int k)
-{
-	uint32_t node = (uint32_t)(slot_of(c) * VKWS_ROOMS_PER_CONN +
-	    (size_t)k);
-
-	if (mem_prev[node] != NODE_NONE)
-		mem_next[mem_prev[node]] = mem_next[node];
-	else
-		r->head = mem_next[node];
-	if (mem_next[node] != NODE_NONE)
-		mem_prev[mem_next[node]] = mem_prev[node];
-	c->rooms[k] = VKWS_NO_ROOM;
-	c->nrooms--;
-	r->members--;
-}
-
-static struct conn *
-node_conn(uint32_t node)
-{
-	return &vkws_conns[node / VKWS_ROOMS_PER_CONN];
-}
-
-/* ---- Encoding ------------------------------------------------------- */
-
-void
-vkws_out_user(struct json_out *o, const struct conn *c)
-{
-	char id[VKWS_CLIENT_ID_MAX];
-
-	json_out_lit(o, "{\"clientId\":\"");
-	json_out_raw(o, id, vkws_client_id(c, id));
-	json_out_lit(o, "\",\"userId\":");
-	if (c->authed)
-		json_out_str(o, c->uid, c->uid_len);
-	else
-		json_out_lit(o, "null");
-	json_out_lit(o, ",\"userInfo\":");
-	if (c->info_len > 0)
-		json_out_raw(o, c->info, c->info_len);
-	else
-		json_out_lit(o, "{}");
-	json_out_lit(o, "}");
-}
-
-/* {"type":TYPE,"room":R, ... : the start every room notification has. */
-static void
-out_room_head(struct json_out *o, const char *type, const struct room *r)
-{
-	json_out_init(o, out_buf, sizeof(out_buf));
-	json_out_lit(o, "{\"type\":\"");
-	json_out_lit(o, type);
-	json_out_lit(o, "\",\"room\":");
-	json_out_str(o, r->name, r->name_len);
-}
-
-/* Queue one encoded frame for c; a full queue closes c with 1013. */
-int
-vkws_deliver(struct conn *c, const char *p, size_t n)
-{
-	if (c->state != S_WS || c->close_sent)
-		return 0;
-	if (vkws_tx_frame(c, WS_OP_TEXT, p, n) == 0)
-		return 1;
-	vkws_count.dropped_slow++;
-	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
-	return 0;
-}
-
-/* Queue p[0..n) to every member of r; returns the number delivered. */
-static int
-room_send(struct room *r, const char *p, size_t n)
-{
-	uint32_t node = r->head;
-	int sent = 0;
-
-	while (node != NODE_NONE) {
-		uint32_t next = mem_next[node];
-		sent += vkws_deliver(node_conn(node), p, n);
-		node = next;
-	}
-	return sent;
-}
-
-/* user_join / user_leave to the members of r. */
-static void
-notify_member(struct room *r, const char *type, const struct conn *who)
-{
-	struct json_out o;
-
-	out_room_head(&o, type, r);
-	json_out_lit(&o, ",\"user\":");
-	vkws_out_user(&o, who);
-	json_out_lit(&o, ",\"timestamp\":");
-	json_out_int(&o, vkws_wall_ms());
-	json_out_lit(&o, "}");
-	if (json_out_ok(&o))
-		room_send(r, o.p, o.n);
-}
-
-/* ---- History -------------------------------------------------------- */
-
-/* Each entry in a room's ring: [u32 length][u64 seq][chat frame]. */
-#define HENT 12
-
-static void
-ring_write(uint8_t *ring, size_t off, const void *p, size_t n)
-{
-	size_t first = VKWS_HISTORY_BYTES - off;
-
-	if (first > n)
-		first = n;
-	memcpy(ring + off, p, first);
-	memcpy(ring, (const uint8_t *)p + first, n - first);
-}
-
-static void
-ring_read(const uint8_t *ring, size_t off, void *p, size_t n)
-{
-	size_t first = VKWS_HISTORY_BYTES - off;
-
-	if (first > n)
-		first = n;
-	memcpy(p, ring + off, first);
-	memcpy((uint8_t *)p + first, ring, n - first);
-}
-
-static void
-hist_drop_oldest(struct room *r)
-{
-	uint8_t *ring = hist[room_index(r)];
-	uint32_t len;
-	uint64_t seq;
-
-	ring_read(ring, r->h_off, &len, 4);
-	ring_read(ring, (r->h_off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-	r->h_off = (uint32_t)((r->h_off + HENT + len) % VKWS_HISTORY_BYTES);
-	r->h_len -= HENT + len;
-	r->h_count--;
-	r->dropped = seq;
-}
-
-/* Keep a chat frame as the newest history entry of r, dropping the
- * oldest ones past --history or the ring's size. */
-void
-vkws_history_add(struct room *r, uint64_t seq, const char *p, size_t n)
-{
-	uint8_t *ring = hist[room_index(r)];
-	uint32_t len = (uint32_t)n;
-	size_t tail;
-
-	if (HENT + n > VKWS_HISTORY_BYTES || cfg->history == 0) {
-		r->dropped = seq;
-		return;
-	}
-	while (r->h_count > 0 && (r->h_count >= cfg->history ||
-	    r->h_len + HENT + n > VKWS_HISTORY_BYTES))
-		hist_drop_oldest(r);
-	tail = (r->h_off + r->h_len) % VKWS_HISTORY_BYTES;
-	ring_write(ring, tail, &len, 4);
-	ring_write(ring, (tail + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-	ring_write(ring, (tail + HENT) % VKWS_HISTORY_BYTES, p, n);
-	r->h_len += (uint32_t)(HENT + n);
-	r->h_count++;
-}
-
-/*
- * Write the kept messages of r with seq > since (all with since 0),
- * oldest first, as a JSON array into o, and return whether the answer is
- * complete: nothing the reader asked for has been dropped.
- */
-int
-vkws_history_write(const struct room *r, uint64_t since, size_t limit,
-    struct json_out *o)
-{
-	const uint8_t *ring = hist[room_index(r)];
-	size_t off = r->h_off, i, skip = 0, first = 1;
-	uint32_t len;
-	uint64_t seq;
-
-	if (limit > 0 && r->h_count > limit)
-		skip = r->h_count - limit;
-	json_out_lit(o, "[");
-	for (i = 0; i < r->h_count; i++) {
-		ring_read(ring, off, &len, 4);
-		ring_read(ring, (off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-		if (i >= skip && seq > since && o->n + len + 2 < o->cap) {
-			if (!first)
-				json_out_lit(o, ",");
-			first = 0;
-			ring_read(ring, (off + HENT) % VKWS_HISTORY_BYTES,
-			    o->p + o->n, len);
-			o->n += len;
-		}
-		off = (off + HENT + len) % VKWS_HISTORY_BYTES;
-	}
-	json_out_lit(o, "]");
-	return r->dropped <= since;
-}
-
-/* ---- Membership operations ------------------------------------------ */
-
-/*
- * Whether c may join the room named name: 1 if already a member, 0 if
- * it may, else an error. *rp gets the room, or NULL if it would be
- * created.
- */
-int
-vkws_join_check(const struct conn *c, const char *name, size_t n,
-    struct room **rp)
-{
-	struct room *r = vkws_room_find(name, n);
-	uint32_t max;
-
-	*rp = r;
-	if (r == NULL) {
-		if (cfg->no_auto_rooms || !vkws_room_name_ok(name, n) ||
-		    vkws_count.rooms >= VKWS_MAX_ROOMS)
-			return VKWS_ENOTFOUND;
-		return c->nrooms >= VKWS_ROOMS_PER_CONN ? VKWS_ELIMIT : 0;
-	}
-	if (member_entry(c, r) >= 0)
-		return 1;
-	max = r->max_clients ? r->max_clients : cfg->max_conns;
-	if (r->members >= max || c->nrooms >= VKWS_ROOMS_PER_CONN)
-		return VKWS_ELIMIT;
-	return 0;
-}
-
-/*
- * Join c to the room (checked by vkws_join_check), creating it if need
- * be: members, c included, get user_join; then c gets user_list and
- * history (since: seq > since, else the last --history messages).
- */
-void
-vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
-{
-	struct room *r = vkws_room_find(name, n);
-	struct json_out o;
-	uint32_t node;
-	size_t mark;
-	int k, complete;
-
-	if (r == NULL && (r = room_create(name, n)) == NULL)
-		return;
-	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == VKWS_NO_ROOM)
-			break;
-	if (k == VKWS_ROOMS_PER_CONN)
-		return;
-	member_link(c, r, k);
-	notify_member(r, "user_join", c);
-
-	/* user_list: as many members as one frame holds; the rest are
-	 * counted in "more" (README: limits). */
-	out_room_head(&o, "user_list", r);
-	json_out_lit(&o, ",\"users\":[");
-	o.cap -= 64;	/* room for the closing fields */
-	{
-		unsigned more = 0;
-		for (node = r->head; node != NODE_NONE; node = mem_next[node]) {
-			mark = o.n;
-			if (more == 0) {
-				if (node != r->head)
-					json_out_lit(&o, ",");
-				vkws_out_user(&o, node_conn(node));
-			}
-			if (more > 0 || !json_out_ok(&o)) {
-				o.n = mark;
-				o.err = 0;
-				more++;
-			}
-		}
-		o.cap += 64;
-		json_out_lit(&o, "]");
-		if (more > 0) {
-			json_out_lit(&o, ",\"more\":");
-			json_out_uint(&o, more);
-		}
-	}
-	json_out_lit(&o, ",\"timestamp\":");
-	json_out_int(&o, vkws_wall_ms());
-	json_out_lit(&o, "}");
-	if (json_out_ok(&o))
-		(void)vkws_deliver(c, o.p, o.n);
-
-	out_room_head(&o, "history", r);
-	json_out_lit(&o, ",\"messages\":");
-	o.cap -= 32;
-	/* A since past the room's last seq was seen before the room started
-	 * over (deleted, or emptied and removed): replay what it has. */
-	if (since > r->seq)
-		since = 0;
-	complete = vkws_history_write(r, since, 0, &o);
-	o.cap += 32;
-	json_out_lit(&o, complete ? ",\"complete\":true}" :
-	    ",\"complete\":false}");
-	if (json_out_ok(&o))
-		(void)vkws_deliver(c, o.p, o.n);
-}
-
-/* Whether c may leave the room: 0, VKWS_ENOTFOUND or VKWS_EPERM. */
-int
-vkws_leave_check(const struct conn *c, const char *name, size_t n,
-    struct room **rp)
-{
-	struct room *r = vkws_room_find(name, n);
-
-	*rp = r;
-	if (r == NULL)
-		return VKWS_ENOTFOUND;
-	return member_entry(c, r) >= 0 ? 0 : VKWS_EPERM;
-}
-
-/* c leaves r: the remaining members get user_leave; a room that is
- * neither persistent nor the default one goes with its last member. */
-void
-vkws_leave(struct conn *c, struct room *r)
-{
-	int k = member_entry(c, r);
-
-	if (k < 0)
-		return;
-	member_unlink(c, r, k);
-	notify_member(r, "user_leave", c);
-	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
-		room_remove(r);
-}
-
-static int
-leave_all(struct conn *c)
-{
-	int k, n = 0;
-
-	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
-			vkws_leave(c, &rooms[c->rooms[k]]);
-			n++;
-		}
-	return n;
-}
-
-/* A chat connection authenticated (first time): index its user. */
-void
-vkws_user_added(struct conn *c)
-{
-	user_link(c);
-}
-
-/* A chat connection is going: leave every room, unindex the user. */
-void
-vkws_user_removed(struct conn *c)
-{
-	(void)leave_all(c);
-	if (c->authed)
-		user_unlink(c);
-}
-
-/* ---- Chat ----------------------------------------------------------- */
-
-/*
- * Encode c's chat content into r as the next message: stored in history
- * (and the log) and left in out_buf for vkws_chat_send(). Returns the
- * encoded length, or VKWS_ELIMIT / VKWS_ESTORE.
- */
-int
-vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
-    size_t n)
-{
-	struct json_out o;
-	uint64_t seq = r->seq + 1;
-
-	out_room_head(&o, "chat", r);
-	json_out_lit(&o, ",\"seq\":");
-	json_out_uint(&o, seq);
-	json_out_lit(&o, ",\"from\":");
-	vkws_out_user(&o, c);
-	json_out_lit(&o, ",\"message\":");
-	json_out_str(&o, text, n);
-	json_out_lit(&o, ",\"timestamp\":");
-	json_out_int(&o, vkws_wall_ms());
-	json_out_lit(&o, "}");
-	if (!json_out_ok(&o))
-		return VKWS_ELIMIT;
-	if (vkws_store_chat(r->name, r->name_len, seq, o.p, o.n) < 0)
-		return VKWS_ESTORE;
-	r->seq = seq;
-	vkws_history_add(r, seq, o.p, o.n);
-	return (int)o.n;
-}
-
-int
-vkws_chat_send(struct room *r, size_t n)
-{
-	return room_send(r, out_buf, n);
-}
-
-void
-vkws_rooms_init(void)
-{
-	size_t i;
-
-	for (i = 0; i < ROOM_BUCKETS; i++)
-		room_head[i] = VKWS_NO_ROOM;
-	for (i = 0; i < USER_BUCKETS; i++)
-		user_head[i] = VKWS_NO_ROOM;
-	if (cfg->default_room[0] != '\0') {
-		struct room *r = room_create(cfg->default_room,
-		    strlen(cfg->default_room));
-		if (r != NULL)
-			r->persistent = 0;
-	}
-}
-
-/* ---- The vk.websocket C API ----------------------------------------- */
-
-static void
-room_info(const struct room *r, struct vkws_room_info *out)
-{
-	if (out == NULL)
-		return;
-	out->name = r->name;
-	out->name_len = r->name_len;
-	out->clients = r->members;
-	out->max_clients = r->max_clients;
-	out->persistent = r->persistent;
-	out->created_at = r->created_at;
-}
-
-static void
-client_info(const struct conn *c, struct vkws_client *out)
-{
-	int k;
-
-	memset(out, 0, sizeof(*out));
-	out->client_id_len = vkws_client_id(c, out->client_id);
-	if (c->authed) {
-		out->user_id = c->uid;
-		out->user_id_len = c->uid_len;
-	}
-	out->user_info = c->info_len ? c->info : "{}";
-	out->user_info_len = c->info_len ? c->info_len : 2;
-	out->remote_addr = c->addr;
-	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
-			const struct room *r = &rooms[c->rooms[k]];
-			out->rooms[out->nrooms] = r->name;
-			out->room_lens[out->nrooms++] = r->name_len;
-		}
-	out->connected_at = c->t_open_wall;
-	out->last_active_at = c->t_open_wall + (c->t_in - c->t_open);
-	out->msgs_in = c->msgs_in;
-	out->msgs_out = c->msgs_out;
-	out->bytes_in = c->bytes_in;
-	out->bytes_out = c->bytes_out;
-	out->queued_bytes = c->txlen;
-	out->tls = c->tls;
-	out->cipher = vkws_tls_cipher(c);
-}
-
-int
-vkws_create_room(const char *room, size_t n, long max_clients,
-    int persistent, struct vkws_room_info *out)
-{
-	struct room *r;
-
-	if (!vkws_room_name_ok(room, n) ||
-	    max_clients > (long)cfg->max_conns)
-		return VKWS_EINVAL;
-	if ((r = vkws_room_find(room, n)) == NULL &&
-	    (r = room_create(room, n)) == NULL)
-		return VKWS_ELIMIT;
-	if (max_clients >= 0)
-		r->max_clients = (uint32_t)max_clients;
-	r->persistent = persistent ? 1 : 0;
-	if (vkws_store_room(r->name, r->name_len, r->max_clients,
-	    r->persistent) < 0)
-		return VKWS_ESTORE;
-	room_info(r, out);
-	return 0;
-}
-
-int
-vkws_get_room_info(const char *room, size_t n, struct vkws_room_info *out)
-{
-	const struct room *r = vkws_room_find(room, n);
-
-	if (r == NULL)
-		return VKWS_ENOTFOUND;
-	room_info(r, out);
-	return 0;
-}
-
-int
-vkws_get_room_clients(const char *room, size_t n, vkws_client_fn *fn,
-    void *arg)
-{
-	static struct vkws_client ci;
-	const struct room *r = vkws_room_find(room, n);
-	uint32_t node;
-	int count = 0;
-
-	if (r == NULL)
-		return VKWS_ENOTFOUND;
-	for (node = r->head; node != NODE_NONE; node = mem_next[node]) {
-		client_info(node_conn(node), &ci);
-		fn(&ci, arg);
-		count++;
-	}
-	return count;
-}
-
-int
-vkws_delete_room(const char *room, size_t n)
-{
-	struct room *r = vkws_room_find(room, n);
-	struct json_out o;
-	uint32_t node;
-
-	if (r == NULL)
-		return VKWS_ENOTFOUND;
-	if (vkws_room_is_default(r))
-		return VKWS_EPERM;
-	out_room_head(&o, "room_deleted", r);
-	json_out_lit(&o, "}");
-	if (json_out_ok(&o))
-		room_send(r, o.p, o.n);
-	while ((node = r->head) != NODE_NONE) {
-		struct conn *c = node_conn(node);
-		member_unlink(c, r, (int)(node % VKWS_ROOMS_PER_CONN));
-	}
-	room_remove(r);
-	return 0;
-}
-
-/* The connection a client id names, authenticated chat or not. */
-static struct conn *
-by_id(const char *cid, size_t cn)
-{
-	return vkws_conn_by_id(cid, cn);
-}
-
-int
-vkws_join_room(const char *cid, size_t cn, const char *room, size_t n)
-{
-	struct conn *c = by_id(cid, cn);
-	struct room *r;
-	int e;
-
-	if (c == NULL || !c->authed)
-		return VKWS_ENOTFOUND;
-	if (!vkws_room_name_ok(room, n))
-		return VKWS_EINVAL;
-	if ((e = vkws_join_check(c, room, n, &r)) < 0)
-		return e;
-	if (e == 0)
-		vkws_join(c, room, n, 0);
-	return 0;
-}
-
-int
-vkws_leave_room(const char *cid, size_t cn, const char *room, size_t n)
-{
-	struct conn *c = by_id(cid, cn);
-	struct room *r;
-	int e;
-
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	if ((e = vkws_leave_check(c, room, n, &r)) < 0)
-		return e;
-	vkws_leave(c, r);
-	return 0;
-}
-
-int
-vkws_leave_all_rooms(const char *cid, size_t cn)
-{
-	struct conn *c = by_id(cid, cn);
-
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	return leave_all(c);
-}
-
-int
-vkws_broadcast_to_all(const char *data, size_t dn)
-{
-	size_t s;
-	int sent = 0;
-
-	for (s = 0; s < slot_hi; s++) {
-		struct conn *c = &vkws_conns[s];
-		if (c->state == S_WS && c->authed)
-			sent += vkws_deliver(c, data, dn);
-	}
-	return sent;
-}
-
-int
-vkws_broadcast_to_room(const char *room, size_t n, const char *data,
-    size_t dn)
-{
-	struct room *r = vkws_room_find(room, n);
-
-	if (r == NULL)
-		return VKWS_ENOTFOUND;
-	return room_send(r, data, dn);
-}
-
-int
-vkws_broadcast_to_rooms(const char *const *names, const size_t *lens,
-    size_t nrooms, const char *data, size_t dn)
-{
-	/* A pass mark per slot makes a client in several rooms get one
-	 * copy without a set: the mark is this call's serial. */
-	static uint32_t mark[VKWS_SLOTS];
-	static uint32_t serial;
-	size_t i;
-	int sent = 0, found = 0;
-
-	/* cppcheck-suppress knownConditionTrueFalse ; it wraps in time */
-	if (++serial == 0) {
-		memset(mark, 0, sizeof(mark));
-		serial = 1;
-	}
-	for (i = 0; i < nrooms; i++) {
-		struct room *r = vkws_room_find(names[i], lens[i]);
-		uint32_t node;
-
-		if (r == NULL)
-			continue;
-		found = 1;
-		for (node = r->head; node != NODE_NONE;) {
-			uint32_t next = mem_next[node];
-			size_t s = node / VKWS_ROOMS_PER_CONN;
-			if (mark[s] != serial) {
-				mark[s] = serial;
-				sent += vkws_deliver(&vkws_conns[s], data, dn);
-			}
-			node = next;
-		}
-	}
-	return found ? sent : VKWS_ENOTFOUND;
-}
-
-int
-vkws_send_to_client(const char *cid, size_t cn, const char *data,
-    size_t dn)
-{
-	struct conn *c = by_id(cid, cn);
-
-	if (c == NULL || !c->authed)
-		return VKWS_ENOTFOUND;
-	if (dn + WS_MAX_HEADER > VKWS_TX_BUF - VKWS_CLOSE_RESERVE)
-		return VKWS_ELIMIT;
-	return vkws_deliver(c, data, dn) ? 0 : VKWS_ELIMIT;
-}
-
-int
-vkws_send_to_user(const char *uid, size_t un, const char *data, size_t dn)
-{
-	uint16_t it = VKWS_NO_ROOM;
-	struct conn *c;
-	int sent = 0, found = 0;
-
-	while ((c = user_next(uid, un, &it)) != NULL) {
-		found = 1;
-		sent += vkws_deliver(c, data, dn);
-		if (it == VKWS_NO_ROOM)
-			break;
-	}
-	return found ? sent : VKWS_ENOTFOUND;
-}
-
-static int
-list_conns(vkws_client_fn *fn, void *arg, int active_only)
-{
-	static struct vkws_client ci;
-	int64_t since = vkws_now_ms() - (int64_t)cfg->active_window * 1000;
-	size_t s;
-	int count = 0;
-
-	for (s = 0; s < slot_hi; s++) {
-		const struct conn *c = &vkws_conns[s];
-		if (c->state != S_WS)
-			continue;
-		if (active_only && (!c->authed || c->t_in < since))
-			continue;
-		client_info(c, &ci);
-		fn(&ci, arg);
-		count++;
-	}
-	return count;
-}
-
-int
-vkws_get_all_connections(vkws_client_fn *fn, void *arg)
-{
-	return list_conns(fn, arg, 0);
-}
-
-int
-vkws_get_active_connections(vkws_client_fn *fn, void *arg)
-{
-	return list_conns(fn, arg, 1);
-}
-
-int
-vkws_get_connection_info(const char *cid, size_t cn,
-    struct vkws_client *out)
-{
-	const struct conn *c = by_id(cid, cn);
-
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	client_info(c, out);
-	return 0;
-}
-
-int
-vkws_list_rooms(vkws_room_fn *fn, void *arg)
-{
-	struct vkws_room_info ri;
-	size_t i;
-	int count = 0;
-
-	for (i = 0; i < VKWS_MAX_ROOMS; i++)
-		if (rooms[i].used) {
-			room_info(&rooms[i], &ri);
-			fn(&ri, arg);
-			count++;
-		}
-	return count;
-}
-
-static int
-close_code_ok(int code)
-{
-	return code == 1000 || (code >= 3000 && code <= 4999);
-}
-
-/* The reason as a NUL-terminated string of printable ASCII. */
-static const char *
-reason_str(const char *reason, size_t rn)
-{
-	static char buf[WS_MAX_CONTROL - 1];
-	size_t i;
-
-	if (rn >= sizeof(buf))
-		rn = sizeof(buf) - 1;
-	for (i = 0; i < rn; i++) {
-		buf[i] = reason[i];
-		if (buf[i] < 0x20 || buf[i] >= 0x7F)
-			buf[i] = '?';
-	}
-	buf[rn] = '\0';
-	return buf;
-}
-
-int
-vkws_disconnect(const char *cid, size_t cn, int code, const char *reason,
-    size_t rn)
-{
-	struct conn *c = by_id(cid, cn);
-
-	if (!close_code_ok(code))
-		return VKWS_EINVAL;
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	vkws_close(c, (uint16_t)code, reason_str(reason, rn));
-	return 0;
-}
-
-int
-vkws_disconnect_all(int code, const char *reason, size_t rn)
-{
-	const char *why;
-	size_t s;
-	int n = 0;
-
-	if (!close_code_ok(code))
-		return VKWS_EINVAL;
-	why = reason_str(reason, rn);
-	for (s = 0; s < slot_hi; s++) {
-		struct conn *c = &vkws_conns[s];
-		if (c->state == S_WS && !c->close_sent) {
-			vkws_close(c, (uint16_t)code, why);
-			n++;
-		}
-	}
-	return n;
-}
-
-int
-vkws_set_client_data(const char *cid, size_t cn, const char *json,
-    size_t jn)
-{
-	struct conn *c = by_id(cid, cn);
-
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	if (jn > VKWS_USERINFO_MAX)
-		return VKWS_ELIMIT;
-	if (!vkws_json_is_object(json, jn))
-		return VKWS_EINVAL;
-	memcpy(c->info, json, jn);
-	c->info_len = (uint16_t)jn;
-	return 0;
-}
-
-int
-vkws_get_client_data(const char *cid, size_t cn, const char **json)
-{
-	const struct conn *c = by_id(cid, cn);
-
-	if (c == NULL)
-		return VKWS_ENOTFOUND;
-	*json = c->info_len ? c->info : "{}";
-	return c->info_len ? (int)c->info_len : 2;
-}
-
-/* ---- Replay of the log (store.c) ------------------------------------ */
-
-int
-vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent, uint64_t seq)
-{
-	struct room *r = vkws_room_find(room, n);
-
-	if (r == NULL && (r = room_create(room, n)) == NULL)
-		return -1;
-	r->max_clients = max_clients <= cfg->max_conns ? max_clients : 0;
-	r->persistent = persistent ? 1 : 0;
-	if (seq > r->seq) {
-		/* Messages up to seq were stored but none of them after
-		 * r->seq came back: history is not complete. */
-		r->dropped = seq;
-		r->seq = seq;
-	}
-	return 0;
-}
-
-int
-vkws_restore_chat(const char *room, size_t n, uint64_t seq,
-    const char *frame, size_t fn)
-{
-	struct room *r = vkws_room_find(room, n);
-
-	if (r == NULL && (r = room_create(room, n)) == NULL)
-		return -1;
-	if (seq <= r->seq && r->h_count > 0)
-		return 0;	/* already kept: a record written twice */
-	/* The oldest message kept: those before it were dropped (by a
-	 * compaction, or before the last restart). */
-	if (r->h_count == 0 && seq > r->dropped + 1)
-		r->dropped = seq - 1;
-	r->seq = seq;
-	vkws_history_add(r, seq, frame, fn);
-	return 0;
-}
-
-int
-vkws_restore_room_deleted(const char *room, size_t n)
-{
-	struct room *r = vkws_room_find(room, n);
-
-	if (r != NULL && !vkws_room_is_default(r))
-		room_remove_quiet(r);	/* no members during replay */
-	return 0;
-}
-
-/* After replay: rooms that are neither persistent nor the default one
- * lived only while they had members, and have none now. */
-void
-vkws_restore_done(void)
-{
-	size_t i;
-
-	for (i = 0; i < VKWS_MAX_ROOMS; i++)
-		if (rooms[i].used && !rooms[i].persistent &&
-		    !vkws_room_is_default(&rooms[i])) {
-			room_remove_quiet(&rooms[i]);
-		}
-}
-
-/* Every kept room, for compaction. */
-void
-vkws_room_each(vkws_store_room_fn *fn, void *arg)
-{
-	size_t i;
-
-	for (i = 0; i < VKWS_MAX_ROOMS; i++) {
-		const struct room *r = &rooms[i];
-		if (r->used)
-			fn(r->name, r->name_len, r->max_clients, r->persistent,
-			    r->seq, arg);
-	}
-}
-
-/* Every kept history entry of the room, oldest first. */
-void
-vkws_history_each(const char *room, size_t n, vkws_store_chat_fn *fn,
-    void *arg)
-{
-	const struct room *r = vkws_room_find(room, n);
-	const uint8_t *ring;
-	size_t off, i;
-
-	if (r == NULL)
-		return;
-	ring = hist[room_index(r)];
-	off = r->h_off;
-	for (i = 0; i < r->h_count; i++) {
-		uint32_t len;
-		uint64_t seq;
-		ring_read(ring, off, &len, 4);
-		ring_read(ring, (off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-		ring_read(ring, (off + HENT) % VKWS_HISTORY_BYTES, out_buf,
-		    len);
-		fn(r->name, r->name_len, seq, out_buf, len, arg);
-		off = (off + HENT + len) % VKWS_HISTORY_BYTES;
-	}
 }
