@@ -188,3 +188,25 @@ def test_library_in_node_across_kill_and_restart(server, transport,
 def test_library_in_chromium_across_kill_and_restart(server, transport,
                                                      tmp_path, request):
     run_resume("chromium", server, transport, tmp_path, request)
+
+
+def test_library_in_node_requests_tokens_refresh(server, transport):
+    """tests/client/live.mjs: acks and refusal codes, a refused token,
+    and re-authentication in place before short tokens expire."""
+    from conftest import vkws_bin
+    nodejs = node()
+    assert nodejs, "Node.js is not installed (make deps-test installs it)"
+    s = server("--secret", SECRET)
+    cfg = {"base": "%s://%s:%d" % (transport.http_scheme, s.host, s.port),
+           "bin": vkws_bin(), "secret": SECRET}
+    env = dict(os.environ, VKWS_LIVE=json.dumps(cfg))
+    if transport.http_scheme == "https":
+        import tls_util
+        env["NODE_EXTRA_CA_CERTS"] = tls_util.ca_file()
+    r = subprocess.run(node_argv(nodejs) + [
+        os.path.join(HERE, "client", "live.mjs")], env=env, cwd=ROOT,
+        capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    out = r.stdout.decode("utf-8", "replace")
+    print(out)
+    assert r.returncode == 0, out + r.stderr.decode("utf-8", "replace")
+    assert "== all checks passed" in out
