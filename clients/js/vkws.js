@@ -217,11 +217,21 @@ export class Client {
 		return this.request(() => this.joinMsg(r, since), 'join', room);
 	}
 
+	/* Leave room; it is not joined again on reconnect. Offline, this
+	 * resolves at once: the rejoin leaves the room out (and leaves the
+	 * default room again when the server puts the client back in it). */
 	leave(room) {
 		const r = this.rooms.get(room);
 		if (r) {
 			r.wanted = false;
 			r.left = true;
+		}
+		if (this.state === 'connecting' || this.state === 'offline') {
+			for (const q of this.queue.filter((x) => x.kind ===
+			    'join' && x.room === room))
+				this.fail(q, new VkwsError('invalid',
+				    'left before it was joined'));
+			return Promise.resolve({ code: 0 });
 		}
 		return this.request({ type: 'leave', room }, 'leave');
 	}
@@ -252,19 +262,23 @@ export class Client {
 		if (typeof token !== 'string' || token === '')
 			return Promise.reject(new VkwsError('invalid',
 			    'auth(token) takes a token'));
+		if (this.state === 'closed')
+			return Promise.reject(new VkwsError('closed',
+			    'the client was closed'));
 		if (!this.getToken)
 			this.token = token;
 		if (this.state === 'online')
 			return this.request({ type: 'auth', token }, 'auth');
 		this.nextToken = token;
 		const p = new Promise((resolve, reject) => {
-			this.authWait.push({ resolve, reject });
+			const w = { resolve, reject, timer: 0 };
+			w.timer = setTimeout(() => {
+				this.authWait.splice(this.authWait.indexOf(w), 1);
+				reject(new VkwsError('timeout', 'not signed in ' +
+				    'within ' + this.opts.timeout + ' ms'));
+			}, this.opts.timeout);
+			this.authWait.push(w);
 		});
-		if (this.state === 'closed') {
-			this.authWait.pop();
-			return Promise.reject(new VkwsError('closed',
-			    'the client was closed'));
-		}
 		if (this.state === 'signed-out') {
 			this.attempt = 0;
 			this.open();
@@ -272,6 +286,17 @@ export class Client {
 			this.reconnectNow();
 		}
 		return p;
+	}
+
+	/* Settle every auth() waiting for the sign-in. */
+	authSettle(ok, v) {
+		for (const w of this.authWait.splice(0)) {
+			clearTimeout(w.timer);
+			if (ok)
+				w.resolve(v);
+			else
+				w.reject(v);
+		}
 	}
 
 	/* Any message with an id; resolves with the ack. */
@@ -538,8 +563,7 @@ export class Client {
 		this.state = 'signed-out';
 		for (const q of this.queue.splice(0))
 			this.fail(q, err);
-		for (const w of this.authWait.splice(0))
-			w.reject(err);
+		this.authSettle(false, err);
 		this.setState('signed-out', { code, reason,
 		    msg: err.msg });
 	}
@@ -587,8 +611,7 @@ export class Client {
 		const err = new VkwsError('closed', 'the client was closed');
 		for (const q of this.queue.splice(0))
 			this.fail(q, err);
-		for (const w of this.authWait.splice(0))
-			w.reject(err);
+		this.authSettle(false, err);
 		this.setState('closed');
 	}
 
@@ -721,8 +744,7 @@ export class Client {
 		this.setState('online', { clientId: this.clientId,
 		    userId: this.userId, resumed });
 		this.emit('auth', m);
-		for (const w of this.authWait.splice(0))
-			w.resolve(m);
+		this.authSettle(true, m);
 		/* Rooms first, then what waited: a chat queued offline goes
 		 * to a room joined again. Joins waiting in the queue are sent
 		 * from there. */

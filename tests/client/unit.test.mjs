@@ -557,3 +557,20 @@ test('a rejoin refused is reported; a room left stays left', async () => {
 	assert.deepEqual(c.joinedRooms(), []);
 	c.close();
 });
+
+test('leave() offline resolves at once and the room is not rejoined',
+    async () => {
+	const { c, ws } = await online();
+	for (const room of ['a', 'b'])
+		ws.recv({ type: 'user_join', room, user: user('c1', 'alice') });
+	ws.drop(1006);
+	assert.deepEqual(await c.leave('a'), { code: 0 });
+	mock.timers.tick(1000);
+	await flush();
+	const ws2 = FakeWS.all[1];
+	await signIn(ws2, 'c2');
+	assert.deepEqual(ws2.sent.filter((m) => m.type === 'join').map((m) =>
+	    m.room), ['b']);
+	assert.equal(ws2.sent.filter((m) => m.type === 'leave').length, 0);
+	c.close();
+});
