@@ -303,9 +303,10 @@ clients/js/vkws.js: web/vkws.js
 # them too. The tests against a real server are tests/test_client_js.py.
 .PHONY: test-js
 test-js: clients/js/vkws.js
-	node --test tests/client/
+	node --test tests/client/*.test.mjs
 
-$(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O)
+# Every build refreshes the package's copy of the library too.
+$(O)/web_assets.c: web/embed.sh $(WEB_FILES) clients/js/vkws.js | $(O)
 	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
 
 $(O)/web_assets.o: $(O)/web_assets.c web.h vkws.h

@@ -5,7 +5,7 @@
  * message by message, so backoff, resume, rejections and token refresh
  * are checked without a network or a clock.
  *
- *	node --test tests/client/
+ *	node --test tests/client/*.test.mjs
  */
 import { test, mock, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
