@@ -54,6 +54,10 @@ const DEFAULTS = {
 	protocols: ['vkws.json']
 };
 
+/* Messages remembered per room (seq and timestamp) to recognise one
+ * that comes a second time. */
+const RECENT_MAX = 256;
+
 /* Close codes of PROTOCOL.md 5 that the library acts on. */
 const CLOSE_AUTH = 4001;
 
@@ -383,7 +387,7 @@ export class Client {
 		let r = this.rooms.get(name);
 		if (!r) {
 			r = { name, wanted: false, left: false, joined: false,
-			    lastSeq: 0, lastTs: 0, own: [] };
+			    lastSeq: 0, lastTs: 0, own: [], recent: new Map() };
 			this.rooms.set(name, r);
 		}
 		return r;
@@ -823,17 +827,33 @@ export class Client {
 		}
 	}
 
-	/* Live chat comes once per connection and after the join's history,
-	 * so it is never a repeat; its seq is simply the newest (it may
-	 * have gone back if the room started over). */
+	/* What was delivered lately in r, seq -> timestamp, so that a
+	 * message that comes twice (in a history reply and live) is shown
+	 * once. */
+	delivered(r, m) {
+		r.recent.set(m.seq, m.timestamp);
+		if (r.recent.size > RECENT_MAX)
+			r.recent.delete(r.recent.keys().next().value);
+	}
+
+	/* Live chat: its seq is simply the newest (it may have gone back
+	 * if the room started over), unless this very message (same seq,
+	 * same timestamp) was delivered already: a server may send a
+	 * message to a member that joined in the same instant both in the
+	 * join's history and live. */
 	onChat(m) {
 		if (typeof m.room !== 'string') {
 			this.emit('chat', m);
 			return;
 		}
 		const r = this.room(m.room);
-		if (typeof m.seq === 'number')
+		if (typeof m.seq === 'number') {
+			if (r.recent.has(m.seq) &&
+			    r.recent.get(m.seq) === m.timestamp)
+				return;
+			this.delivered(r, m);
 			r.lastSeq = m.seq;
+		}
 		if (typeof m.timestamp === 'number')
 			r.lastTs = m.timestamp;
 		const mine = isObj(m.from) && m.from.clientId === this.clientId;
@@ -870,9 +890,18 @@ export class Client {
 			if (!reset)
 				out = all.filter((h) => h.seq > seen);
 		}
+		/* complete: the server's word on what was asked, except when
+		 * the gap after the last seq seen is known from the messages:
+		 * a reply without since (the default room at sign-in) is
+		 * "not complete" when the room holds more than it keeps, yet
+		 * covers the gap when it reaches back to it. */
 		let complete = m.complete !== false;
-		if (seen > 0 && !reset && out.length && out[0].seq > seen + 1)
-			complete = false;
+		if (seen > 0 && !reset && out.length)
+			complete = out[0].seq === seen + 1;
+		if (reset)
+			r.recent.clear();
+		for (const h of out)
+			this.delivered(r, h);
 		if (out.length) {
 			const h = out[out.length - 1];
 			r.lastSeq = h.seq;

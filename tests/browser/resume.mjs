@@ -108,8 +108,16 @@ async function receiver(arg) {
 		if (rx.rooms[m.room])
 			rx.rooms[m.room].push([m.seq, m.message]);
 	};
-	c.on('chat', put);
+	rx.trace = [];
+	c.on('chat', (m) => {
+		rx.trace.push('L ' + m.room + ' ' + m.seq + ' ' + m.timestamp);
+		put(m);
+	});
 	c.on('history', (h) => {
+		rx.trace.push('H ' + h.room + ' [' + h.messages.map((m) =>
+		    m.seq + '@' + m.timestamp) + '] raw [' + h.raw.messages.map(
+		    (m) => m.seq + '@' + m.timestamp) + '] complete ' +
+		    h.raw.complete);
 		if (h.reset)
 			rx.errors.push('reset in ' + h.room);
 		if (!h.complete)
@@ -119,6 +127,7 @@ async function receiver(arg) {
 		h.messages.forEach(put);
 	});
 	c.on('state', (s) => {
+		rx.trace.push('S ' + s.state + ' ' + (s.code || ''));
 		rx.states.push(s.state);
 		rx.online = s.state === 'online';
 	});
@@ -154,7 +163,8 @@ async function chromiumReceiver(name) {
 				online: window.__rx.online,
 				states: window.__rx.states,
 				errors: window.__rx.errors,
-				gap: window.__rx.gap
+				gap: window.__rx.gap,
+				trace: window.__rx.trace
 			}));
 			s.errors = s.errors.concat(problems);
 			return s;
@@ -258,6 +268,8 @@ async function run() {
 
 	for (const r of rxs) {
 		const s = await r.snap();
+		if (process.env.VKWS_CLIENT_TRACE || s.errors.length)
+			say(r.name + ' trace:\n  ' + s.trace.join('\n  '));
 		check(s.errors.length === 0, r.name + ': no reset, gap or ' +
 		    'error' + (s.errors.length ? ': ' + s.errors.join('; ') :
 		    ''));
@@ -298,7 +310,8 @@ async function nodeReceiver(lib, name) {
 	return {
 		name,
 		snap: async () => ({ rooms: rx.rooms, online: rx.online,
-		    states: rx.states, errors: rx.errors, gap: rx.gap }),
+		    states: rx.states, errors: rx.errors, gap: rx.gap,
+		    trace: rx.trace }),
 		join: (room) => rx.client.join(room),
 		close: async () => rx.client.close()
 	};

@@ -574,3 +574,49 @@ test('leave() offline resolves at once and the room is not rejoined',
 	assert.equal(ws2.sent.filter((m) => m.type === 'leave').length, 0);
 	c.close();
 });
+
+test('a message that comes in the history and again live is delivered ' +
+    'once', async () => {
+	const { c, ws } = await online();
+	const got = [];
+	c.on('chat', (m) => got.push('live ' + m.seq));
+	c.on('history', (h) => h.messages.forEach((m) => got.push('hist ' +
+	    m.seq)));
+	ws.recv({ type: 'user_join', room: 'r', user: user('c1', 'alice') });
+	ws.recv({ type: 'history', room: 'r', complete: true,
+	    messages: [1, 2].map((n) => chatMsg('r', n, 'x')) });
+	/* The server sent seq 2 live too (a join in the same instant as
+	 * the chat): shown once. */
+	ws.recv(chatMsg('r', 2, 'x'));
+	ws.recv(chatMsg('r', 3, 'x'));
+	/* The room started over: seq 1 again, another message. */
+	ws.recv(Object.assign(chatMsg('r', 1, 'new'), { timestamp: 9999 }));
+	assert.deepEqual(got, ['hist 1', 'hist 2', 'live 3', 'live 1']);
+	c.close();
+});
+
+test('a history without since that reaches back to the last seq seen is ' +
+    'complete, whatever the room dropped before', async () => {
+	const { c, ws } = await online();
+	const hist = [];
+	c.on('history', (h) => hist.push(h));
+	ws.recv({ type: 'user_join', room: 'general', user: user('c1',
+	    'alice') });
+	for (let n = 1; n <= 60; n++)
+		ws.recv(chatMsg('general', n, 'x'));
+	ws.drop(1006);
+	mock.timers.tick(1000);
+	await flush();
+	const ws2 = FakeWS.all[1];
+	await signIn(ws2, 'c2');
+	/* The default room's replay at sign-in: the last 50 of 70. */
+	const last50 = [];
+	for (let n = 21; n <= 70; n++)
+		last50.push(chatMsg('general', n, 'x'));
+	ws2.recv({ type: 'history', room: 'general', complete: false,
+	    messages: last50 });
+	assert.equal(hist[0].complete, true);
+	assert.deepEqual(hist[0].messages.map((m) => m.seq), [61, 62, 63, 64,
+	    65, 66, 67, 68, 69, 70]);
+	c.close();
+});
