@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "core.h"
 #include "json.h"
 #include "store.h"
@@ -44,19 +45,23 @@ api_init(struct vkws_config *c)
 {
 	cfg = c;
 	t_start = vkws_now_ms();
+	if (vkws_cluster_init(c) < 0)	/* issue 15 */
+		return -1;
 	return vkws_chat_init(c);
 }
 
 static void
 api_stop(void)
 {
+	vkws_cluster_stop();
 	vkws_store_close();
 }
 
 static size_t
 api_static_size(void)
 {
-	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out);
+	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
+	    (vkws_cluster_on() ? vkws_cluster_static_size() : 0);
 }
 
 /* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */
@@ -462,6 +467,20 @@ static const struct metric {
 	    &g_store.log_bytes },
 	{ "store_broken", "gauge", "1 while the log cannot be written.",
 	    &g_store_broken },
+	/* Cluster (issue 15): 0 and unused without --redis. */
+	{ "cluster_up", "gauge", "1 while the link to Redis serves.",
+	    &vkws_count.cluster_up },
+	{ "cluster_nodes", "gauge", "Live nodes of the cluster, this one "
+	    "included.", &vkws_count.cluster_nodes },
+	{ "cluster_published_total", "counter",
+	    "Operations this node sent through Redis to the cluster.",
+	    &vkws_count.cluster_published },
+	{ "cluster_received_total", "counter",
+	    "Cluster messages this node received from Redis.",
+	    &vkws_count.cluster_received },
+	{ "cluster_reconnects_total", "counter",
+	    "Times the link to Redis came back after it was lost.",
+	    &vkws_count.cluster_reconnects },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -1143,6 +1162,13 @@ route_healthz(struct conn *c, const struct http_req *r, const uint8_t *body,
 	(void)body;
 	(void)avail;
 	(void)used;
+	/* Cluster (issue 15): 503 while the link to Redis is down. */
+	if (vkws_cluster_on() && !vkws_cluster_up()) {
+		vkws_http_reply(c, 503, "Cache-Control: no-store\r\n",
+		    "text/plain; charset=utf-8", "cluster unavailable", 19,
+		    keep);
+		return keep;
+	}
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n",
 	    "text/plain; charset=utf-8", "ok", 2, keep);
 	return keep;
@@ -1322,4 +1348,6 @@ const struct vkws_hooks vkws_api_hooks = {
 	.http_body = http_body,
 	.after_pass = after_pass,
 	.reload = reload,
+	.poll_fds = vkws_cluster_poll_fds,	/* issue 15 */
+	.poll_ready = vkws_cluster_poll_ready,
 };

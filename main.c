@@ -60,6 +60,11 @@ static const char usage[] =
 "  --close-timeout S        seconds to wait for the peer's close (5)\n"
 "  --active-window S        getActiveConnections window (60)\n"
 "  --data-dir DIR           keep history and persistent rooms on disk\n"
+"  --redis HOST:PORT|unix:PATH  cluster mode: rooms, users and history in\n"
+"                           Redis, shared with every node (not with --data-dir)\n"
+"  --cluster NAME           cluster name, prefix of every Redis key (vkws)\n"
+"  --node ID                this node's name (default: 8 random hex digits)\n"
+"  --node-ttl S             seconds before a dead node leaves listings (10)\n"
 "  --fsync MODE             always | batch (default) | never (lossy on power\n"
 "                           loss): when logged chat reaches the disk\n"
 "  --log-max BYTES          compact the log past this size (default 1 MiB)\n"
@@ -79,6 +84,21 @@ set_str(char *dst, size_t cap, const char *v)
 		return -1;
 	memcpy(dst, v, n + 1);
 	return 0;
+}
+
+/* A cluster or node name (issue 15): part of Redis keys and clientIds,
+ * so [A-Za-z0-9_.-] only, not empty. */
+static int
+set_name(char *dst, size_t cap, const char *v)
+{
+	size_t i;
+
+	for (i = 0; v[i] != '\0'; i++)
+		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' &&
+		    v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+		    v[i] == '_' || v[i] == '.' || v[i] == '-'))
+			return -1;
+	return i == 0 ? -1 : set_str(dst, cap, v);
 }
 
 static int
@@ -156,6 +176,14 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 			r = set_str(c->key, sizeof(c->key), v);
 		else if (strcmp(f, "--data-dir") == 0)
 			r = set_str(c->data_dir, sizeof(c->data_dir), v);
+		else if (strcmp(f, "--redis") == 0)	/* issue 15 */
+			r = set_str(c->redis, sizeof(c->redis), v);
+		else if (strcmp(f, "--cluster") == 0)
+			r = set_name(c->cluster, sizeof(c->cluster), v);
+		else if (strcmp(f, "--node") == 0)
+			r = set_name(c->node, sizeof(c->node), v);
+		else if (strcmp(f, "--node-ttl") == 0)
+			r = set_uint(&c->node_ttl, v, 3600);
 		else if (strcmp(f, "--secret-file") == 0)
 			r = set_str(c->secret_file, sizeof(c->secret_file), v);
 		else if (strcmp(f, "--secret") == 0) {

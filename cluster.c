@@ -1,0 +1,1328 @@
+/*
+ * cluster.c: cluster mode on Redis (PROTOCOL.md 9, issue 15). Several
+ * nodes share one Redis: it holds each room's seq, history and members,
+ * the users of every node and a heartbeat per node, and carries every
+ * node's events on one pub/sub channel, NAME:bus. The link is two
+ * non-blocking sockets in the core's loop (through hooks->poll_fds and
+ * poll_ready): one for commands, pipelined, with a static FIFO of the
+ * replies awaited and what to do with each; one subscribed to the bus.
+ * What must be atomic (a chat's seq, history append and publish; a
+ * join's maxClients check; a dead node's sweep) is a Lua script run with
+ * EVALSHA. Requests and replies go through static buffers: when the
+ * output is full, or the link is down, an operation answers -7 "cluster
+ * unavailable" and nothing is acked that Redis did not take. This file
+ * never blocks (but for a bounded flush at a clean stop), never
+ * allocates, and touches connections only through the C API of room.c
+ * and the core's queue functions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <bearssl.h>
+
+#include "vkws.h"
+#include "core.h"
+#include "json.h"
+#include "resp.h"
+#include "cluster.h"
+
+/* ---- Scripts ---------------------------------------------------------- */
+
+/*
+ * A node's sweep: its memberships leave their rooms (with user_leave on
+ * the bus when pub is true), its users are uncounted. Used for dead
+ * nodes (BEAT) and for this node's own earlier life (REG).
+ */
+#define LUA_SWEEP \
+"local function sweep(n, d, now, pub, def)\n" \
+"  local ms = redis.call('SMEMBERS', n..':nm:'..d)\n" \
+"  for _, e in ipairs(ms) do\n" \
+"    local i = string.find(e, '\\n', 1, true)\n" \
+"    local room, cid = string.sub(e, 1, i - 1), string.sub(e, i + 1)\n" \
+"    local k = '{'..n..':'..room..'}'\n" \
+"    local u = redis.call('HGET', k..':m', cid)\n" \
+"    if u then\n" \
+"      redis.call('HDEL', k..':m', cid)\n" \
+"      if pub then redis.call('PUBLISH', n..':bus', 'L '..d..' '..room..\n" \
+"        '\\n{\"type\":\"user_leave\",\"room\":'..cjson.encode(room)..\n" \
+"        ',\"user\":'..u..',\"timestamp\":'..now..'}') end\n" \
+"      if redis.call('HLEN', k..':m') == 0 and room ~= def and\n" \
+"          redis.call('HGET', k..':info', 'persistent') ~= '1' then\n" \
+"        redis.call('DEL', k..':h', k..':seq')\n" \
+"      end\n" \
+"    end\n" \
+"  end\n" \
+"  redis.call('DEL', n..':nm:'..d)\n" \
+"  local us = redis.call('HGETALL', n..':nu:'..d)\n" \
+"  for i = 1, #us, 2 do\n" \
+"    if redis.call('HINCRBY', n..':u', us[i], -tonumber(us[i+1])) <= 0\n" \
+"    then redis.call('HDEL', n..':u', us[i]) end\n" \
+"  end\n" \
+"  redis.call('DEL', n..':nu:'..d)\n" \
+"end\n" \
+"local t = redis.call('TIME')\n" \
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* ARGV: name, node, ttl ms, default room, new life (1/0). */
+static const char lua_reg[] = LUA_SWEEP
+"local n, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+"sweep(n, me, now, ARGV[5] == '1', ARGV[4])\n"
+"redis.call('ZADD', n..':nodes', now + ttl, me)\n"
+"redis.call('SET', n..':node:'..me, now, 'PX', ttl)\n"
+"return redis.call('ZCARD', n..':nodes')\n";
+
+/* ARGV: name, node, ttl ms, default room. The heartbeat, then the sweep
+ * of every node whose heartbeat ran out. Returns the live nodes. */
+static const char lua_beat[] = LUA_SWEEP
+"local n, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
+"redis.call('ZADD', n..':nodes', now + ttl, me)\n"
+"redis.call('SET', n..':node:'..me, now, 'PX', ttl)\n"
+"for _, d in ipairs(redis.call('ZRANGEBYSCORE', n..':nodes', '-inf', now))\n"
+"do sweep(n, d, now, true, ARGV[4]); redis.call('ZREM', n..':nodes', d) end\n"
+"return redis.call('ZCARD', n..':nodes')\n";
+
+/* KEYS: seq, history. ARGV: frame before the seq, after it, --history,
+ * bus, bus header before the seq, after it. One seq per room for the
+ * whole cluster: counter, history and publish in one step. */
+static const char lua_chat[] =
+"local s = redis.call('INCR', KEYS[1])\n"
+"local m = ARGV[1]..s..ARGV[2]\n"
+"local h = tonumber(ARGV[3])\n"
+"if h > 0 then redis.call('RPUSH', KEYS[2], m)\n"
+"  redis.call('LTRIM', KEYS[2], -h, -1) end\n"
+"redis.call('PUBLISH', ARGV[4], ARGV[5]..s..ARGV[6]..m)\n"
+"return s\n";
+
+/* KEYS: members, history, seq, info. ARGV: clientId, user, default
+ * maxClients, since, node set, node set entry, bus, user_join message,
+ * members cap, history bytes cap. Returns -5 (full) or {seq, complete,
+ * members, {member...}, {chat...}}. */
+static const char lua_join[] =
+"if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
+"  local mx = tonumber(redis.call('HGET', KEYS[4], 'max') or '0')\n"
+"  if mx == 0 then mx = tonumber(ARGV[3]) end\n"
+"  if redis.call('HLEN', KEYS[1]) >= mx then return -5 end\n"
+"  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+"  redis.call('SADD', ARGV[5], ARGV[6])\n"
+"  redis.call('PUBLISH', ARGV[7], ARGV[8])\n"
+"end\n"
+"local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+"local since = tonumber(ARGV[4])\n"
+"if since > seq then since = 0 end\n"
+"local h = redis.call('LRANGE', KEYS[2], 0, -1)\n"
+"local first = seq - #h + 1\n"
+"local from = since - first + 2\n"
+"if from < 1 then from = 1 end\n"
+"local complete = 0\n"
+"if first <= since + 1 then complete = 1 end\n"
+"local budget, lo = tonumber(ARGV[10]), #h + 1\n"
+"while lo > from and budget >= #h[lo - 1] + 1 do\n"
+"  budget = budget - #h[lo - 1] - 1; lo = lo - 1 end\n"
+"if lo > from then complete = 0 end\n"
+"local out = {}\n"
+"for i = lo, #h do out[#out + 1] = h[i] end\n"
+"local vals = redis.call('HVALS', KEYS[1])\n"
+"local ms = {}\n"
+"for i = 1, math.min(#vals, tonumber(ARGV[9])) do ms[i] = vals[i] end\n"
+"return {seq, complete, #vals, ms, out}\n";
+
+/* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
+ * bus, user_leave message, whether the room is the default one. */
+static const char lua_leave[] =
+"if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
+"  redis.call('SREM', ARGV[2], ARGV[3])\n"
+"  redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
+"  if redis.call('HLEN', KEYS[1]) == 0 and ARGV[6] == '0' and\n"
+"      redis.call('HGET', KEYS[4], 'persistent') ~= '1' then\n"
+"    redis.call('DEL', KEYS[2], KEYS[3]) end\n"
+"end\n"
+"return 0\n";
+
+/* ARGV: users hash, uid, bus, message. 1 if the user is on some node. */
+static const char lua_priv[] =
+"if tonumber(redis.call('HGET', ARGV[1], ARGV[2]) or '0') > 0 then\n"
+"  redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1 end\n"
+"return 0\n";
+
+enum { SC_REG, SC_BEAT, SC_CHAT, SC_JOIN, SC_LEAVE, SC_PRIV, SC_N };
+static const char *const scripts[SC_N] = {
+	lua_reg, lua_beat, lua_chat, lua_join, lua_leave, lua_priv
+};
+static char sha[SC_N][41];
+
+/* ---- State ---------------------------------------------------------- */
+
+static struct vkws_config *cfg;
+static int on;			/* --redis given */
+static int up;			/* both links serve */
+static int ever_up;		/* for reconnects_total */
+static int new_life = 1;	/* the first registration of this process */
+static size_t name_len, node_len;
+static char bus[VKWS_CLUSTER_NAME_MAX + 8];
+static size_t bus_len;
+static char users_key[VKWS_CLUSTER_NAME_MAX + 8];
+static char nm_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
+static char nu_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
+static int64_t retry_at, beat_at;
+static int64_t backoff = 250;	/* ms before the next connect, up to 1 s */
+static size_t resync;		/* next slot to register again */
+static int quiet;		/* the observers stay silent (the scripts
+				 * did their part already) */
+
+/* One socket to Redis with its static buffers. */
+enum { L_DOWN = 0, L_CONNECTING, L_UP };
+struct rlink {
+	int fd;
+	uint8_t state;		/* L_* */
+	uint8_t subscribed;	/* sub: the bus confirmed */
+	size_t olen, ilen;
+	uint8_t out[VKWS_REDIS_OUT];
+	uint8_t in[VKWS_REDIS_IN];
+};
+static struct rlink cmd = { .fd = -1 }, sub = { .fd = -1 };
+
+/* What to do with a reply on the command link. */
+enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT };
+#define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
+struct pend {
+	uint8_t kind;		/* P_* */
+	uint8_t acked;		/* the chat's own bus copy acked it */
+	uint8_t room_len;
+	uint16_t slot;
+	uint16_t id_len;
+	uint32_t tag;		/* tag % VKWS_REDIS_PENDING is the index */
+	uint64_t cid;		/* the connection's id, for reuse */
+	char room[VKWS_ROOM_NAME_MAX];
+	char id[PEND_ID_MAX];	/* the request's id, JSON source */
+};
+static struct pend pend[VKWS_REDIS_PENDING];
+static uint32_t p_first, p_next;	/* tags: oldest awaited, next */
+
+static struct resp_val vals[VKWS_REDIS_VALUES];
+static struct resp_enc enc;
+/* Frames built here (user_join, user_list, history, chat halves). */
+static char frame[VKWS_MAX_OUT];
+static char frame2[VKWS_MAX_OUT];
+static char user_buf[VKWS_USERINFO_MAX + 256];
+
+size_t
+vkws_cluster_static_size(void)
+{
+	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
+}
+
+int
+vkws_cluster_on(void)
+{
+	return on;
+}
+
+int
+vkws_cluster_up(void)
+{
+	return up;
+}
+
+/* ---- Requests ------------------------------------------------------- */
+
+static void
+hex_sha1(const char *s, char out[41])
+{
+	static const char hex[] = "0123456789abcdef";
+	br_sha1_context h;
+	uint8_t d[20];
+	size_t i;
+
+	br_sha1_init(&h);
+	br_sha1_update(&h, s, strlen(s));
+	br_sha1_out(&h, d);
+	for (i = 0; i < 20; i++) {
+		out[2 * i] = hex[d[i] >> 4];
+		out[2 * i + 1] = hex[d[i] & 15];
+	}
+	out[40] = '\0';
+}
+
+/* Start a command of argc arguments in the command link's output. */
+static void
+req_begin(unsigned argc)
+{
+	resp_enc_begin(&enc, cmd.out + cmd.olen, sizeof(cmd.out) - cmd.olen,
+	    argc);
+}
+
+/* EVALSHA script nkeys: then the keys and nargs arguments. */
+static void
+eval_begin(int script, unsigned nkeys, unsigned nargs)
+{
+	req_begin(3 + nkeys + nargs);
+	resp_enc_str(&enc, "EVALSHA");
+	resp_enc_arg(&enc, sha[script], 40);
+	resp_enc_u64(&enc, nkeys);
+}
+
+/* Commit the request begun: it counts only if it fit whole and a
+ * pending entry is free. Returns the entry, or NULL (nothing sent). */
+static struct pend *
+req_commit(int kind)
+{
+	long n = resp_enc_end(&enc);
+	struct pend *p;
+
+	if (n < 0 || p_next - p_first >= VKWS_REDIS_PENDING)
+		return NULL;
+	cmd.olen += (size_t)n;
+	p = &pend[p_next % VKWS_REDIS_PENDING];
+	memset(p, 0, offsetof(struct pend, room));
+	p->kind = (uint8_t)kind;
+	p->tag = p_next++;
+	return p;
+}
+
+/* Whether an operation may go to Redis now: the link serves and its
+ * output has room for a request of about need bytes. */
+static int
+may_send(size_t need)
+{
+	return up && sizeof(cmd.out) - cmd.olen >= need + 256 &&
+	    p_next - p_first < VKWS_REDIS_PENDING;
+}
+
+/* "{NAME:ROOM}:suffix" into out; its length. */
+static size_t
+room_key(char *out, const char *room, size_t rn, const char *suffix)
+{
+	size_t k = 0, sn = strlen(suffix);
+
+	out[k++] = '{';
+	memcpy(out + k, cfg->cluster, name_len);
+	k += name_len;
+	out[k++] = ':';
+	memcpy(out + k, room, rn);
+	k += rn;
+	out[k++] = '}';
+	memcpy(out + k, suffix, sn);
+	return k + sn;
+}
+
+#define KEY_MAX (VKWS_CLUSTER_NAME_MAX + VKWS_ROOM_NAME_MAX + 16)
+static char k_m[KEY_MAX], k_h[KEY_MAX], k_seq[KEY_MAX], k_info[KEY_MAX];
+static size_t k_m_n, k_h_n, k_seq_n, k_info_n;
+
+static void
+room_keys(const char *room, size_t rn)
+{
+	k_m_n = room_key(k_m, room, rn, ":m");
+	k_h_n = room_key(k_h, room, rn, ":h");
+	k_seq_n = room_key(k_seq, room, rn, ":seq");
+	k_info_n = room_key(k_info, room, rn, ":info");
+}
+
+static void
+args_room_keys(void)
+{
+	resp_enc_arg(&enc, k_m, k_m_n);
+	resp_enc_arg(&enc, k_h, k_h_n);
+	resp_enc_arg(&enc, k_seq, k_seq_n);
+	resp_enc_arg(&enc, k_info, k_info_n);
+}
+
+/* "ROOM\nCLIENTID": an entry of the node's membership set. */
+static size_t
+member_entry(char *out, const struct conn *c, const char *room, size_t rn)
+{
+	memcpy(out, room, rn);
+	out[rn] = '\n';
+	return rn + 1 + vkws_client_id(c, out + rn + 1);
+}
+
+/* The user object of c, in user_buf. */
+static size_t
+user_json(const struct conn *c)
+{
+	struct json_out o;
+
+	json_out_init(&o, user_buf, sizeof(user_buf));
+	vkws_out_user(&o, c);
+	return json_out_ok(&o) ? o.n : 0;
+}
+
+/* {"type":TYPE,"room":R,"user":USER,"timestamp":T} into frame. */
+static size_t
+member_frame(const char *type, const struct conn *c, const char *room,
+    size_t rn)
+{
+	struct json_out o;
+
+	json_out_init(&o, frame, sizeof(frame));
+	json_out_lit(&o, "{\"type\":\"");
+	json_out_lit(&o, type);
+	json_out_lit(&o, "\",\"room\":");
+	json_out_str(&o, room, rn);
+	json_out_lit(&o, ",\"user\":");
+	vkws_out_user(&o, c);
+	json_out_lit(&o, ",\"timestamp\":");
+	json_out_int(&o, vkws_wall_ms());
+	json_out_lit(&o, "}");
+	return json_out_ok(&o) ? o.n : 0;
+}
+
+/* The bus message "T NODE ROOM\n" + frame[0..fn) into frame2. */
+static size_t
+bus_msg(char t, const char *room, size_t rn, size_t fn)
+{
+	size_t k = 0;
+
+	if (2 + node_len + 1 + rn + 1 + fn > sizeof(frame2))
+		return 0;
+	frame2[k++] = t;
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, cfg->node, node_len);
+	k += node_len;
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, room, rn);
+	k += rn;
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, frame, fn);
+	return k + fn;
+}
+
+/* ---- Registration: what this node holds, told to Redis ---------------- */
+
+static void
+reg_user(const struct conn *c, int delta)
+{
+	char d[4];
+	size_t dn = delta > 0 ? 1 : 2;
+
+	memcpy(d, delta > 0 ? "1" : "-1", dn);
+	req_begin(4);
+	resp_enc_str(&enc, "HINCRBY");
+	resp_enc_arg(&enc, users_key, strlen(users_key));
+	resp_enc_arg(&enc, c->uid, c->uid_len);
+	resp_enc_arg(&enc, d, dn);
+	(void)req_commit(P_NONE);
+	req_begin(4);
+	resp_enc_str(&enc, "HINCRBY");
+	resp_enc_arg(&enc, nu_key, strlen(nu_key));
+	resp_enc_arg(&enc, c->uid, c->uid_len);
+	resp_enc_arg(&enc, d, dn);
+	(void)req_commit(P_NONE);
+}
+
+/* A membership, without any notification (re-registration). */
+static void
+reg_member(struct conn *c, struct room *r)
+{
+	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+	char cid[VKWS_CLIENT_ID_MAX];
+	size_t rn, un = user_json(c), en;
+	const char *room = vkws_room_name(r, &rn);
+
+	if (un == 0)
+		return;
+	room_keys(room, rn);
+	req_begin(4);
+	resp_enc_str(&enc, "HSET");
+	resp_enc_arg(&enc, k_m, k_m_n);
+	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
+	resp_enc_arg(&enc, user_buf, un);
+	(void)req_commit(P_NONE);
+	en = member_entry(entry, c, room, rn);
+	req_begin(3);
+	resp_enc_str(&enc, "SADD");
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, en);
+	(void)req_commit(P_NONE);
+}
+
+/* Register one more slot's user and memberships while the output has
+ * room; called each pass after the link came up. */
+static void
+resync_step(void)
+{
+	while (up && resync < vkws_slot_hi && may_send(VKWS_MAX_OUT / 4)) {
+		struct conn *c = &vkws_conns[resync++];
+
+		if (c->state != S_WS || c->kind != K_CHAT || !c->authed)
+			continue;
+		reg_user(c, 1);
+		vkws_conn_rooms(c, reg_member);
+	}
+}
+
+static void
+script_common_args(void)
+{
+	char ttl[24];
+	int n = snprintf(ttl, sizeof(ttl), "%u", cfg->node_ttl * 1000u);
+
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, cfg->node, node_len);
+	resp_enc_arg(&enc, ttl, (size_t)n);
+	resp_enc_str(&enc, cfg->default_room);
+}
+
+static void
+beat(void)
+{
+	eval_begin(SC_BEAT, 0, 4);
+	script_common_args();
+	(void)req_commit(P_BEAT);
+}
+
+/* ---- Observers of room.c ---------------------------------------------- */
+
+static void
+obs_joined(struct conn *c, struct room *r)
+{
+	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+	char cid[VKWS_CLIENT_ID_MAX];
+	size_t rn, un, fn, bn, en;
+	const char *room = vkws_room_name(r, &rn);
+
+	if (quiet || !c->authed || !may_send(VKWS_MAX_OUT / 4))
+		return;
+	/* A join by the API or at auth: tell the others, no check. */
+	if ((un = user_json(c)) == 0 ||
+	    (fn = member_frame("user_join", c, room, rn)) == 0 ||
+	    (bn = bus_msg('J', room, rn, fn)) == 0)
+		return;
+	room_keys(room, rn);
+	en = member_entry(entry, c, room, rn);
+	eval_begin(SC_JOIN, 4, 10);
+	args_room_keys();
+	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
+	resp_enc_arg(&enc, user_buf, un);
+	resp_enc_u64(&enc, 1u << 30);
+	resp_enc_u64(&enc, 0);
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, en);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, bn);
+	resp_enc_u64(&enc, 0);
+	resp_enc_u64(&enc, 0);
+	(void)req_commit(P_NONE);
+}
+
+static void
+obs_left(struct conn *c, struct room *r)
+{
+	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+	char cid[VKWS_CLIENT_ID_MAX];
+	size_t rn, fn, bn, en;
+	const char *room = vkws_room_name(r, &rn);
+
+	/* Down: the next registration drops what Redis still holds. */
+	if (!c->authed || !may_send(VKWS_MAX_OUT / 4))
+		return;
+	if ((fn = member_frame("user_leave", c, room, rn)) == 0 ||
+	    (bn = bus_msg('L', room, rn, fn)) == 0)
+		return;
+	room_keys(room, rn);
+	en = member_entry(entry, c, room, rn);
+	eval_begin(SC_LEAVE, 4, 6);
+	args_room_keys();
+	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, en);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, bn);
+	resp_enc_str(&enc, vkws_room_is_default(r) ? "1" : "0");
+	(void)req_commit(P_NONE);
+}
+
+static void
+obs_user_added(struct conn *c)
+{
+	if (may_send(1024))
+		reg_user(c, 1);
+}
+
+static void
+obs_user_removed(struct conn *c)
+{
+	if (may_send(1024))
+		reg_user(c, -1);
+}
+
+static const struct vkws_room_obs observers = {
+	.joined = obs_joined,
+	.left = obs_left,
+	.user_added = obs_user_added,
+	.user_removed = obs_user_removed,
+};
+
+/* ---- Operations of the chat protocol ---------------------------------- */
+
+/* A pending entry for c's request with this id. */
+static void
+pend_for(struct pend *p, struct conn *c, const char *id, size_t idn)
+{
+	p->slot = (uint16_t)vkws_slot_of(c);
+	p->cid = c->id;
+	p->id_len = (uint16_t)(idn <= PEND_ID_MAX ? idn : 0);
+	memcpy(p->id, id, p->id_len);
+}
+
+/* The connection a pending entry answers, if still the same one. */
+static struct conn *
+pend_conn(const struct pend *p)
+{
+	struct conn *c = &vkws_conns[p->slot];
+
+	return c->state == S_WS && c->id == p->cid ? c : NULL;
+}
+
+static void
+pend_ack(struct pend *p, int code)
+{
+	struct conn *c = pend_conn(p);
+
+	if (c != NULL)
+		vkws_chat_ack(c, p->id, p->id_len, code, code == VKWS_ESTORE ?
+		    "cluster unavailable" : NULL);
+}
+
+int
+vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
+    size_t n, const char *id, size_t idn)
+{
+	struct json_out a, b;
+	struct pend *p;
+	size_t rn, hn;
+	const char *room = vkws_room_name(r, &rn);
+	char hdr[VKWS_NODE_ID_MAX + 32];
+
+	json_out_init(&a, frame, sizeof(frame));
+	json_out_lit(&a, "{\"type\":\"chat\",\"room\":");
+	json_out_str(&a, room, rn);
+	json_out_lit(&a, ",\"seq\":");
+	json_out_init(&b, frame2, sizeof(frame2));
+	json_out_lit(&b, ",\"from\":");
+	vkws_out_user(&b, c);
+	json_out_lit(&b, ",\"message\":");
+	json_out_str(&b, text, n);
+	json_out_lit(&b, ",\"timestamp\":");
+	json_out_int(&b, vkws_wall_ms());
+	json_out_lit(&b, "}");
+	if (!json_out_ok(&a) || !json_out_ok(&b) || a.n + b.n + 24 >
+	    VKWS_MAX_OUT)
+		return VKWS_ELIMIT;
+	if (!may_send(2 * (a.n + b.n) + 512))
+		return VKWS_ESTORE;
+	room_keys(room, rn);
+	/* The bus header "C NODE TAG " SEQ " ROOM\n": TAG finds the
+	 * pending entry, so the sender's ack goes before its own copy. */
+	hn = (size_t)snprintf(hdr, sizeof(hdr), "C %s %u ", cfg->node,
+	    (unsigned)p_next);
+	eval_begin(SC_CHAT, 2, 6);
+	resp_enc_arg(&enc, k_seq, k_seq_n);
+	resp_enc_arg(&enc, k_h, k_h_n);
+	resp_enc_arg(&enc, a.p, a.n);
+	resp_enc_arg(&enc, b.p, b.n);
+	resp_enc_u64(&enc, cfg->history);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, hdr, hn);
+	{
+		char tail[VKWS_ROOM_NAME_MAX + 2];
+		tail[0] = ' ';
+		memcpy(tail + 1, room, rn);
+		tail[rn + 1] = '\n';
+		resp_enc_arg(&enc, tail, rn + 2);
+	}
+	if ((p = req_commit(P_CHAT)) == NULL)
+		return VKWS_ESTORE;
+	pend_for(p, c, id, idn);
+	vkws_count.cluster_published++;
+	return 0;
+}
+
+int
+vkws_cluster_join(struct conn *c, const char *room, size_t rn,
+    uint64_t since, const char *id, size_t idn)
+{
+	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+	char cid[VKWS_CLIENT_ID_MAX];
+	size_t un, fn, bn, en;
+	struct pend *p;
+
+	if (!may_send(VKWS_MAX_OUT / 4))
+		return VKWS_ESTORE;
+	if ((un = user_json(c)) == 0 ||
+	    (fn = member_frame("user_join", c, room, rn)) == 0 ||
+	    (bn = bus_msg('J', room, rn, fn)) == 0)
+		return VKWS_ELIMIT;
+	room_keys(room, rn);
+	en = member_entry(entry, c, room, rn);
+	eval_begin(SC_JOIN, 4, 10);
+	args_room_keys();
+	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
+	resp_enc_arg(&enc, user_buf, un);
+	resp_enc_u64(&enc, cfg->max_conns);
+	resp_enc_u64(&enc, since);
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, en);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, bn);
+	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
+	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
+	if ((p = req_commit(P_JOIN)) == NULL)
+		return VKWS_ESTORE;
+	pend_for(p, c, id, idn);
+	p->room_len = (uint8_t)rn;
+	memcpy(p->room, room, rn);
+	vkws_count.cluster_published++;
+	return 0;
+}
+
+int
+vkws_cluster_private(struct conn *c, const char *uid, size_t un,
+    const char *fr, size_t fn, const char *id, size_t idn)
+{
+	struct pend *p;
+	size_t k = 0;
+
+	if (!may_send(2 * fn + 512))
+		return VKWS_ESTORE;
+	if (3 + node_len + un + 1 + fn > sizeof(frame2))
+		return VKWS_ELIMIT;
+	frame2[k++] = 'U';
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, cfg->node, node_len);
+	k += node_len;
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, uid, un);
+	k += un;
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, fr, fn);
+	k += fn;
+	eval_begin(SC_PRIV, 0, 4);
+	resp_enc_arg(&enc, users_key, strlen(users_key));
+	resp_enc_arg(&enc, uid, un);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, k);
+	if ((p = req_commit(P_PRIV)) == NULL)
+		return VKWS_ESTORE;
+	pend_for(p, c, id, idn);
+	vkws_count.cluster_published++;
+	return 0;
+}
+
+/* ---- Replies ---------------------------------------------------------- */
+
+/* A string value of a reply as (pointer, length). */
+static const char *
+val_str(const uint8_t *base, const struct resp_val *v, size_t *n)
+{
+	*n = v->len;
+	return (const char *)base + v->off;
+}
+
+/*
+ * A join Redis took: the ack, the local part (the room here, user_join
+ * to this node's members), then user_list and history as Redis has
+ * them. v: {seq, complete, members, {member...}, {chat...}}.
+ */
+static void
+join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
+    size_t nv)
+{
+	struct conn *c = pend_conn(p);
+	struct json_out o;
+	uint32_t i, k;
+	size_t sn, total;
+	int complete;
+
+	if (c == NULL)
+		return;
+	if (nv >= 1 && v[0].type == RESP_INT) {
+		pend_ack(p, (int)v[0].i);	/* -5: full */
+		return;
+	}
+	if (nv < 6 || v[0].type != RESP_ARRAY || v[0].len != 5 ||
+	    v[4].type != RESP_ARRAY || v[4].end >= nv ||
+	    v[v[4].end].type != RESP_ARRAY) {
+		pend_ack(p, VKWS_ESTORE);
+		return;
+	}
+	pend_ack(p, 0);
+	quiet = 1;
+	(void)vkws_join_member(c, p->room, p->room_len);
+	quiet = 0;
+	complete = v[2].i != 0;
+	total = (size_t)v[3].i;
+	json_out_init(&o, frame, sizeof(frame));
+	json_out_lit(&o, "{\"type\":\"user_list\",\"room\":");
+	json_out_str(&o, p->room, p->room_len);
+	json_out_lit(&o, ",\"users\":[");
+	o.cap -= 64;
+	for (i = 5, k = 0; i < v[4].end; i = v[i].end, k++) {
+		const char *s = val_str(base, &v[i], &sn);
+		size_t mark = o.n;
+
+		if (k > 0)
+			json_out_lit(&o, ",");
+		json_out_raw(&o, s, sn);
+		if (!json_out_ok(&o)) {
+			o.n = mark;
+			o.err = 0;
+			break;
+		}
+	}
+	o.cap += 64;
+	json_out_lit(&o, "]");
+	if (total > k) {
+		json_out_lit(&o, ",\"more\":");
+		json_out_uint(&o, total - k);
+	}
+	json_out_lit(&o, ",\"timestamp\":");
+	json_out_int(&o, vkws_wall_ms());
+	json_out_lit(&o, "}");
+	if (json_out_ok(&o))
+		(void)vkws_deliver(c, o.p, o.n);
+
+	json_out_init(&o, frame, sizeof(frame));
+	json_out_lit(&o, "{\"type\":\"history\",\"room\":");
+	json_out_str(&o, p->room, p->room_len);
+	json_out_lit(&o, ",\"messages\":[");
+	o.cap -= 32;
+	for (i = v[4].end + 1, k = 0; i < v[v[4].end].end;
+	    i = v[i].end, k++) {
+		const char *s = val_str(base, &v[i], &sn);
+		size_t mark = o.n;
+
+		if (k > 0)
+			json_out_lit(&o, ",");
+		json_out_raw(&o, s, sn);
+		if (!json_out_ok(&o)) {
+			o.n = mark;
+			o.err = 0;
+			complete = 0;
+			break;
+		}
+	}
+	o.cap += 32;
+	json_out_lit(&o, complete ? "],\"complete\":true}" :
+	    "],\"complete\":false}");
+	if (json_out_ok(&o))
+		(void)vkws_deliver(c, o.p, o.n);
+}
+
+/* The reply to the oldest request awaited. */
+static void
+cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
+{
+	struct pend *p;
+	int err;
+
+	if (p_first == p_next)
+		return;		/* nothing awaited: ignore */
+	p = &pend[p_first++ % VKWS_REDIS_PENDING];
+	err = v[0].type == RESP_ERROR || v[0].type == RESP_BLOBERR;
+	if (err) {
+		size_t n;
+		const char *s = val_str(base, &v[0], &n);
+		vkws_log("redis: %.*s", (int)(n > 200 ? 200 : n), s);
+	}
+	switch (p->kind) {
+	case P_CHAT:
+		if (!p->acked)
+			pend_ack(p, err || v[0].type != RESP_INT ?
+			    VKWS_ESTORE : 0);
+		break;
+	case P_JOIN:
+		if (err)
+			pend_ack(p, VKWS_ESTORE);
+		else
+			join_done(p, base, v, nv);
+		break;
+	case P_PRIV:
+		pend_ack(p, err ? VKWS_ESTORE : v[0].type == RESP_INT &&
+		    v[0].i == 1 ? 0 : VKWS_ENOTFOUND);
+		break;
+	case P_BEAT:
+		if (v[0].type == RESP_INT)
+			vkws_count.cluster_nodes = (uint64_t)v[0].i;
+		break;
+	default:
+		break;
+	}
+}
+
+/* One field of a bus header: up to the next space (or newline). */
+static int
+field(const char *s, size_t n, size_t *off, const char **f, size_t *fn,
+    char end)
+{
+	const char *e = memchr(s + *off, end, n - *off);
+
+	if (e == NULL)
+		return -1;
+	*f = s + *off;
+	*fn = (size_t)(e - *f);
+	*off += *fn + 1;
+	return 0;
+}
+
+static uint64_t
+dec(const char *s, size_t n)
+{
+	uint64_t x = 0;
+	size_t i;
+
+	for (i = 0; i < n && i < 19; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		x = x * 10 + (uint64_t)(s[i] - '0');
+	}
+	return x;
+}
+
+/*
+ * A bus message: "C NODE TAG SEQ ROOM\n" chat, "J NODE ROOM\n" and
+ * "L NODE ROOM\n" user_join / user_leave, "U NODE UID\n" private; the
+ * frame follows the newline and goes to this node's connections.
+ */
+static void
+bus_message(const char *s, size_t n)
+{
+	const char *nd, *a, *b, *room, *fr;
+	size_t ndn, an, bn, rn, off = 2, fn;
+	int mine;
+	struct room *r;
+
+	if (n < 4 || s[1] != ' ' || field(s, n, &off, &nd, &ndn, ' ') < 0)
+		return;
+	vkws_count.cluster_received++;
+	mine = ndn == node_len && memcmp(nd, cfg->node, ndn) == 0;
+	switch (s[0]) {
+	case 'C':
+		if (field(s, n, &off, &a, &an, ' ') < 0 ||
+		    field(s, n, &off, &b, &bn, ' ') < 0 ||
+		    field(s, n, &off, &room, &rn, '\n') < 0)
+			return;
+		fr = s + off;
+		fn = n - off;
+		if (mine) {
+			/* The sender's ack before its own copy: the script
+			 * ran, so Redis took the message. */
+			uint32_t tag = (uint32_t)dec(a, an);
+			struct pend *p = &pend[tag % VKWS_REDIS_PENDING];
+			if (p->tag == tag && p->kind == P_CHAT && !p->acked &&
+			    tag - p_first < p_next - p_first) {
+				pend_ack(p, 0);
+				p->acked = 1;
+			}
+		}
+		if ((r = vkws_room_find(room, rn)) != NULL) {
+			vkws_room_chat_seen(r, dec(b, bn), fr, fn);
+			(void)vkws_room_send(r, fr, fn);
+		}
+		break;
+	case 'J':
+	case 'L':
+		if (field(s, n, &off, &room, &rn, '\n') < 0 || mine)
+			return;
+		if ((r = vkws_room_find(room, rn)) != NULL)
+			(void)vkws_room_send(r, s + off, n - off);
+		break;
+	case 'U':
+		if (field(s, n, &off, &a, &an, '\n') < 0)
+			return;
+		(void)vkws_send_to_user(a, an, s + off, n - off);
+		break;
+	default:
+		break;
+	}
+}
+
+/* A reply or push on the subscription link. */
+static void
+sub_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
+{
+	size_t n;
+	const char *s;
+
+	if ((v[0].type != RESP_ARRAY && v[0].type != RESP_PUSH) ||
+	    v[0].len < 3 || nv < 4)
+		return;
+	if (resp_eq(base, &v[1], "message", 7) && v[3].type == RESP_BULK) {
+		s = val_str(base, &v[3], &n);
+		bus_message(s, n);
+	} else if (resp_eq(base, &v[1], "subscribe", 9)) {
+		sub.subscribed = 1;
+	}
+}
+
+/* ---- The link ------------------------------------------------------- */
+
+static void
+link_close(struct rlink *l)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	l->state = L_DOWN;
+	l->subscribed = 0;
+	l->olen = l->ilen = 0;
+}
+
+/* Both links go: every reply awaited fails (-7), retry later. */
+static void
+link_down(const char *why)
+{
+	int was = up || cmd.state != L_DOWN || sub.state != L_DOWN;
+
+	if (up)
+		vkws_log("cluster: link to redis lost (%s)", why);
+	link_close(&cmd);
+	link_close(&sub);
+	up = 0;
+	vkws_count.cluster_up = 0;
+	while (p_first != p_next) {
+		struct pend *p = &pend[p_first++ % VKWS_REDIS_PENDING];
+		if ((p->kind == P_CHAT && !p->acked) || p->kind == P_JOIN ||
+		    p->kind == P_PRIV)
+			pend_ack(p, VKWS_ESTORE);
+	}
+	retry_at = vkws_now_ms() + (was ? backoff : 0);
+	backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
+}
+
+static int
+link_open(struct rlink *l)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	const char *a = cfg->redis;
+	int fd;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strncmp(a, "unix:", 5) == 0) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+		if (strlen(a + 5) >= sizeof(su->sun_path))
+			return -1;
+		su->sun_family = AF_UNIX;
+		memcpy(su->sun_path, a + 5, strlen(a + 5) + 1);
+		sl = sizeof(*su);
+	} else {
+		struct sockaddr_in *si = (struct sockaddr_in *)&ss;
+		char host[64];
+		const char *colon = strrchr(a, ':');
+		size_t hn = colon != NULL ? (size_t)(colon - a) : 0;
+		long port = colon != NULL ? strtol(colon + 1, NULL, 10) : 0;
+
+		if (hn == 0 || hn >= sizeof(host) || port <= 0 || port > 65535)
+			return -1;
+		memcpy(host, a, hn);
+		host[hn] = '\0';
+		if (strcmp(host, "localhost") == 0)
+			memcpy(host, "127.0.0.1", 10);
+		si->sin_family = AF_INET;
+		si->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &si->sin_addr) != 1)
+			return -1;
+		sl = sizeof(*si);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd < 0)
+		return -1;
+	l->fd = fd;
+	l->olen = l->ilen = 0;
+	l->subscribed = 0;
+	if (connect(fd, (struct sockaddr *)&ss, sl) == 0)
+		l->state = L_UP;
+	else if (errno == EINPROGRESS)
+		l->state = L_CONNECTING;
+	else {
+		link_close(l);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open both links and queue what each says first: the scripts and the
+ * node's registration; the bus subscription. */
+static void
+links_connect(void)
+{
+	int i;
+
+	if (link_open(&cmd) < 0 || link_open(&sub) < 0) {
+		link_down("connect");
+		return;
+	}
+	for (i = 0; i < SC_N; i++) {
+		req_begin(3);
+		resp_enc_str(&enc, "SCRIPT");
+		resp_enc_str(&enc, "LOAD");
+		resp_enc_str(&enc, scripts[i]);
+		(void)req_commit(P_NONE);
+	}
+	eval_begin(SC_REG, 0, 5);
+	script_common_args();
+	resp_enc_str(&enc, new_life ? "1" : "0");
+	(void)req_commit(P_BEAT);
+	resp_enc_begin(&enc, sub.out, sizeof(sub.out), 2);
+	resp_enc_str(&enc, "SUBSCRIBE");
+	resp_enc_arg(&enc, bus, bus_len);
+	sub.olen = (size_t)resp_enc_end(&enc);
+}
+
+static int
+link_write(struct rlink *l)
+{
+	ssize_t w;
+
+	while (l->olen > 0) {
+		w = send(l->fd, l->out, l->olen, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return 0;
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		memmove(l->out, l->out + w, l->olen - (size_t)w);
+		l->olen -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read what came and act on every whole reply. */
+static int
+link_read(struct rlink *l)
+{
+	ssize_t r;
+	size_t off = 0, nv;
+	long n;
+
+	r = recv(l->fd, l->in + l->ilen, sizeof(l->in) - l->ilen, 0);
+	if (r == 0)
+		return -1;
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	l->ilen += (size_t)r;
+	while (off < l->ilen) {
+		n = resp_parse(l->in + off, l->ilen - off, vals,
+		    VKWS_REDIS_VALUES, &nv);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		if (l == &cmd)
+			cmd_reply(l->in + off, vals, nv);
+		else
+			sub_reply(l->in + off, vals, nv);
+		off += (size_t)n;
+		/* A reply may have taken the link down (never today, but
+		 * state is checked again after every callback). */
+		if (l->fd < 0)
+			return 0;
+	}
+	memmove(l->in, l->in + off, l->ilen - off);
+	l->ilen -= off;
+	/* A reply larger than the whole buffer can never be read. */
+	return l->ilen == sizeof(l->in) ? -1 : 0;
+}
+
+static void
+check_up(void)
+{
+	if (up || cmd.state != L_UP || sub.state != L_UP || !sub.subscribed)
+		return;
+	up = 1;
+	vkws_count.cluster_up = 1;
+	if (ever_up)
+		vkws_count.cluster_reconnects++;
+	else
+		vkws_log("cluster: node %s joined cluster %s", cfg->node,
+		    cfg->cluster);
+	ever_up = 1;
+	new_life = 0;
+	backoff = 250;
+	resync = 0;
+	beat_at = vkws_now_ms() + (int64_t)cfg->node_ttl * 1000 / 3;
+}
+
+static struct rlink *polled[VKWS_EXTRA_FDS];
+
+size_t
+vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
+    int64_t *next)
+{
+	struct rlink *ls[2] = { &cmd, &sub };
+	size_t n = 0, i;
+
+	if (!on || max < 2)
+		return 0;
+	if (cmd.state == L_DOWN && sub.state == L_DOWN && now >= retry_at)
+		links_connect();
+	if (up && now >= beat_at) {
+		beat();
+		beat_at = now + (int64_t)cfg->node_ttl * 1000 / 3;
+	}
+	resync_step();
+	for (i = 0; i < 2; i++) {
+		struct rlink *l = ls[i];
+		if (l->state == L_UP && l->olen > 0 && link_write(l) < 0) {
+			link_down("write");
+			break;
+		}
+	}
+	for (i = 0; i < 2; i++) {
+		struct rlink *l = ls[i];
+		if (l->state == L_DOWN)
+			continue;
+		p[n].fd = l->fd;
+		p[n].events = (short)(l->state == L_CONNECTING ? POLLOUT :
+		    POLLIN | (l->olen > 0 ? POLLOUT : 0));
+		p[n].revents = 0;
+		polled[n++] = l;
+	}
+	if (cmd.state == L_DOWN && retry_at < *next)
+		*next = retry_at;
+	if (up && beat_at < *next)
+		*next = beat_at;
+	return n;
+}
+
+void
+vkws_cluster_poll_ready(const struct pollfd *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct rlink *l = polled[i];
+		short ev = p[i].revents;
+
+		if (l->fd != p[i].fd || ev == 0)
+			continue;
+		if (l->state == L_CONNECTING) {
+			int err = 0;
+			socklen_t el = sizeof(err);
+			if (getsockopt(l->fd, SOL_SOCKET, SO_ERROR, &err,
+			    &el) < 0 || err != 0) {
+				link_down("connect");
+				return;
+			}
+			l->state = L_UP;
+			continue;
+		}
+		if ((ev & (POLLIN | POLLHUP | POLLERR)) && link_read(l) < 0) {
+			link_down("read");
+			return;
+		}
+		if ((ev & POLLOUT) && link_write(l) < 0) {
+			link_down("write");
+			return;
+		}
+	}
+	check_up();
+}
+
+/* ---- Start and stop --------------------------------------------------- */
+
+static void
+random_node(char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[4] = { 0, 0, 0, 0 };
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC), i;
+
+	if (fd >= 0) {
+		(void)!read(fd, b, sizeof(b));
+		close(fd);
+	}
+	for (i = 0; i < 4; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[8] = '\0';
+}
+
+int
+vkws_cluster_init(struct vkws_config *c)
+{
+	int i;
+
+	cfg = c;
+	if (c->redis[0] == '\0')
+		return 0;
+	if (c->data_dir[0] != '\0') {
+		vkws_log("--data-dir cannot go with --redis: Redis is the "
+		    "store");
+		return -1;
+	}
+	on = 1;
+	if (c->cluster[0] == '\0')
+		memcpy(c->cluster, "vkws", 5);
+	if (c->node[0] == '\0')
+		random_node(c->node);
+	if (c->node_ttl == 0)
+		c->node_ttl = VKWS_NODE_TTL;
+	name_len = strlen(c->cluster);
+	node_len = strlen(c->node);
+	bus_len = (size_t)snprintf(bus, sizeof(bus), "%s:bus", c->cluster);
+	(void)snprintf(users_key, sizeof(users_key), "%s:u", c->cluster);
+	(void)snprintf(nm_key, sizeof(nm_key), "%s:nm:%s", c->cluster,
+	    c->node);
+	(void)snprintf(nu_key, sizeof(nu_key), "%s:nu:%s", c->cluster,
+	    c->node);
+	for (i = 0; i < SC_N; i++)
+		hex_sha1(scripts[i], sha[i]);
+	vkws_client_id_prefix(c->node, node_len);
+	vkws_room_observe(&observers);
+	retry_at = 0;
+	return 0;
+}
+
+/* A clean stop: the connections have left (their leaves are queued);
+ * this node leaves the node set. The output is flushed for at most a
+ * second: a stop never waits on Redis for longer. */
+void
+vkws_cluster_stop(void)
+{
+	int64_t end = vkws_now_ms() + 1000;
+
+	if (!on || !up)
+		return;
+	/* What is left of this node leaves its rooms with user_leave. */
+	eval_begin(SC_REG, 0, 5);
+	script_common_args();
+	resp_enc_str(&enc, "1");
+	(void)req_commit(P_NONE);
+	req_begin(3);
+	resp_enc_str(&enc, "ZREM");
+	{
+		char k[VKWS_CLUSTER_NAME_MAX + 8];
+		int kn = snprintf(k, sizeof(k), "%s:nodes", cfg->cluster);
+		resp_enc_arg(&enc, k, (size_t)kn);
+	}
+	resp_enc_arg(&enc, cfg->node, node_len);
+	(void)req_commit(P_NONE);
+	while (cmd.olen > 0 && vkws_now_ms() < end) {
+		struct pollfd p = { .fd = cmd.fd, .events = POLLOUT };
+		if (poll(&p, 1, 100) < 0 || link_write(&cmd) < 0)
+			break;
+	}
+	/* Wait for the replies, so Redis has run every request. */
+	while (p_first != p_next && vkws_now_ms() < end) {
+		struct pollfd p = { .fd = cmd.fd, .events = POLLIN };
+		if (poll(&p, 1, 100) < 0 || (p.revents && link_read(&cmd) < 0))
+			break;
+	}
+	link_close(&cmd);
+	link_close(&sub);
+}
