@@ -141,7 +141,7 @@ $(O):
 # Debian packages each step needs; installed only when missing.
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
-             python3-pytest curl openssl chromium nodejs npm
+             python3-pytest curl openssl chromium nodejs npm redis-server
 
 deps-build:
 	@sh tests/deps.sh $(BUILD_DEPS)

@@ -555,7 +555,31 @@ obs_user_removed(struct conn *c)
 		reg_user(c, -1);
 }
 
+/* createRoom: maxClients and persistent for every node. */
+static int
+obs_room_set(struct room *r)
+{
+	size_t rn;
+	const char *room = vkws_room_name(r, &rn);
+	uint32_t max;
+	int persistent;
+
+	if (!may_send(1024))
+		return -1;
+	vkws_room_settings(r, &max, &persistent);
+	room_keys(room, rn);
+	req_begin(6);
+	resp_enc_str(&enc, "HSET");
+	resp_enc_arg(&enc, k_info, k_info_n);
+	resp_enc_str(&enc, "max");
+	resp_enc_u64(&enc, max);
+	resp_enc_str(&enc, "persistent");
+	resp_enc_str(&enc, persistent ? "1" : "0");
+	return req_commit(P_NONE) != NULL ? 0 : -1;
+}
+
 static const struct vkws_room_obs observers = {
+	.room_set = obs_room_set,
 	.joined = obs_joined,
 	.left = obs_left,
 	.user_added = obs_user_added,

@@ -193,7 +193,11 @@ struct vkws_room_obs {
 	void (*left)(struct conn *c, struct room *r);
 	void (*user_added)(struct conn *c);
 	void (*user_removed)(struct conn *c);
+	/* createRoom set maxClients and persistent: -1 answers -7. */
+	int (*room_set)(struct room *r);
 };
+void vkws_room_settings(const struct room *r, uint32_t *max_clients,
+    int *persistent);
 void vkws_room_observe(const struct vkws_room_obs *o);
 const char *vkws_room_name(const struct room *r, size_t *n);
 /* Queue p[0..n) to r's members on this node; returns how many. */

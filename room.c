@@ -812,8 +812,18 @@ vkws_create_room(const char *room, size_t n, long max_clients,
 	if (vkws_store_room(r->name, r->name_len, r->max_clients,
 	    r->persistent) < 0)
 		return VKWS_ESTORE;
+	if (obs != NULL && obs->room_set != NULL && obs->room_set(r) < 0)
+		return VKWS_ESTORE;
 	room_info(r, out);
 	return 0;
+}
+
+void
+vkws_room_settings(const struct room *r, uint32_t *max_clients,
+    int *persistent)
+{
+	*max_clients = r->max_clients;
+	*persistent = r->persistent;
 }
 
 int

@@ -1556,7 +1556,10 @@ static uint64_t id_counter;
 static void
 id_assign(struct conn *c)
 {
-	c->id = (++id_counter << 16) | vkws_slot_of(c);
+	/* 44 bits of counter: a clientId is at most 15 hex digits after a
+	 * cluster node's "NODE-" (VKWS_CLIENT_ID_MAX). */
+	c->id = ((++id_counter & ((UINT64_C(1) << 44) - 1)) << 16) |
+	    vkws_slot_of(c);
 }
 
 /* "NODE-" before every clientId in a cluster (issue 15). */

@@ -68,8 +68,9 @@
 
 /* Identity and client data. */
 #define VKWS_UID_MAX 64		/* bytes of a user id (PROTOCOL.md 7) */
-/* bytes of a clientId string: "NODE-" (cluster) and 16 hex digits */
-#define VKWS_CLIENT_ID_MAX (VKWS_NODE_ID_MAX + 1 + 16)
+/* bytes of a clientId string: 16 hex digits, or in a cluster "NODE-"
+ * and at most 15 (vkws.c keeps the counter part to 44 bits) */
+#define VKWS_CLIENT_ID_MAX 24
 #define VKWS_USERINFO_MAX 2048	/* bytes of a connection's userInfo JSON */
 #define VKWS_TOKEN_MAX 4096	/* bytes of a JWT */
 #define VKWS_TOKEN_TTL_MAX 315360000	/* vkws token --ttl: ten years (s) */
@@ -153,7 +154,9 @@ _Static_assert(VKWS_TLS_RECORD_OUT == 512 || VKWS_TLS_RECORD_OUT == 1024 ||
 
 /* Bytes of a --node ID: 8 random hex digits by default; kept short
  * because it is part of every clientId. */
-#define VKWS_NODE_ID_MAX 16
+#define VKWS_NODE_ID_MAX 8
+_Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
+    "a cluster clientId fits");
 /* Bytes of a --cluster NAME, the prefix of every Redis key. */
 #define VKWS_CLUSTER_NAME_MAX 32
 /* Requests queued to Redis (bytes): a few hundred chat messages of
