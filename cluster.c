@@ -1276,6 +1276,21 @@ random_node(char *out)
 	out[8] = '\0';
 }
 
+/* A cluster or node name: part of Redis keys and clientIds, so
+ * [A-Za-z0-9_.-] only. */
+static int
+name_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0'; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' &&
+		    s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9') ||
+		    s[i] == '_' || s[i] == '.' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
 int
 vkws_cluster_init(struct vkws_config *c)
 {
@@ -1287,6 +1302,10 @@ vkws_cluster_init(struct vkws_config *c)
 	if (c->data_dir[0] != '\0') {
 		vkws_log("--data-dir cannot go with --redis: Redis is the "
 		    "store");
+		return -1;
+	}
+	if (!name_ok(c->cluster) || !name_ok(c->node)) {
+		vkws_log("--cluster and --node take [A-Za-z0-9_.-] only");
 		return -1;
 	}
 	on = 1;

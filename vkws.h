@@ -183,6 +183,14 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #define VKWS_ADDR_MAX 64	/* "ADDR:PORT" of a listener */
 #define VKWS_PATH_MAX 256	/* a file or directory path */
 #define VKWS_API_KEY_MAX 128	/* bytes of the API key */
+/* --config: the largest config file (bytes), read whole into a static
+ * buffer at start and on SIGHUP, and the longest line in it (bytes): a
+ * name, a quoted path or secret of VKWS_PATH_MAX, and a comment. */
+#define VKWS_CONFIG_MAX 16384
+#define VKWS_CONFIG_LINE_MAX 1024
+/* The version vkws --version prints; the Debian and OpenWrt packages
+ * take theirs from this line (Makefile). */
+#define VKWS_VERSION "0.9.0"
 
 struct vkws_config {
 	char listen[VKWS_ADDR_MAX];	/* empty: no plain listener */
