@@ -160,6 +160,14 @@ static const char json_type[] = "application/json; charset=utf-8";
 
 /* The parameter a -2 is about, named in its msg. */
 static const char *bad_param;
+/* Cluster (issue 15): the connection whose call api_call() runs (NULL
+ * for a call another node sent), and whether the call went to other
+ * nodes to be answered later (vkws_api_reply()). */
+static struct conn *api_conn;
+static int api_keep, api_held;
+/* body_need while a call waits for other nodes: the connection reads no
+ * further request until its answer is out. */
+#define API_HELD UINT32_MAX
 
 static int
 bad(const char *name)
@@ -309,6 +317,10 @@ out_client(struct json_out *o, const struct vkws_client *ci)
 	out_bool(o, ci->tls);
 	json_out_lit(o, ",\"queuedBytes\":");
 	json_out_uint(o, ci->queued_bytes);
+	if (vkws_cluster_on()) {	/* issue 15 */
+		json_out_lit(o, ",\"node\":");
+		json_out_str(o, vkws_cluster_node(), strlen(vkws_cluster_node()));
+	}
 	if (ci->tls && ci->cipher != NULL) {
 		json_out_lit(o, ",\"cipher\":");
 		json_out_str(o, ci->cipher, strlen(ci->cipher));
@@ -994,6 +1006,22 @@ api_call(const char *body, size_t n)
 		e = VKWS_EUNKNOWN;
 		goto fail;
 	}
+	/* Cluster (issue 15): a call that reaches other nodes goes to them
+	 * through Redis and is answered once they have (or -7). */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
+		e = vkws_cluster_api(api_conn, m->name, body, n, s_cid,
+		    cn > 0 ? (size_t)cn : 0, api_keep);
+		if (e == 1) {
+			api_held = 1;
+			return 0;
+		}
+		if (e < 0) {
+			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
+			    NULL;
+			goto fail;
+		}
+	}
 	if ((e = m->fn(&q, &o)) < 0)
 		goto fail;
 	json_out_lit(&o, "}");
@@ -1015,6 +1043,8 @@ fail:
 		json_out_lit(&o, "\"}");
 	} else if (e == VKWS_ELIMIT && bad_param != NULL) {
 		json_out_lit(&o, "\"reply too large\"}");
+	} else if (e == VKWS_ESTORE && bad_param != NULL) {
+		json_out_lit(&o, "\"cluster unavailable\"}");
 	} else {
 		json_out_str(&o, vkws_strerror(e), strlen(vkws_strerror(e)));
 		json_out_lit(&o, "}");
@@ -1026,10 +1056,38 @@ fail:
 static void
 api_answer(struct conn *c, const char *body, size_t n, int keep)
 {
-	size_t len = api_call(body, n);
+	size_t len;
 
+	api_conn = c;
+	api_keep = keep;
+	api_held = 0;
+	len = api_call(body, n);
+	api_conn = NULL;
+	if (api_held) {
+		c->body_need = API_HELD;
+		return;
+	}
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
 	    api_out, len, keep);
+}
+
+/* Cluster (issue 15): run a call another node sent, here only. */
+size_t
+vkws_api_run(const char *body, size_t n, const char **out)
+{
+	*out = api_out;
+	return api_call(body, n);
+}
+
+/* Cluster (issue 15): the answer to a call held for other nodes; the
+ * connection then reads its next request. */
+void
+vkws_api_reply(struct conn *c, const char *json, size_t n, int keep)
+{
+	c->body_need = 0;
+	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
+	    json, n, keep);
+	c->held = 1;	/* the core looks at what came meanwhile */
 }
 
 /* ---- Routes --------------------------------------------------------- */
@@ -1141,6 +1199,8 @@ http_body(struct conn *c, const uint8_t *p, size_t n)
 	size_t k = n < c->body_need ? n : c->body_need;
 	struct body *b;
 
+	if (c->body_need == API_HELD)
+		return 0;	/* a call waits for other nodes */
 	c->body_need -= (uint32_t)k;
 	if (c->body_slot == VKWS_NO_ROOM)
 		return k;	/* a body being skipped */

@@ -206,6 +206,26 @@ struct pend {
 static struct pend pend[VKWS_REDIS_PENDING];
 static uint32_t p_first, p_next;	/* tags: oldest awaited, next */
 
+/* A server API call answered by other nodes: what came so far. */
+enum { H_FORWARD, H_SUM, H_ANY, H_CONCAT, H_INFO };
+struct held {
+	uint8_t used;
+	uint8_t mode;		/* H_*: how the answers combine */
+	uint8_t keep;
+	uint8_t any_ok;		/* some node answered code 0 */
+	uint16_t slot;
+	int fd;
+	uint64_t requests;	/* the connection's count, for reuse */
+	uint32_t id;
+	unsigned expect, got;
+	int64_t deadline;
+	uint64_t sum;		/* delivered, or clients */
+	size_t len;
+	char buf[VKWS_API_OUT];	/* the combined reply so far */
+};
+static struct held held[VKWS_CLUSTER_HELD];
+static uint32_t held_next;
+
 static struct resp_val vals[VKWS_REDIS_VALUES];
 static struct resp_enc enc;
 /* Frames built here (user_join, user_list, history, chat halves). */
@@ -217,6 +237,7 @@ size_t
 vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	    sizeof(held) +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
 }
 
@@ -230,6 +251,12 @@ int
 vkws_cluster_up(void)
 {
 	return up;
+}
+
+const char *
+vkws_cluster_node(void)
+{
+	return cfg->node;
 }
 
 /* ---- Requests ------------------------------------------------------- */
@@ -744,6 +771,12 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 
 /* ---- Replies ---------------------------------------------------------- */
 
+static uint64_t dec(const char *s, size_t n);
+static void api_request(const char *origin, size_t olen, const char *id,
+    size_t idn, const char *target, size_t tn, const char *body, size_t n);
+static void api_answer_in(const char *id, size_t idn, const char *r,
+    size_t n);
+
 /* A string value of a reply as (pointer, length). */
 static const char *
 val_str(const uint8_t *base, const struct resp_val *v, size_t *n)
@@ -965,8 +998,318 @@ bus_message(const char *s, size_t n)
 			return;
 		(void)vkws_send_to_user(a, an, s + off, n - off);
 		break;
+	case 'Q':
+		if (field(s, n, &off, &a, &an, ' ') < 0 ||
+		    field(s, n, &off, &b, &bn, '\n') < 0)
+			return;
+		api_request(nd, ndn, a, an, b, bn, s + off, n - off);
+		break;
+	case 'R':
+		if (!mine || field(s, n, &off, &a, &an, ' ') < 0 ||
+		    field(s, n, &off, &b, &bn, '\n') < 0)
+			return;
+		api_answer_in(a, an, s + off, n - off);
+		break;
 	default:
 		break;
+	}
+}
+
+
+/* ---- The server API across nodes -------------------------------------- */
+
+/* How a method's answers combine, and whether it goes to every node. */
+static const struct {
+	const char *name;
+	uint8_t mode;
+} api_modes[] = {
+	{ "sendToClient", H_FORWARD }, { "disconnect", H_FORWARD },
+	{ "setClientData", H_FORWARD }, { "getClientData", H_FORWARD },
+	{ "joinRoom", H_FORWARD }, { "leaveRoom", H_FORWARD },
+	{ "leaveAllRooms", H_FORWARD }, { "getConnectionInfo", H_FORWARD },
+	{ "broadcastToAll", H_SUM }, { "broadcastToRoom", H_SUM },
+	{ "broadcastToRooms", H_SUM }, { "sendToUser", H_SUM },
+	{ "disconnectAll", H_SUM }, { "deleteRoom", H_ANY },
+	{ "getAllConnections", H_CONCAT },
+	{ "getActiveConnections", H_CONCAT },
+	{ "getRoomClients", H_CONCAT }, { "getRoomInfo", H_INFO },
+};
+
+/* The code of a reply {"code":N,...} (api.c writes code first). */
+static int
+reply_code(const char *r, size_t n)
+{
+	int64_t x = 0;
+	size_t k = 8;
+	int neg = 0;
+
+	if (n < 10 || memcmp(r, "{\"code\":", 8) != 0)
+		return VKWS_ESTORE;
+	if (r[k] == '-') {
+		neg = 1;
+		k++;
+	}
+	while (k < n && r[k] >= '0' && r[k] <= '9' && x < 1000)
+		x = x * 10 + (r[k++] - '0');
+	return (int)(neg ? -x : x);
+}
+
+/* The number after the first "key": in r (our own encoding, where a
+ * key's quotes cannot occur inside a string: they would be escaped). */
+static uint64_t
+reply_num(const char *r, size_t n, const char *key)
+{
+	size_t kn = strlen(key), k;
+
+	for (k = 0; k + kn < n; k++)
+		if (memcmp(r + k, key, kn) == 0) {
+			uint64_t x = 0;
+			size_t i = k + kn;
+			while (i < n && i < k + kn + 19 && r[i] >= '0' &&
+			    r[i] <= '9')
+				x = x * 10 + (uint64_t)(r[i++] - '0');
+			return x;
+		}
+	return 0;
+}
+
+/* Append p[0..n) to h's reply; 0, or -1 when it does not fit. */
+static int
+held_put(struct held *h, const char *p, size_t n)
+{
+	if (sizeof(h->buf) - h->len < n)
+		return -1;
+	memcpy(h->buf + h->len, p, n);
+	h->len += n;
+	return 0;
+}
+
+/* One node's answer r[0..n) to h. */
+static void
+held_add(struct held *h, const char *r, size_t n)
+{
+	int code = reply_code(r, n);
+	const char *a, *e;
+
+	h->got++;
+	if (code != 0) {
+		/* An error is the answer only if no node says 0: keep the
+		 * first one while nothing else is kept. */
+		if (!h->any_ok && h->len == 0)
+			(void)held_put(h, r, n);
+		return;
+	}
+	if (!h->any_ok)
+		h->len = 0;
+	switch (h->mode) {
+	case H_FORWARD:
+	case H_ANY:
+		if (!h->any_ok)
+			(void)held_put(h, r, n);
+		break;
+	case H_SUM:
+		h->sum += reply_num(r, n, "\"delivered\":");
+		break;
+	case H_INFO:
+		h->sum += reply_num(r, n, "\"clients\":");
+		if (!h->any_ok)
+			(void)held_put(h, r, n);
+		break;
+	case H_CONCAT:
+		/* {"code":0,"data":[...]}: the elements inside [ ]. */
+		a = memchr(r, '[', n);
+		e = n >= 2 ? r + n - 2 : r;
+		if (a == NULL || *e != ']' || e <= a + 1)
+			break;
+		if (h->len > 0)
+			(void)held_put(h, ",", 1);
+		(void)held_put(h, a + 1, (size_t)(e - a - 1));
+		break;
+	default:
+		break;
+	}
+	h->any_ok = 1;
+}
+
+/* Answer h with what came, and free it. */
+static void
+held_finish(struct held *h)
+{
+	static char out[VKWS_API_OUT];
+	struct conn *c = &vkws_conns[h->slot];
+	struct json_out o;
+	size_t k;
+
+	h->used = 0;
+	if (c->state != S_HTTP || c->fd != h->fd || c->requests != h->requests)
+		return;		/* the client went away */
+	json_out_init(&o, out, sizeof(out));
+	if (!h->any_ok && h->len == 0) {
+		json_out_lit(&o, h->mode == H_FORWARD ?
+		    "{\"code\":-3,\"msg\":\"not found\"}" :
+		    "{\"code\":-7,\"msg\":\"cluster unavailable\"}");
+	} else if (!h->any_ok || h->mode == H_FORWARD || h->mode == H_ANY) {
+		json_out_raw(&o, h->buf, h->len);
+	} else if (h->mode == H_SUM) {
+		json_out_lit(&o, "{\"code\":0,\"data\":{\"delivered\":");
+		json_out_uint(&o, h->sum);
+		json_out_lit(&o, "}}");
+	} else if (h->mode == H_CONCAT) {
+		json_out_lit(&o, "{\"code\":0,\"data\":[");
+		json_out_raw(&o, h->buf, h->len);
+		json_out_lit(&o, "]}");
+	} else {
+		/* H_INFO: the first answer with "clients" summed. */
+		const char *kp = NULL;
+		for (k = 0; k + 10 < h->len; k++)
+			if (memcmp(h->buf + k, "\"clients\":", 10) == 0) {
+				kp = h->buf + k + 10;
+				break;
+			}
+		if (kp == NULL) {
+			json_out_raw(&o, h->buf, h->len);
+		} else {
+			const char *e = kp;
+			while (e < h->buf + h->len && *e >= '0' && *e <= '9')
+				e++;
+			json_out_raw(&o, h->buf, (size_t)(kp - h->buf));
+			json_out_uint(&o, h->sum);
+			json_out_raw(&o, e, (size_t)(h->buf + h->len - e));
+		}
+	}
+	if (!json_out_ok(&o)) {
+		json_out_init(&o, out, sizeof(out));
+		json_out_lit(&o, "{\"code\":-5,\"msg\":\"reply too large\"}");
+	}
+	vkws_api_reply(c, o.p, o.n, h->keep);
+}
+
+static void
+held_timers(int64_t now, int64_t *next)
+{
+	size_t i;
+
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++) {
+		if (!held[i].used)
+			continue;
+		if (now >= held[i].deadline)
+			held_finish(&held[i]);
+		else if (held[i].deadline < *next)
+			*next = held[i].deadline;
+	}
+}
+
+int
+vkws_cluster_api(struct conn *c, const char *method, const char *body,
+    size_t n, const char *cid, size_t cn, int keep)
+{
+	struct held *h = NULL;
+	size_t i, k = 0, tn;
+	const char *target = "*";
+	int mode = -1;
+
+	for (i = 0; i < sizeof(api_modes) / sizeof(api_modes[0]); i++)
+		if (strcmp(api_modes[i].name, method) == 0)
+			mode = api_modes[i].mode;
+	if (mode < 0)
+		return 0;
+	if (mode == H_FORWARD) {
+		/* "NODE-hex": this node's own, or one that names no node,
+		 * is answered here. */
+		const char *dash = cn > 0 ? memchr(cid, '-', cn) : NULL;
+		if (dash == NULL || ((size_t)(dash - cid) == node_len &&
+		    memcmp(cid, cfg->node, node_len) == 0))
+			return 0;
+		target = cid;
+		tn = (size_t)(dash - cid);
+	} else
+		tn = 1;
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (!held[i].used)
+			h = &held[i];
+	if (h == NULL || !may_send(2 * n + 512) ||
+	    4 + node_len + 12 + tn + 1 + n > sizeof(frame2))
+		return VKWS_ESTORE;
+	/* "Q ORIGIN ID TARGET\n" and the call as it came. */
+	k = (size_t)snprintf(frame2, sizeof(frame2), "Q %s %u ", cfg->node,
+	    (unsigned)held_next);
+	memcpy(frame2 + k, target, tn);
+	k += tn;
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, body, n);
+	k += n;
+	req_begin(3);
+	resp_enc_str(&enc, "PUBLISH");
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, k);
+	if (req_commit(P_NONE) == NULL)
+		return VKWS_ESTORE;
+	vkws_count.cluster_published++;
+	memset(h, 0, offsetof(struct held, buf));
+	h->used = 1;
+	h->mode = (uint8_t)mode;
+	h->keep = (uint8_t)keep;
+	h->slot = (uint16_t)vkws_slot_of(c);
+	h->fd = c->fd;
+	h->requests = c->requests;
+	h->id = held_next++;
+	h->expect = mode == H_FORWARD || vkws_count.cluster_nodes == 0 ? 1 :
+	    (unsigned)vkws_count.cluster_nodes;
+	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	return 1;
+}
+
+/* "Q ORIGIN ID TARGET\nBODY": run it here if it is for this node, and
+ * publish the answer "R ORIGIN ID NODE\nREPLY". */
+static void
+api_request(const char *origin, size_t olen, const char *id, size_t idn,
+    const char *target, size_t tn, const char *body, size_t n)
+{
+	const char *out;
+	size_t len, k = 0;
+
+	if (!(tn == 1 && target[0] == '*') && !(tn == node_len &&
+	    memcmp(target, cfg->node, tn) == 0))
+		return;
+	len = vkws_api_run(body, n, &out);
+	if (olen + idn + node_len + 8 + len > sizeof(frame2) ||
+	    !may_send(len + olen + 256))
+		return;		/* the origin answers at its deadline */
+	frame2[k++] = 'R';
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, origin, olen);
+	k += olen;
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, id, idn);
+	k += idn;
+	frame2[k++] = ' ';
+	memcpy(frame2 + k, cfg->node, node_len);
+	k += node_len;
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, out, len);
+	k += len;
+	req_begin(3);
+	resp_enc_str(&enc, "PUBLISH");
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, k);
+	(void)req_commit(P_NONE);
+}
+
+/* "R ORIGIN ID NODE\nREPLY" for a call this node holds. */
+static void
+api_answer_in(const char *id, size_t idn, const char *r, size_t n)
+{
+	uint32_t want = (uint32_t)dec(id, idn);
+	size_t i;
+
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++) {
+		struct held *h = &held[i];
+		if (!h->used || h->id != want)
+			continue;
+		held_add(h, r, n);
+		if (h->got >= h->expect)
+			held_finish(h);
+		return;
 	}
 }
 
@@ -1193,6 +1536,7 @@ vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
 		return 0;
 	if (cmd.state == L_DOWN && sub.state == L_DOWN && now >= retry_at)
 		links_connect();
+	held_timers(now, next);
 	if (up && now >= beat_at) {
 		beat();
 		beat_at = now + (int64_t)cfg->node_ttl * 1000 / 3;

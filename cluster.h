@@ -42,4 +42,19 @@ int vkws_cluster_join(struct conn *c, const char *room, size_t n,
 int vkws_cluster_private(struct conn *c, const char *uid, size_t un,
     const char *frame, size_t fn, const char *id, size_t idn);
 
+/* This node's ID. */
+const char *vkws_cluster_node(void);
+/*
+ * The server API (api.c): a call by conn c (an /api request) of method
+ * with body[0..n), clientId cid[0..cn) if it has one. Returns 1 if it
+ * went to the nodes that must run it (answered later through
+ * vkws_api_reply()), 0 if this node runs it alone, or a VKWS_E* code.
+ */
+int vkws_cluster_api(struct conn *c, const char *method, const char *body,
+    size_t n, const char *cid, size_t cn, int keep);
+/* api.c: run a call here only (for another node); its reply at *out. */
+size_t vkws_api_run(const char *body, size_t n, const char **out);
+/* api.c: answer a held call. */
+void vkws_api_reply(struct conn *c, const char *json, size_t n, int keep);
+
 #endif

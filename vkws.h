@@ -173,6 +173,12 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #define VKWS_CLUSTER_LIST_MAX 256
 /* Values of one parsed Redis reply: a join's history and members. */
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
+/* Server API calls waiting for other nodes' answers at once (each holds
+ * a reply buffer of VKWS_API_OUT bytes); more answer -7. */
+#define VKWS_CLUSTER_HELD 4
+/* How long such a call waits for the nodes (ms): then it is answered
+ * with what came. */
+#define VKWS_CLUSTER_WAIT_MS 1000
 /* Seconds before a node that stops heart-beating leaves every listing. */
 #define VKWS_NODE_TTL 10
 /* pollfd entries a layer may add (hooks->poll_fds): the two links. */
