@@ -605,7 +605,25 @@ obs_room_set(struct room *r)
 	return req_commit(P_NONE) != NULL ? 0 : -1;
 }
 
+/* deleteRoom (run on every node): the room's keys go, so its seq starts
+ * over (PROTOCOL.md 7). */
+static void
+obs_room_deleted(struct room *r)
+{
+	size_t rn;
+	const char *room = vkws_room_name(r, &rn);
+
+	if (!may_send(1024))
+		return;
+	room_keys(room, rn);
+	req_begin(5);
+	resp_enc_str(&enc, "DEL");
+	args_room_keys();
+	(void)req_commit(P_NONE);
+}
+
 static const struct vkws_room_obs observers = {
+	.room_deleted = obs_room_deleted,
 	.room_set = obs_room_set,
 	.joined = obs_joined,
 	.left = obs_left,

@@ -195,6 +195,8 @@ struct vkws_room_obs {
 	void (*user_removed)(struct conn *c);
 	/* createRoom set maxClients and persistent: -1 answers -7. */
 	int (*room_set)(struct room *r);
+	/* deleteRoom removed r (its members are gone already). */
+	void (*room_deleted)(struct room *r);
 };
 void vkws_room_settings(const struct room *r, uint32_t *max_clients,
     int *persistent);

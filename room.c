@@ -875,6 +875,8 @@ vkws_delete_room(const char *room, size_t n)
 		struct conn *c = node_conn(node);
 		member_unlink(c, r, (int)(node % VKWS_ROOMS_PER_CONN));
 	}
+	if (obs != NULL && obs->room_deleted != NULL)
+		obs->room_deleted(r);
 	room_remove(r);
 	return 0;
 }

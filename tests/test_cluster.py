@@ -517,3 +517,100 @@ def test_link_output_full_answers_7(nodes, redis):
         return sum(1 for v in codes.values() if v == 0)
 
     go(body, 60)
+
+
+# ---- the server API across nodes -------------------------------------------
+
+async def raw(c):
+    """The next message of c as JSON, whatever its shape (broadcast data
+    is any JSON value)."""
+    return json.loads(await asyncio.wait_for(c.ws.recv(), 5))
+
+
+def test_api_across_nodes(nodes):
+    n1, n2, n3 = nodes("a1"), nodes("a2"), nodes("a3")
+    wait_up(n1, n2, n3)
+    wait_for(lambda: metric(n1, "cluster_nodes") == 3, 5, "three nodes")
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        b = await pool.login(n2, "bob", others=[a])
+        c = await pool.login(n3, "carol", others=[a, b])
+        loop = asyncio.get_running_loop()
+
+        async def call(srv, method, **params):
+            return await loop.run_in_executor(
+                None, lambda: api(srv, method, **params))
+
+        # By clientId, from a node that does not hold it.
+        r = await call(n1, "sendToClient", clientId=b.cid, data={"x": 1})
+        assert r["code"] == 0, r
+        assert await raw(b) == {"x": 1}
+        r = await call(n3, "getConnectionInfo", clientId=b.cid)
+        assert r["code"] == 0 and r["data"]["node"] == "a2", r
+        assert r["data"]["userId"] == "bob"
+        r = await call(n1, "setClientData", clientId=b.cid,
+                       data={"nick": "B"})
+        assert r["code"] == 0, r
+        r = await call(n3, "getClientData", clientId=b.cid)
+        assert r == {"code": 0, "data": {"nick": "B"}}, r
+        r = await call(n1, "getConnectionInfo", clientId="a2-ffffff")
+        assert r["code"] == -3, r
+        # Broadcasts reach every node; delivered counts them all.
+        r = await call(n2, "broadcastToAll", data={"all": 1})
+        assert r == {"code": 0, "data": {"delivered": 3}}, r
+        for m in (a, b, c):
+            assert await raw(m) == {"all": 1}
+        r = await call(n1, "broadcastToRoom", room=DEFAULT_ROOM, data="r")
+        assert r == {"code": 0, "data": {"delivered": 3}}, r
+        for m in (a, b, c):
+            assert await raw(m) == "r"
+        r = await call(n1, "sendToUser", userId="carol", data=7)
+        assert r == {"code": 0, "data": {"delivered": 1}}, r
+        assert await raw(c) == 7
+        r = await call(n1, "sendToUser", userId="nobody", data=7)
+        assert r["code"] == -3, r
+        # Listings cover every node; each entry names its node.
+        r = await call(n2, "getAllConnections")
+        assert r["code"] == 0, r
+        assert sorted((e["userId"], e["node"]) for e in r["data"]) == [
+            ("alice", "a1"), ("bob", "a2"), ("carol", "a3")]
+        r = await call(n3, "getActiveConnections")
+        assert len(r["data"]) == 3, r
+        r = await call(n1, "getRoomClients", room=DEFAULT_ROOM)
+        assert sorted(e["clientId"] for e in r["data"]) == sorted(
+            [a.cid, b.cid, c.cid]), r
+        r = await call(n1, "getRoomInfo", room=DEFAULT_ROOM)
+        assert r["code"] == 0 and r["data"]["clients"] == 3, r
+        # joinRoom / leaveRoom of another node's client.
+        r = await call(n1, "joinRoom", clientId=c.cid, room="x")
+        assert r["code"] == 0, r
+        await c.expect("user_join", room="x")
+        await c.expect("user_list", room="x")
+        await c.expect("history", room="x")
+        r = await call(n2, "getRoomClients", room="x")
+        assert [e["clientId"] for e in r["data"]] == [c.cid], r
+        r = await call(n1, "leaveAllRooms", clientId=c.cid)
+        assert r["code"] == 0, r
+        for m in (a, b):
+            lv = await m.expect("user_leave", room=DEFAULT_ROOM)
+            assert lv["user"]["clientId"] == c.cid
+        # deleteRoom: members on every node get room_deleted.
+        r = await call(n3, "joinRoom", clientId=a.cid, room="gone")
+        assert r["code"] == 0, r
+        await a.expect("user_join", room="gone")
+        await a.expect("user_list", room="gone")
+        await a.expect("history", room="gone")
+        r = await call(n2, "deleteRoom", room="gone")
+        assert r["code"] == 0, r
+        await a.expect("room_deleted", room="gone")
+        # disconnect from another node; disconnectAll everywhere.
+        r = await call(n1, "disconnect", clientId=c.cid, code=4000)
+        assert r["code"] == 0, r
+        await c.closed(4000)
+        r = await call(n3, "disconnectAll")
+        assert r["code"] == 0, r
+        await a.closed(1000)
+        await b.closed(1000)
+
+    go(body)
