@@ -1625,7 +1625,8 @@ random_node(char *out)
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t b[4] = { 0, 0, 0, 0 };
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC), i;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	size_t i;
 
 	if (fd >= 0) {
 		(void)!read(fd, b, sizeof(b));

@@ -48,7 +48,7 @@ enum {
 #define RESP_MAX_DEPTH 8
 /* Largest string or aggregate length accepted: Redis's own
  * proto-max-bulk-len default (512 MiB). */
-#define RESP_MAX_LEN (512u * 1024u * 1024u)
+#define RESP_MAX_LEN ((uint64_t)512 * 1024 * 1024)
 
 /*
  * One value. Aggregates are followed by their elements, depth first;
