@@ -153,8 +153,8 @@ $(O):
 # Debian packages each step needs; installed only when missing.
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
-             python3-pytest curl openssl chromium nodejs npm $(PKG_DEPS) \
-             redis-server
+             python3-pytest curl openssl chromium nodejs npm strace \
+             $(PKG_DEPS) redis-server
 # make deb and its test (tests/test_packaging.py): dpkg-buildflags,
 # lintian, systemd-analyze.
 PKG_DEPS   = dpkg-dev lintian systemd

@@ -453,8 +453,9 @@ reg_member(struct conn *c, struct room *r)
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
 	size_t rn, un = user_json(c), en;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 
+	rn = vkws_room_name(r, room);
 	if (un == 0)
 		return;
 	room_keys(room, rn);
@@ -515,8 +516,9 @@ obs_joined(struct conn *c, struct room *r)
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
 	size_t rn, un, fn, bn, en;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 
+	rn = vkws_room_name(r, room);
 	if (quiet || !c->authed || !may_send(VKWS_MAX_OUT / 4))
 		return;
 	/* A join by the API or at auth: tell the others, no check. */
@@ -547,8 +549,9 @@ obs_left(struct conn *c, struct room *r)
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
 	size_t rn, fn, bn, en;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 
+	rn = vkws_room_name(r, room);
 	/* Down: the next registration drops what Redis still holds. */
 	if (!c->authed || !may_send(VKWS_MAX_OUT / 4))
 		return;
@@ -587,10 +590,11 @@ static int
 obs_room_set(struct room *r)
 {
 	size_t rn;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 	uint32_t max;
 	int persistent;
 
+	rn = vkws_room_name(r, room);
 	if (!may_send(1024))
 		return -1;
 	vkws_room_settings(r, &max, &persistent);
@@ -611,8 +615,9 @@ static void
 obs_room_deleted(struct room *r)
 {
 	size_t rn;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 
+	rn = vkws_room_name(r, room);
 	if (!may_send(1024))
 		return;
 	room_keys(room, rn);
@@ -669,9 +674,10 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 	struct json_out a, b;
 	struct pend *p;
 	size_t rn, hn;
-	const char *room = vkws_room_name(r, &rn);
+	char room[VKWS_ROOM_NAME_MAX];
 	char hdr[VKWS_NODE_ID_MAX + 32];
 
+	rn = vkws_room_name(r, room);
 	json_out_init(&a, frame, sizeof(frame));
 	json_out_lit(&a, "{\"type\":\"chat\",\"room\":");
 	json_out_str(&a, room, rn);
