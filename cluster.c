@@ -199,12 +199,19 @@ struct pend {
 	uint16_t slot;
 	uint16_t id_len;
 	uint32_t tag;		/* tag % VKWS_REDIS_PENDING is the index */
+	uint32_t off;		/* pend_text: the id's JSON source, the room */
+	uint32_t span;		/* pend_text bytes freed with this entry */
 	uint64_t cid;		/* the connection's id, for reuse */
-	char room[VKWS_ROOM_NAME_MAX];
-	char id[PEND_ID_MAX];	/* the request's id, JSON source */
 };
 static struct pend pend[VKWS_REDIS_PENDING];
 static uint32_t p_first, p_next;	/* tags: oldest awaited, next */
+/* The entries' texts, in their order: a FIFO of bytes that frees as the
+ * replies come, so a typical short id costs its length, not the
+ * longest id's. */
+static char pend_text[VKWS_REDIS_PENDING_BYTES];
+static size_t text_start, text_used;
+_Static_assert(VKWS_REDIS_PENDING_BYTES >= PEND_ID_MAX + VKWS_ROOM_NAME_MAX,
+    "one entry's text fits");
 
 /* A server API call answered by other nodes: what came so far. */
 enum { H_FORWARD, H_SUM, H_ANY, H_CONCAT, H_INFO };
@@ -237,6 +244,7 @@ size_t
 vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	    sizeof(pend_text) +
 	    sizeof(held) +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
 }
@@ -309,7 +317,7 @@ req_commit(int kind)
 		return NULL;
 	cmd.olen += (size_t)n;
 	p = &pend[p_next % VKWS_REDIS_PENDING];
-	memset(p, 0, offsetof(struct pend, room));
+	memset(p, 0, sizeof(*p));
 	p->kind = (uint8_t)kind;
 	p->tag = p_next++;
 	return p;
@@ -638,14 +646,50 @@ static const struct vkws_room_obs observers = {
 
 /* ---- Operations of the chat protocol ---------------------------------- */
 
-/* A pending entry for c's request with this id. */
-static void
-pend_for(struct pend *p, struct conn *c, const char *id, size_t idn)
+/*
+ * Commit the request begun for c: the entry keeps c (slot and id) and,
+ * in pend_text, the request's id and the room. NULL (nothing sent) if
+ * the request, the entry or the text does not fit.
+ */
+static struct pend *
+req_commit_for(int kind, struct conn *c, const char *id, size_t idn,
+    const char *room, size_t rn)
 {
+	size_t need = idn + rn, start, span;
+	struct pend *p;
+
+	if (idn > PEND_ID_MAX)
+		return NULL;
+	start = (text_start + text_used) % sizeof(pend_text);
+	span = need;
+	if (start + need > sizeof(pend_text)) {
+		span += sizeof(pend_text) - start;	/* wrap: skip the end */
+		start = 0;
+	}
+	if (text_used + span > sizeof(pend_text) ||
+	    (p = req_commit(kind)) == NULL)
+		return NULL;
+	memcpy(pend_text + start, id, idn);
+	memcpy(pend_text + start + idn, room, rn);
+	text_used += span;
+	p->off = (uint32_t)start;
+	p->span = (uint32_t)span;
+	p->id_len = (uint16_t)idn;
+	p->room_len = (uint8_t)rn;
 	p->slot = (uint16_t)vkws_slot_of(c);
 	p->cid = c->id;
-	p->id_len = (uint16_t)(idn <= PEND_ID_MAX ? idn : 0);
-	memcpy(p->id, id, p->id_len);
+	return p;
+}
+
+#define P_ID(p) (pend_text + (p)->off)
+#define P_ROOM(p) (pend_text + (p)->off + (p)->id_len)
+
+/* The oldest entry's reply has been acted on: its text goes. */
+static void
+pend_release(const struct pend *p)
+{
+	text_start = (text_start + p->span) % sizeof(pend_text);
+	text_used -= p->span;
 }
 
 /* The connection a pending entry answers, if still the same one. */
@@ -663,7 +707,7 @@ pend_ack(struct pend *p, int code)
 	struct conn *c = pend_conn(p);
 
 	if (c != NULL)
-		vkws_chat_ack(c, p->id, p->id_len, code, code == VKWS_ESTORE ?
+		vkws_chat_ack(c, P_ID(p), p->id_len, code, code == VKWS_ESTORE ?
 		    "cluster unavailable" : NULL);
 }
 
@@ -715,9 +759,8 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 		tail[rn + 1] = '\n';
 		resp_enc_arg(&enc, tail, rn + 2);
 	}
-	if ((p = req_commit(P_CHAT)) == NULL)
+	if ((p = req_commit_for(P_CHAT, c, id, idn, "", 0)) == NULL)
 		return VKWS_ESTORE;
-	pend_for(p, c, id, idn);
 	vkws_count.cluster_published++;
 	return 0;
 }
@@ -729,7 +772,6 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
 	size_t un, fn, bn, en;
-	struct pend *p;
 
 	if (!may_send(VKWS_MAX_OUT / 4))
 		return VKWS_ESTORE;
@@ -751,11 +793,8 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 	resp_enc_arg(&enc, frame2, bn);
 	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
 	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
-	if ((p = req_commit(P_JOIN)) == NULL)
+	if (req_commit_for(P_JOIN, c, id, idn, room, rn) == NULL)
 		return VKWS_ESTORE;
-	pend_for(p, c, id, idn);
-	p->room_len = (uint8_t)rn;
-	memcpy(p->room, room, rn);
 	vkws_count.cluster_published++;
 	return 0;
 }
@@ -764,7 +803,6 @@ int
 vkws_cluster_private(struct conn *c, const char *uid, size_t un,
     const char *fr, size_t fn, const char *id, size_t idn)
 {
-	struct pend *p;
 	size_t k = 0;
 
 	if (!may_send(2 * fn + 512))
@@ -786,9 +824,8 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 	resp_enc_arg(&enc, uid, un);
 	resp_enc_arg(&enc, bus, bus_len);
 	resp_enc_arg(&enc, frame2, k);
-	if ((p = req_commit(P_PRIV)) == NULL)
+	if (req_commit_for(P_PRIV, c, id, idn, "", 0) == NULL)
 		return VKWS_ESTORE;
-	pend_for(p, c, id, idn);
 	vkws_count.cluster_published++;
 	return 0;
 }
@@ -838,13 +875,13 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	}
 	pend_ack(p, 0);
 	quiet = 1;
-	(void)vkws_join_member(c, p->room, p->room_len);
+	(void)vkws_join_member(c, P_ROOM(p), p->room_len);
 	quiet = 0;
 	complete = v[2].i != 0;
 	total = (size_t)v[3].i;
 	json_out_init(&o, frame, sizeof(frame));
 	json_out_lit(&o, "{\"type\":\"user_list\",\"room\":");
-	json_out_str(&o, p->room, p->room_len);
+	json_out_str(&o, P_ROOM(p), p->room_len);
 	json_out_lit(&o, ",\"users\":[");
 	o.cap -= 64;
 	for (i = 5, k = 0; i < v[4].end; i = v[i].end, k++) {
@@ -874,7 +911,7 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 
 	json_out_init(&o, frame, sizeof(frame));
 	json_out_lit(&o, "{\"type\":\"history\",\"room\":");
-	json_out_str(&o, p->room, p->room_len);
+	json_out_str(&o, P_ROOM(p), p->room_len);
 	json_out_lit(&o, ",\"messages\":[");
 	o.cap -= 32;
 	for (i = v[4].end + 1, k = 0; i < v[v[4].end].end;
@@ -938,6 +975,7 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 	default:
 		break;
 	}
+	pend_release(p);
 }
 
 /* One field of a bus header: up to the next space (or newline). */
@@ -1386,6 +1424,7 @@ link_down(const char *why)
 		    p->kind == P_PRIV)
 			pend_ack(p, VKWS_ESTORE);
 	}
+	text_start = text_used = 0;
 	retry_at = vkws_now_ms() + (was ? backoff : 0);
 	backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
 }

@@ -214,8 +214,12 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
  * whole reply, the largest being a join's history and member list. */
 #define VKWS_REDIS_IN (2 * VKWS_MAX_OUT)
 /* Requests whose replies are awaited, each with what to do with its
- * reply (an ack to send, a join to finish). */
-#define VKWS_REDIS_PENDING 256
+ * reply (an ack to send, a join to finish): enough for a thousand
+ * clients joining in one burst. Full: -7. */
+#define VKWS_REDIS_PENDING 2048
+/* Bytes of their request ids and room names, freed as replies come:
+ * 32 a request on average. Full: -7. */
+#define VKWS_REDIS_PENDING_BYTES (32 * VKWS_REDIS_PENDING)
 /* Members a cluster user_list names; the rest are counted in "more". */
 #define VKWS_CLUSTER_LIST_MAX 256
 /* Values of one parsed Redis reply: a join's history and members. */
