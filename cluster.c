@@ -135,12 +135,20 @@ static const char lua_join[] =
 "return {seq, complete, #vals, ms, out}\n";
 
 /* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
- * bus, user_leave message, whether the room is the default one. */
+ * bus, node, room, whether the room is the default one. The user_leave
+ * frame is made here from the member's entry, so a leave costs the
+ * link little (a node closing many connections at once). */
 static const char lua_leave[] =
-"if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then\n"
+"local u = redis.call('HGET', KEYS[1], ARGV[1])\n"
+"if u then\n"
+"  redis.call('HDEL', KEYS[1], ARGV[1])\n"
 "  redis.call('SREM', ARGV[2], ARGV[3])\n"
-"  redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
-"  if redis.call('HLEN', KEYS[1]) == 0 and ARGV[6] == '0' and\n"
+"  local t = redis.call('TIME')\n"
+"  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"  redis.call('PUBLISH', ARGV[4], 'L '..ARGV[5]..' '..ARGV[6]..\n"
+"    '\\n{\"type\":\"user_leave\",\"room\":'..cjson.encode(ARGV[6])..\n"
+"    ',\"user\":'..u..',\"timestamp\":'..now..'}')\n"
+"  if redis.call('HLEN', KEYS[1]) == 0 and ARGV[7] == '0' and\n"
 "      redis.call('HGET', KEYS[4], 'persistent') ~= '1' then\n"
 "    redis.call('DEL', KEYS[2], KEYS[3]) end\n"
 "end\n"
@@ -209,6 +217,10 @@ static uint32_t p_first, p_next;	/* tags: oldest awaited, next */
  * replies come, so a typical short id costs its length, not the
  * longest id's. */
 static char pend_text[VKWS_REDIS_PENDING_BYTES];
+/* Leaves waiting for room in the output (see leave_drain()). */
+static uint8_t leave_q[VKWS_LEAVE_BACKLOG];
+static size_t leave_start, leave_used;
+static int rereg;	/* register again: leaves were lost */
 static size_t text_start, text_used;
 _Static_assert(VKWS_REDIS_PENDING_BYTES >= PEND_ID_MAX + VKWS_ROOM_NAME_MAX,
     "one entry's text fits");
@@ -244,6 +256,7 @@ size_t
 vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	    sizeof(leave_q) +
 	    sizeof(pend_text) +
 	    sizeof(held) +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
@@ -551,32 +564,97 @@ obs_joined(struct conn *c, struct room *r)
 	(void)req_commit(P_NONE);
 }
 
+/*
+ * Leaves wait here when the link's output is busy (a node closing many
+ * connections in one pass): records [room length][room][clientId
+ * length][clientId][default], sent as the output drains. If even this
+ * fills, the node registers itself again from scratch (rereg).
+ */
+
+static void
+leave_send(const char *room, size_t rn, const char *cid, size_t cn,
+    int def)
+{
+	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+
+	room_keys(room, rn);
+	memcpy(entry, room, rn);
+	entry[rn] = '\n';
+	memcpy(entry + rn + 1, cid, cn);
+	eval_begin(SC_LEAVE, 4, 7);
+	args_room_keys();
+	resp_enc_arg(&enc, cid, cn);
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, rn + 1 + cn);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, cfg->node, node_len);
+	resp_enc_arg(&enc, room, rn);
+	resp_enc_str(&enc, def ? "1" : "0");
+	(void)req_commit(P_NONE);
+}
+
+static void
+leave_q_byte(uint8_t b)
+{
+	leave_q[(leave_start + leave_used++) % sizeof(leave_q)] = b;
+}
+
+static uint8_t
+leave_q_take(void)
+{
+	uint8_t b = leave_q[leave_start];
+
+	leave_start = (leave_start + 1) % sizeof(leave_q);
+	leave_used--;
+	return b;
+}
+
+/* Send what waits while the output has room. */
+static void
+leave_drain(void)
+{
+	char room[VKWS_ROOM_NAME_MAX], cid[VKWS_CLIENT_ID_MAX];
+
+	while (up && leave_used > 0 && may_send(1024)) {
+		size_t rn = leave_q_take(), cn, k;
+		int def;
+
+		for (k = 0; k < rn; k++)
+			room[k] = (char)leave_q_take();
+		cn = leave_q_take();
+		for (k = 0; k < cn; k++)
+			cid[k] = (char)leave_q_take();
+		def = leave_q_take();
+		leave_send(room, rn, cid, cn, def);
+	}
+}
+
 static void
 obs_left(struct conn *c, struct room *r)
 {
-	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
-	char cid[VKWS_CLIENT_ID_MAX];
-	size_t rn, fn, bn, en;
-	char room[VKWS_ROOM_NAME_MAX];
+	char cid[VKWS_CLIENT_ID_MAX], room[VKWS_ROOM_NAME_MAX];
+	size_t rn = vkws_room_name(r, room), cn, k;
+	int def = vkws_room_is_default(r);
 
-	rn = vkws_room_name(r, room);
 	/* Down: the next registration drops what Redis still holds. */
-	if (!c->authed || !may_send(VKWS_MAX_OUT / 4))
+	if (!c->authed || !up)
 		return;
-	if ((fn = member_frame("user_leave", c, room, rn)) == 0 ||
-	    (bn = bus_msg('L', room, rn, fn)) == 0)
+	cn = vkws_client_id(c, cid);
+	if (leave_used == 0 && may_send(1024)) {
+		leave_send(room, rn, cid, cn, def);
 		return;
-	room_keys(room, rn);
-	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_LEAVE, 4, 6);
-	args_room_keys();
-	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
-	resp_enc_arg(&enc, nm_key, strlen(nm_key));
-	resp_enc_arg(&enc, entry, en);
-	resp_enc_arg(&enc, bus, bus_len);
-	resp_enc_arg(&enc, frame2, bn);
-	resp_enc_str(&enc, vkws_room_is_default(r) ? "1" : "0");
-	(void)req_commit(P_NONE);
+	}
+	if (sizeof(leave_q) - leave_used < rn + cn + 3) {
+		rereg = 1;
+		return;
+	}
+	leave_q_byte((uint8_t)rn);
+	for (k = 0; k < rn; k++)
+		leave_q_byte((uint8_t)room[k]);
+	leave_q_byte((uint8_t)cn);
+	for (k = 0; k < cn; k++)
+		leave_q_byte((uint8_t)cid[k]);
+	leave_q_byte((uint8_t)def);
 }
 
 static void
@@ -1425,6 +1503,8 @@ link_down(const char *why)
 			pend_ack(p, VKWS_ESTORE);
 	}
 	text_start = text_used = 0;
+	leave_start = leave_used = 0;
+	rereg = 0;
 	retry_at = vkws_now_ms() + (was ? backoff : 0);
 	backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
 }
@@ -1600,6 +1680,17 @@ vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
 	if (cmd.state == L_DOWN && sub.state == L_DOWN && now >= retry_at)
 		links_connect();
 	held_timers(now, next);
+	leave_drain();
+	if (up && rereg && leave_used == 0 && may_send(VKWS_MAX_OUT)) {
+		/* Leaves were lost: this node's entries in Redis are dropped
+		 * and written again from what it holds. */
+		rereg = 0;
+		eval_begin(SC_REG, 0, 5);
+		script_common_args();
+		resp_enc_str(&enc, "0");
+		(void)req_commit(P_BEAT);
+		resync = 0;
+	}
 	if (up && now >= beat_at) {
 		beat();
 		beat_at = now + (int64_t)cfg->node_ttl * 1000 / 3;

@@ -220,6 +220,10 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 /* Bytes of their request ids and room names, freed as replies come:
  * 32 a request on average. Full: -7. */
 #define VKWS_REDIS_PENDING_BYTES (32 * VKWS_REDIS_PENDING)
+/* Leaves waiting for room in the link's output (bytes; about 60 a
+ * leave): a node closing every connection at once. Full: the node
+ * registers itself with Redis again. */
+#define VKWS_LEAVE_BACKLOG (64 * VKWS_MAX_CONNS)
 /* Members a cluster user_list names; the rest are counted in "more". */
 #define VKWS_CLUSTER_LIST_MAX 256
 /* Values of one parsed Redis reply: a join's history and members. */

@@ -616,3 +616,45 @@ def test_api_across_nodes(nodes):
         await b.closed(1000)
 
     go(body)
+
+
+def test_many_leaves_at_once(nodes):
+    """A node whose connections all close in one pass: every leave
+    reaches Redis and the other nodes, even past the link's output."""
+    flags = ("--default-room", "", "--reconnect-rate", "0",
+             "--max-per-ip", "0", "--max-pending", "1000")
+    n1, n2 = nodes("l1", *flags), nodes("l2", *flags)
+    wait_up(n1, n2)
+    many = 300
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        await w.ok({"type": "join", "room": "mass"})
+        await w.sync()
+        cs = []
+        for i in range(many):
+            c = await pool.login(n1, "m%d" % i, room=None)
+            await c.send({"type": "join", "room": "mass", "id": 1})
+            cs.append(c)
+        for c in cs:
+            await c.expect("ack", id=1, code=0)
+        joins = [m for m in await w.sync() if m["type"] == "user_join"]
+        while len(joins) < many:
+            joins.append(await w.expect("user_join", room="mass"))
+        await asyncio.sleep(1.1)    # past the churn window (section 8)
+        await asyncio.gather(*(c.ws.close() for c in cs))
+        left = set()
+        while len(left) < many:
+            m = await w.expect("user_leave", room="mass")
+            left.add(m["user"]["clientId"])
+        assert left == {c.cid for c in cs}
+        r = api(n2, "getRoomClients", room="mass")
+        assert [e["userId"] for e in r["data"]] == ["watcher"], r
+        late = await pool.login(n1, "late", room=None)
+        await late.ok({"type": "join", "room": "mass"})
+        await late.expect("user_join")
+        ul = await late.expect("user_list")
+        assert sorted(u["userId"] for u in ul["users"]) == ["late",
+                                                            "watcher"]
+
+    go(body, 120)
