@@ -540,8 +540,12 @@ obs_joined(struct conn *c, struct room *r)
 	char room[VKWS_ROOM_NAME_MAX];
 
 	rn = vkws_room_name(r, room);
-	if (quiet || !c->authed || !may_send(VKWS_MAX_OUT / 4))
+	if (quiet || !c->authed)
 		return;
+	if (!may_send(VKWS_MAX_OUT / 4)) {
+		rereg = up;	/* registered again when the output drains */
+		return;
+	}
 	/* A join by the API or at auth: tell the others, no check. */
 	if ((un = user_json(c)) == 0 ||
 	    (fn = member_frame("user_join", c, room, rn)) == 0 ||
@@ -657,11 +661,15 @@ obs_left(struct conn *c, struct room *r)
 	leave_q_byte((uint8_t)def);
 }
 
+/* A user counted or uncounted; if the output is full the node
+ * registers itself again later (rereg), so no count goes astray. */
 static void
 obs_user_added(struct conn *c)
 {
 	if (may_send(1024))
 		reg_user(c, 1);
+	else if (up)
+		rereg = 1;
 }
 
 static void
@@ -669,6 +677,8 @@ obs_user_removed(struct conn *c)
 {
 	if (may_send(1024))
 		reg_user(c, -1);
+	else if (up)
+		rereg = 1;
 }
 
 /* createRoom: maxClients and persistent for every node. */
