@@ -947,6 +947,21 @@ m_get_room_history(const struct call *q, struct json_out *o)
 		return n;
 	if ((e = p_int(q, "limit", 0, INT32_MAX, &limit)) == VKWS_EINVAL)
 		return e;
+	/* Cluster (issue 15): the room's history is in Redis. */
+	if (vkws_cluster_on() && api_conn != NULL && limit != 0) {
+		e = vkws_cluster_history(api_conn, s_room, (size_t)n,
+		    limit < 0 ? 0 : (uint32_t)limit,
+		    vkws_room_find(s_room, (size_t)n) != NULL, api_keep);
+		if (e == 1) {
+			api_held = 1;
+			return 0;
+		}
+		if (e < 0) {
+			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
+			    NULL;
+			return e;
+		}
+	}
 	if ((r = vkws_room_find(s_room, (size_t)n)) == NULL)
 		return VKWS_ENOTFOUND;
 	/* PROTOCOL.md 7: the newest limit messages, oldest first. */

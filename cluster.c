@@ -198,7 +198,7 @@ struct rlink {
 static struct rlink cmd = { .fd = -1 }, sub = { .fd = -1 };
 
 /* What to do with a reply on the command link. */
-enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT };
+enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
@@ -925,6 +925,8 @@ static void api_request(const char *origin, size_t olen, const char *id,
     size_t idn, const char *target, size_t tn, const char *body, size_t n);
 static void api_answer_in(const char *id, size_t idn, const char *r,
     size_t n);
+static void history_done(const struct pend *p, const uint8_t *base,
+    const struct resp_val *v, size_t nv);
 
 /* A string value of a reply as (pointer, length). */
 static const char *
@@ -1059,6 +1061,9 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 	case P_BEAT:
 		if (v[0].type == RESP_INT)
 			vkws_count.cluster_nodes = (uint64_t)v[0].i;
+		break;
+	case P_HIST:
+		history_done(p, base, v, nv);
 		break;
 	default:
 		break;
@@ -1294,8 +1299,11 @@ held_finish(struct held *h)
 	if (c->state != S_HTTP || c->fd != h->fd || c->requests != h->requests)
 		return;		/* the client went away */
 	json_out_init(&o, out, sizeof(out));
-	if (!h->any_ok && h->len == 0) {
-		json_out_lit(&o, h->mode == H_FORWARD ?
+	if (h->len == 0 && (!h->any_ok || h->mode == H_FORWARD ||
+	    h->mode == H_ANY || h->mode == H_INFO)) {
+		/* Nothing usable came: the node named is gone (-3), or the
+		 * answers did not (-7). */
+		json_out_lit(&o, h->mode == H_FORWARD && !h->any_ok ?
 		    "{\"code\":-3,\"msg\":\"not found\"}" :
 		    "{\"code\":-7,\"msg\":\"cluster unavailable\"}");
 	} else if (!h->any_ok || h->mode == H_FORWARD || h->mode == H_ANY) {
@@ -1407,6 +1415,79 @@ vkws_cluster_api(struct conn *c, const char *method, const char *body,
 	    (unsigned)vkws_count.cluster_nodes;
 	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
 	return 1;
+}
+
+int
+vkws_cluster_history(struct conn *c, const char *room, size_t rn,
+    uint32_t limit, int here, int keep)
+{
+	struct held *h = NULL;
+	struct pend *p;
+	size_t i;
+
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (!held[i].used)
+			h = &held[i];
+	if (h == NULL || !may_send(1024))
+		return VKWS_ESTORE;
+	room_keys(room, rn);
+	req_begin(4);
+	resp_enc_str(&enc, "LRANGE");
+	resp_enc_arg(&enc, k_h, k_h_n);
+	resp_enc_i64(&enc, limit > 0 ? -(int64_t)limit : 0);
+	resp_enc_str(&enc, "-1");
+	if ((p = req_commit(P_HIST)) == NULL)
+		return VKWS_ESTORE;
+	memset(h, 0, offsetof(struct held, buf));
+	h->used = 1;
+	h->mode = H_FORWARD;
+	h->keep = (uint8_t)keep;
+	h->any_ok = (uint8_t)here;	/* [] rather than -3 */
+	h->slot = (uint16_t)vkws_slot_of(c);
+	h->fd = c->fd;
+	h->requests = c->requests;
+	h->id = held_next++;
+	h->expect = 1;
+	/* The reply finishes it; the deadline only if the link dies. */
+	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	p->cid = h->id;
+	return 1;
+}
+
+/* LRANGE's answer for a held getRoomHistory. */
+static void
+history_done(const struct pend *p, const uint8_t *base,
+    const struct resp_val *v, size_t nv)
+{
+	struct held *h = NULL;
+	struct json_out o;
+	uint32_t i, k;
+	size_t i2;
+
+	for (i2 = 0; i2 < VKWS_CLUSTER_HELD; i2++)
+		if (held[i2].used && held[i2].id == p->cid)
+			h = &held[i2];
+	if (h == NULL || nv < 1 || v[0].type != RESP_ARRAY)
+		return;		/* gone, or answered -7 at its deadline */
+	if (v[0].len == 0 && !h->any_ok) {
+		h->len = 0;	/* no such room anywhere */
+		held_finish(h);
+		return;
+	}
+	json_out_init(&o, h->buf, sizeof(h->buf));
+	json_out_lit(&o, "{\"code\":0,\"data\":[");
+	for (i = 1, k = 0; i < v[0].end; i = v[i].end, k++) {
+		if (k > 0)
+			json_out_lit(&o, ",");
+		json_out_raw(&o, (const char *)base + v[i].off, v[i].len);
+	}
+	json_out_lit(&o, "]}");
+	if (json_out_ok(&o)) {
+		h->len = o.n;
+		h->any_ok = 1;
+	} else
+		h->len = 0;
+	held_finish(h);
 }
 
 /* "Q ORIGIN ID TARGET\nBODY": run it here if it is for this node, and

@@ -52,6 +52,11 @@ const char *vkws_cluster_node(void);
  */
 int vkws_cluster_api(struct conn *c, const char *method, const char *body,
     size_t n, const char *cid, size_t cn, int keep);
+/* getRoomHistory (api.c): the newest limit (0: all kept) messages of the
+ * room from Redis; 1 if held, or a VKWS_E* code. here: the room exists
+ * on this node (an empty history is then [] rather than -3). */
+int vkws_cluster_history(struct conn *c, const char *room, size_t rn,
+    uint32_t limit, int here, int keep);
 /* api.c: run a call here only (for another node); its reply at *out. */
 size_t vkws_api_run(const char *body, size_t n, const char **out);
 /* api.c: answer a held call. */

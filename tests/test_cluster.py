@@ -308,6 +308,14 @@ def test_three_nodes_chat_presence_private(nodes):
         h = await b.expect("history", room="r2", complete=True)
         assert [m["seq"] for m in h["messages"]] == [4, 5]
         await a.expect("user_join", room="r2", user=b.user())
+        # getRoomHistory from a node without the room: Redis has it.
+        r = api(n3, "getRoomHistory", room="r2", limit=2)
+        assert r["code"] == 0, r
+        assert [m["seq"] for m in r["data"]] == [4, 5]
+        r = api(n3, "getRoomHistory", room="r2")
+        assert [m["message"] for m in r["data"]] == ["0", "1", "2", "3",
+                                                     "4"]
+        assert api(n3, "getRoomHistory", room="nope")["code"] == -3
 
     go(body)
 
