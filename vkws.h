@@ -233,7 +233,7 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #define VKWS_CLUSTER_HELD 4
 /* How long such a call waits for the nodes (ms): then it is answered
  * with what came. */
-#define VKWS_CLUSTER_WAIT_MS 1000
+#define VKWS_CLUSTER_WAIT_MS 3000
 /* Seconds before a node that stops heart-beating leaves every listing. */
 #define VKWS_NODE_TTL 10
 /* pollfd entries a layer may add (hooks->poll_fds): the two links. */
