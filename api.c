@@ -61,7 +61,7 @@ static size_t
 api_static_size(void)
 {
 	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
-	    (vkws_cluster_on() ? vkws_cluster_static_size() : 0);
+	    vkws_cluster_static_size();	/* issue 15: static either way */
 }
 
 /* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */

@@ -1847,18 +1847,27 @@ vkws_cluster_poll_ready(const struct pollfd *p, size_t n)
 
 /* ---- Start and stop --------------------------------------------------- */
 
+/* n random bytes (zeros if /dev/urandom cannot be read). */
+static void
+random_bytes(uint8_t *b, size_t n)
+{
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	memset(b, 0, n);
+	if (fd >= 0) {
+		(void)!read(fd, b, n);
+		close(fd);
+	}
+}
+
 static void
 random_node(char *out)
 {
 	static const char hex[] = "0123456789abcdef";
-	uint8_t b[4] = { 0, 0, 0, 0 };
-	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	uint8_t b[4];
 	size_t i;
 
-	if (fd >= 0) {
-		(void)!read(fd, b, sizeof(b));
-		close(fd);
-	}
+	random_bytes(b, sizeof(b));
 	for (i = 0; i < 4; i++) {
 		out[2 * i] = hex[b[i] >> 4];
 		out[2 * i + 1] = hex[b[i] & 15];
@@ -1915,7 +1924,17 @@ vkws_cluster_init(struct vkws_config *c)
 	    c->node);
 	for (i = 0; i < SC_N; i++)
 		hex_sha1(scripts[i], sha[i]);
-	vkws_client_id_prefix(c->node, node_len);
+	{
+		/* A random start in the 44 bits of the counter (vkws.c),
+		 * with room below the wrap for a long life. */
+		uint8_t b[8];
+		uint64_t seed = 0;
+		random_bytes(b, sizeof(b));
+		for (i = 0; i < 8; i++)
+			seed = seed << 8 | b[i];
+		vkws_client_id_prefix(c->node, node_len,
+		    seed & ((UINT64_C(1) << 43) - 1));
+	}
 	vkws_room_observe(&observers);
 	retry_at = 0;
 	return 0;

@@ -178,8 +178,9 @@ size_t vkws_client_id(const struct conn *c, char *out);
 struct conn *vkws_conn_by_id(const char *s, size_t n);
 /* Cluster (issue 15): clientIds become "PREFIX-hex", unique over every
  * node; p[0..n) is kept by reference and must live as long as the
- * process. */
-void vkws_client_id_prefix(const char *p, size_t n);
+ * process. The counter starts at seed (random), so a node restarted
+ * under the same name never hands out an id of its earlier life. */
+void vkws_client_id_prefix(const char *p, size_t n, uint64_t seed);
 
 /* ---- Rooms, users and history (room.c) -------------------------------- */
 

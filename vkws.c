@@ -1892,10 +1892,11 @@ static const char *id_prefix;
 static size_t id_prefix_len;
 
 void
-vkws_client_id_prefix(const char *p, size_t n)
+vkws_client_id_prefix(const char *p, size_t n, uint64_t seed)
 {
 	id_prefix = p;
 	id_prefix_len = n;
+	id_counter = seed;
 }
 
 size_t

@@ -666,3 +666,26 @@ def test_many_leaves_at_once(nodes):
                                                             "watcher"]
 
     go(body, 120)
+
+
+def test_node_restarted_under_same_id_is_a_new_life(nodes):
+    """kill -9, then the same --node at once (before its TTL ran out):
+    the old life's connections leave every listing."""
+    n1, n2 = nodes("w1"), nodes("w2")
+    wait_up(n1, n2)
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        b = await pool.login(n2, "bob", others=[a])
+        os.kill(n2.proc.pid, signal.SIGKILL)
+        n2.proc.wait(5)
+        n2b = nodes("w2")
+        wait_up(n2b)
+        lv = await a.expect("user_leave", room=DEFAULT_ROOM, timeout=5)
+        assert lv["user"] == b.user()
+        r = api(n1, "getRoomClients", room=DEFAULT_ROOM)
+        assert [e["userId"] for e in r["data"]] == ["alice"], r
+        c = await pool.login(n2b, "carol", others=[a])
+        assert c.cid.startswith("w2-") and c.cid != b.cid
+
+    go(body)
