@@ -1548,8 +1548,8 @@ listen_open(const char *spec, char *shown, size_t shown_cap)
  * self-pipe and the listeners, marked in pslot by these values. */
 enum { P_SIGNAL = UINT16_MAX, P_LISTEN = UINT16_MAX - 1,
     P_LISTEN_TLS = UINT16_MAX - 2 };
-static struct pollfd pfd[VKWS_SLOTS + 3];
-static uint16_t pslot[VKWS_SLOTS + 3];
+static struct pollfd pfd[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
+static uint16_t pslot[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
 
 /* What c waits for: input only while its buffers can take it. */
 static short
@@ -1585,7 +1585,7 @@ static void
 loop_pass(void)
 {
 	int64_t now = vkws_now_ms(), next = INT64_MAX;
-	nfds_t n = 0, i;
+	nfds_t n = 0, i, extra;
 	size_t s;
 	int timeout, r;
 
@@ -1667,6 +1667,10 @@ loop_pass(void)
 		next = accept_pause_until;
 	if (stopping && stop_deadline < next)
 		next = stop_deadline;
+	/* A layer's own descriptors (hooks->poll_fds) go last. */
+	extra = n;
+	if (hooks->poll_fds != NULL)
+		n += hooks->poll_fds(pfd + n, VKWS_EXTRA_FDS, now, &next);
 
 	if (next == INT64_MAX)
 		timeout = -1;
@@ -1681,7 +1685,9 @@ loop_pass(void)
 	if (r < 0)
 		return;	/* EINTR: the self-pipe says what came */
 
-	for (i = 0; i < n; i++) {
+	if (hooks->poll_ready != NULL && n > extra)
+		hooks->poll_ready(pfd + extra, n - extra);
+	for (i = 0; i < extra; i++) {
 		struct conn *c;
 
 		if (pfd[i].revents == 0 && (pslot[i] >= VKWS_SLOTS ||
@@ -1824,6 +1830,11 @@ vkws_serve(struct vkws_config *c)
 		    shown);
 		(void)!write(STDOUT_FILENO, line, (size_t)n);
 	}
+	/* Cluster (issue 15): the node's name, once it listens. */
+	if (c->redis[0] != '\0') {
+		n = snprintf(line, sizeof(line), "node %s\n", c->node);
+		(void)!write(STDOUT_FILENO, line, (size_t)n);
+	}
 	while (!stopping || (draining() && vkws_now_ms() < stop_deadline))
 		loop_pass();
 	hooks->stop();
@@ -1886,7 +1897,22 @@ static uint64_t id_counter;
 static void
 id_assign(struct conn *c)
 {
-	c->id = (++id_counter << 16) | vkws_slot_of(c);
+	/* 44 bits of counter: a clientId is at most 15 hex digits after a
+	 * cluster node's "NODE-" (VKWS_CLIENT_ID_MAX). */
+	c->id = ((++id_counter & ((UINT64_C(1) << 44) - 1)) << 16) |
+	    vkws_slot_of(c);
+}
+
+/* "NODE-" before every clientId in a cluster (issue 15). */
+static const char *id_prefix;
+static size_t id_prefix_len;
+
+void
+vkws_client_id_prefix(const char *p, size_t n, uint64_t seed)
+{
+	id_prefix = p;
+	id_prefix_len = n;
+	id_counter = seed;
 }
 
 size_t
@@ -1897,13 +1923,19 @@ vkws_client_id(const struct conn *c, char *out)
 	uint64_t v = c->id;
 	size_t n = 0, i;
 
+	if (id_prefix_len > 0) {
+		memcpy(out, id_prefix, id_prefix_len);
+		out[id_prefix_len] = '-';
+		out += id_prefix_len + 1;
+	}
+
 	do {
 		tmp[n++] = hex[v & 15];
 		v >>= 4;
 	} while (v != 0);
 	for (i = 0; i < n; i++)
 		out[i] = tmp[n - 1 - i];
-	return n;
+	return n + (id_prefix_len > 0 ? id_prefix_len + 1 : 0);
 }
 
 struct conn *
@@ -1913,6 +1945,14 @@ vkws_conn_by_id(const char *s, size_t n)
 	size_t i, slot;
 	struct conn *c;
 
+	if (id_prefix_len > 0) {
+		if (n <= id_prefix_len + 1 ||
+		    memcmp(s, id_prefix, id_prefix_len) != 0 ||
+		    s[id_prefix_len] != '-')
+			return NULL;
+		s += id_prefix_len + 1;
+		n -= id_prefix_len + 1;
+	}
 	if (n == 0 || n > 16)
 		return NULL;
 	for (i = 0; i < n; i++) {
