@@ -1261,10 +1261,12 @@ chat_valid(const char *room, size_t n, uint64_t seq, const char *f,
 	    json_is_number(&d, t);
 }
 
-/* A room starts a new life: no history, seq from 0. */
+/* A room starts a new life: no history, seq from 0, created now (a
+ * ROOM2 record of the life may say when). */
 static void
 room_restart(struct room *r, uint64_t life)
 {
+	r->created_at = vkws_wall_ms();
 	r->h_off = 0;
 	r->h_len = 0;
 	r->h_count = 0;
