@@ -154,6 +154,17 @@ static const struct flag flags[] = {
 	{ "data-dir", "DIR", F_STR, 0, FIELD(data_dir), 0, 0,
 	  "keep history and persistent rooms on disk; a\n"
 	  "change takes a restart" },
+	/* Cluster mode (issue 15). */
+	{ "redis", "ADDR", F_STR, 0, FIELD(redis), 0, 0,
+	  "cluster mode: HOST:PORT or unix:PATH of the Redis\n"
+	  "that every node shares (not with --data-dir)" },
+	{ "cluster", "NAME", F_STR, 0, FIELD(cluster), 0, 0,
+	  "cluster name, prefix of every Redis key (vkws)" },
+	{ "node", "ID", F_STR, 0, FIELD(node), 0, 0,
+	  "this node's name, up to 8 of [A-Za-z0-9_.-]\n"
+	  "(default: 8 random hex digits)" },
+	{ "node-ttl", "S", F_UINT, 0, FIELD(node_ttl), 1, 3600,
+	  "seconds before a dead node leaves listings (10)" },
 	{ "fsync", "MODE", F_FSYNC, 1, FIELD(fsync_mode), 0, 0,
 	  "always | batch (default) | never (lossy on power\n"
 	  "loss): when logged chat reaches the disk" },
