@@ -152,7 +152,7 @@ for dir in build build-clang build-armhf build-arm64 build-static \
 	s=$(for o in $objs; do
 		case $o in */main.o) continue ;; esac
 		$NM -g --defined-only "$o" | awk '{print $3}'
-	done | grep -Ev '^(vkws_|ws_|http_|json_|jwt_|tls_|store_)')
+	done | grep -Ev '^(vkws_|ws_|http_|json_|jwt_|tls_|store_|resp_)')
 	m=$($NM -g --defined-only "$dir/main.o" 2>/dev/null |
 	    awk '{print $3}' | grep -v '^main$')
 	if [ -z "$s$m" ]; then
