@@ -126,6 +126,11 @@ struct room {
 	uint64_t life;		/* which life of this name (store.h), 0 none */
 	uint64_t seq;		/* seq of the last stored chat message */
 	uint64_t dropped;	/* highest seq no longer kept, 0: none */
+	/* First seq stored but not yet sent to the members (its ack waits
+	 * for the sync, chat.c), 0: none. A join replays history only
+	 * below it: the joiner, a member by then, gets those messages live
+	 * with everyone else, so never twice. */
+	uint64_t unsent;
 	uint32_t h_off;		/* history ring: oldest entry */
 	uint32_t h_len;		/* history ring: bytes used */
 	uint32_t h_count;	/* history ring: entries */
@@ -529,7 +534,8 @@ vkws_history_write(const struct room *r, uint64_t since, size_t limit,
 	for (i = 0; i < r->h_count; i++) {
 		ring_read(ring, off, &len, 4);
 		ring_read(ring, (off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-		if (i >= skip && seq > since && o->n + len + 2 < o->cap) {
+		if (i >= skip && seq > since && (r->unsent == 0 ||
+		    seq < r->unsent) && o->n + len + 2 < o->cap) {
 			if (!first)
 				json_out_lit(o, ",");
 			first = 0;
@@ -773,6 +779,8 @@ vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
 	if (vkws_store_chat(r->name, r->name_len, r->life, seq, o.p, o.n) < 0)
 		return VKWS_ESTORE;
 	r->seq = seq;
+	if (r->unsent == 0)
+		r->unsent = seq;
 	vkws_history_add(r, seq, o.p, o.n);
 	*frame = o.p;
 	return (int)o.n;
@@ -781,6 +789,9 @@ vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
 int
 vkws_chat_send(struct room *r, const char *p, size_t n)
 {
+	/* Every chat of r encoded before this send goes out in the same
+	 * commit (or at once), before any join can run. */
+	r->unsent = 0;
 	return room_send(r, p, n);
 }
 
@@ -1331,10 +1342,12 @@ chat_valid(const char *room, size_t n, uint64_t seq, const char *f,
 	    json_is_number(&d, t);
 }
 
-/* A room starts a new life: no history, seq from 0. */
+/* A room starts a new life: no history, seq from 0, created now (a
+ * ROOM2 record of the life may say when). */
 static void
 room_restart(struct room *r, uint64_t life)
 {
+	r->created_at = vkws_wall_ms();
 	r->h_off = 0;
 	r->h_len = 0;
 	r->h_count = 0;

@@ -229,7 +229,8 @@ def test_every_flag_of_the_table_is_a_config_key(tmp_path):
     samples = {"ADDR:PORT": "127.0.0.1:0", "FILE": "/dev/null",
                "N": "1", "S": "5", "BYTES": "4096", "MODE": "never",
                "K": "key", "O": "http://a.example", "R": "lobby",
-               "DIR": str(tmp_path)}
+               "DIR": str(tmp_path), "ADDR": "127.0.0.1:6379",
+               "NAME": "vkws", "ID": "n1"}
     lines = []
     for name, arg in help_flags().items():
         if name in ("config", "budget", "version", "help"):

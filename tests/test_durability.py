@@ -567,3 +567,42 @@ def test_since_past_last_seq_replays_all(server, tmp_path):
     h = a.history("general", since=2)
     assert texts(h) == ["s2"]
     a.close()
+
+
+def test_join_in_the_pass_of_a_held_chat_gets_it_once(server, tmp_path):
+    """--fsync batch holds a chat's ack and frame until the sync at the
+    end of the pass. A join of that room in the same pass (here: one
+    write holding chat, leave and join) must not replay the held message
+    in its history as well: it arrives once, live, after the sync."""
+    s = server(*flags(tmp_path, "--fsync", "batch"))
+    keeper, a = Client(s, "keeper"), Client(s, "alice")
+    keeper.history("r")                 # keeps r alive while a leaves
+    a.history("r")
+    wire = b"".join(wsraw.build_frame(0x1, json.dumps(m).encode()) for m in (
+        {"type": "chat", "room": "r", "content": "held", "id": 101},
+        {"type": "leave", "room": "r", "id": 102},
+        {"type": "join", "room": "r", "id": 103}))
+    a.c.send(wire)
+    got, seen = [], {}
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline and not (
+            "history" in seen and got.count("held") >= 1 and
+            101 in seen and 103 in seen):
+        m = a.recv(max(0.01, deadline - time.monotonic()))
+        if m.get("type") == "ack":
+            assert m["code"] == 0, m
+            seen[m["id"]] = m
+        elif m.get("type") == "history" and m["room"] == "r":
+            seen["history"] = m
+            got += texts(m)
+        elif m.get("type") == "chat" and m["room"] == "r":
+            got.append(m["message"])
+    # Whatever else is on its way must not hold another copy.
+    with pytest.raises(wsraw.Timeout):
+        while True:
+            m = a.recv(0.5)
+            if m.get("type") == "chat":
+                got.append(m["message"])
+    assert got.count("held") == 1, got
+    a.close()
+    keeper.close()

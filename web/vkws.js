@@ -647,7 +647,7 @@ export class Client {
 		const left = exp - now();
 		/* refreshBefore ahead, or at half its life for a token
 		 * shorter than twice that. */
-		const at = Math.max(1000, left - this.opts.refreshBefore,
+		const at = Math.max(0, left - this.opts.refreshBefore,
 		    left / 2);
 		this.timers.refresh = setTimeout(async () => {
 			let t;

@@ -17,6 +17,7 @@
  * secret. Exit 0 only if every check passed.
  */
 import { execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 
 import { connect, VkwsError } from '../../web/vkws.js';
 
@@ -24,10 +25,22 @@ const cfg = JSON.parse(process.env.VKWS_LIVE);
 const url = cfg.base.replace(/^http/, 'ws') + '/ws';
 const T = 15000;
 
-function token(uid, ttl) {
+/* Long tokens from `vkws token`; the short ones of refresh() are
+ * signed here (HS256, PROTOCOL.md 2), as an application's token service
+ * would, so that they are fresh when handed out however slow the binary
+ * starts (an ASan build takes seconds). */
+function token(uid) {
 	return execFileSync(cfg.bin, ['token', '--uid', uid, '--secret',
-	    cfg.secret, '--ttl', String(ttl || 3600), '--info',
+	    cfg.secret, '--ttl', '3600', '--info',
 	    JSON.stringify({ name: uid.toUpperCase() })]).toString().trim();
+}
+
+function shortToken(uid, ttl) {
+	const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+	const head = b64({ alg: 'HS256', typ: 'JWT' }) + '.' + b64({ uid,
+	    exp: Math.floor(Date.now() / 1000) + ttl });
+	return head + '.' + createHmac('sha256', cfg.secret).update(head)
+	    .digest('base64url');
 }
 
 function check(cond, what) {
@@ -123,16 +136,20 @@ async function refresh() {
 	const states = [];
 	const c = connect(url, { getToken: () => {
 		asked++;
-		return token('dan', 3);
+		return shortToken('dan', 3);
 	} });
-	c.on('state', (s) => states.push(s.state));
+	const t0 = Date.now();
+	c.on('state', (s) => states.push(s.state + (s.code ? ' ' + s.code : '') +
+	    ' at ' + (Date.now() - t0) + ' ms'));
+	c.on('auth', (m) => states.push('auth ' + m.code + ' at ' +
+	    (Date.now() - t0) + ' ms'));
 	await until('online', () => c.state === 'online');
 	const id = c.clientId;
 	/* Three 3-second tokens' worth; exp is in whole seconds. */
 	await new Promise((r) => setTimeout(r, 7000));
 	check(c.state === 'online' && c.clientId === id,
 	    'the connection outlived its first token (' + asked +
-	    ' tokens asked for, clientId unchanged)');
+	    ' tokens asked for, clientId unchanged): ' + states.join(', '));
 	check(asked >= 3 && !states.includes('offline'),
 	    'it re-authenticated in place each time, never dropped');
 	const r = await c.chat('general', 'still here');
