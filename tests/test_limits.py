@@ -11,7 +11,9 @@ found untested; each test here fails with the mutant named beside it.
   (head-431-incomplete).
 - An upgrade needs "upgrade" among the Connection tokens; Connection:
   keep-alive alone is 426 (hs-connection-upgrade).
-- setClientData takes data up to VKWS_USERINFO_MAX bytes, not one more.
+- setClientData takes data up to VKWS_USERINFO_MAX bytes, not one more
+  (api.c and room.c each check it, so no one-line mutant shows; this
+  holds the limit if both go).
 - Past --max-per-ip, an address gets VKWS_PER_IP_OVER more slots (each
   answered 503), then its connections are closed at accept
   (admit-per-ip-refused-at-accept).
