@@ -804,7 +804,6 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
     size_t n, const char *id, size_t idn)
 {
 	struct json_out a, b;
-	struct pend *p;
 	size_t rn, hn;
 	char room[VKWS_ROOM_NAME_MAX];
 	char hdr[VKWS_NODE_ID_MAX + 32];
@@ -847,7 +846,7 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 		tail[rn + 1] = '\n';
 		resp_enc_arg(&enc, tail, rn + 2);
 	}
-	if ((p = req_commit_for(P_CHAT, c, id, idn, "", 0)) == NULL)
+	if (req_commit_for(P_CHAT, c, id, idn, "", 0) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;
 	return 0;
