@@ -61,12 +61,14 @@ static size_t
 api_static_size(void)
 {
 	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
+	    vkws_chat_static_size() +
 	    vkws_cluster_static_size();	/* issue 15: static either way */
 }
 
-/* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */
-static int
-is_loopback(const uint8_t ip[16])
+/* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1.
+ * Not static: tests/test_loopback.c checks it with peers off loopback. */
+int
+vkws_is_loopback(const uint8_t ip[16])
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 	    0xFF, 0xFF };
@@ -1224,7 +1226,7 @@ route_api(struct conn *c, const struct http_req *r, const uint8_t *body,
 
 	vkws_count.api_requests++;
 	if (cfg->api_key_len == 0 || (!cfg->api_remote &&
-	    !is_loopback(c->ip)))
+	    !vkws_is_loopback(c->ip)))
 		return refuse(c, 403, NULL, "Forbidden", len, expect, avail,
 		    used, keep);
 	/* RFC 7235 2.1: the scheme is case-insensitive; then blanks, then

@@ -2,8 +2,10 @@
  * chat.c: the chat protocol of PROTOCOL.md sections 2 and 3 on /ws
  * connections: authentication, requests and their acks, keepalive, the
  * rate limit. Written on top of the room and user operations of the core
- * (core.h); it reaches sockets only through the core's queues. No
- * allocation: requests are parsed into one static token array.
+ * (core.h); it reaches sockets only through the core's queues. With
+ * --fsync batch a chat's ack waits, with its frame, in a static table
+ * until the log sync of the loop pass (vkws_chat_commit). No allocation:
+ * requests are parsed into one static token array.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -192,11 +194,17 @@ struct pend {
 };
 /* The longest id text: 6 bytes (\uXXXX) per byte, and its quotes. */
 #define ID_RAW_MAX (6 * VKWS_REQ_ID_MAX + 2)
-_Static_assert(VKWS_PENDING_BYTES >= 2 * (VKWS_MAX_OUT + ID_RAW_MAX) -
-    2 * ID_RAW_MAX, "a largest chat always fits after a commit");
+_Static_assert(VKWS_PENDING_BYTES >= VKWS_MAX_OUT + ID_RAW_MAX,
+    "a largest chat always fits after a commit");
 static struct pend pend[VKWS_PENDING_CHATS];
 static char pend_buf[VKWS_PENDING_BYTES];
 static size_t npend, pend_used;
+
+size_t
+vkws_chat_static_size(void)
+{
+	return sizeof(pend) + sizeof(pend_buf);
+}
 
 int
 vkws_chat_commit(void)
@@ -498,7 +506,7 @@ do_chat(struct conn *c, const struct req *q)
 			vkws_count.store_failures++;
 		/* The chats before it in this pass were written whole: their
 		 * acks go first, after the sync they wait for. */
-		if (npend > 0)
+		if (len == VKWS_ESTORE && npend > 0)
 			(void)vkws_chat_commit();
 		reply(c, q, len);
 		return;

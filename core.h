@@ -424,8 +424,13 @@ int vkws_chat_init(struct vkws_config *c);
  * messages that waited for it: code 0 and the messages if it succeeded,
  * -7 and no message if not. Returns 0, or -1 if the sync failed. */
 int vkws_chat_commit(void);
+/* chat.c: static bytes of the acks waiting for the sync, for --budget. */
+size_t vkws_chat_static_size(void);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
+/* Whether a peer address (IPv4 mapped to IPv6) is on loopback, where
+ * /api answers without --api-remote (PROTOCOL.md 4); api.c. */
+int vkws_is_loopback(const uint8_t ip[16]);
 /* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */
 int vkws_token_ok(const struct http_req *r);
 void vkws_ws_opened(struct conn *c, const struct http_req *r);

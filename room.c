@@ -140,13 +140,17 @@ static uint32_t mem_next[NODES], mem_prev[NODES];
 static uint8_t hist[VKWS_MAX_ROOMS][VKWS_HISTORY_BYTES];
 /* One encoded outgoing frame, queued to as many connections as need it. */
 static char out_buf[VKWS_MAX_OUT];
+/* Tokens to check a replayed chat frame: at most one per two bytes of
+ * its userInfo, plus its own fields. */
+#define REPLAY_TOKENS (32 + VKWS_USERINFO_MAX / 2)
+static jsmntok_t rtok[REPLAY_TOKENS];
 
 size_t
 vkws_rooms_static_size(void)
 {
 	return sizeof(rooms) + sizeof(room_head) + sizeof(mem_next) +
 	    sizeof(mem_prev) + sizeof(hist) + sizeof(out_buf) +
-	    sizeof(user_head);
+	    sizeof(user_head) + sizeof(rtok);
 }
 
 static size_t
@@ -1293,11 +1297,6 @@ vkws_get_client_data(const char *cid, size_t cn, const char **json)
 }
 
 /* ---- Replay of the log (store.c) ------------------------------------ */
-
-/* A replayed chat frame needs at most one token per two bytes of its
- * userInfo, plus its own fields. */
-#define REPLAY_TOKENS (32 + VKWS_USERINFO_MAX / 2)
-static jsmntok_t rtok[REPLAY_TOKENS];
 
 /*
  * Whether f[0..fn) is what vkws_chat_encode() writes for room and seq: a

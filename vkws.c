@@ -1178,6 +1178,20 @@ conn_free(struct conn *c)
 
 /* ---- Accept --------------------------------------------------------- */
 
+/* The peer address as 16 bytes, IPv4 mapped to IPv6 (::ffff:a.b.c.d),
+ * so both families count alike per address (PROTOCOL.md 8). */
+static void
+ip_of(const struct sockaddr_storage *ss, uint8_t ip[16])
+{
+	memset(ip, 0, 16);
+	if (ss->ss_family == AF_INET6)
+		memcpy(ip, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	else if (ss->ss_family == AF_INET) {
+		ip[10] = ip[11] = 0xFF;
+		memcpy(ip + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+}
+
 /* Record the peer address of a new connection (IPv4 mapped to IPv6). */
 static void
 addr_set(struct conn *c, const struct sockaddr_storage *ss)
@@ -1251,10 +1265,13 @@ conn_accept(int lfd, int tls)
 {
 	int i, fd, one = 1;
 
+	/* Static: this is inlined into the loop, whose frame is bounded. */
+	static struct sockaddr_storage ss;
+	static uint8_t ip[16];
+
 	for (i = 0; i < VKWS_ACCEPT_BURST; i++) {
-		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		struct conn *c, peer;
+		struct conn *c;
 		unsigned before;
 		uint16_t ent;
 		uint8_t d;
@@ -1280,8 +1297,8 @@ conn_accept(int lfd, int tls)
 			close(fd);
 			continue;
 		}
-		addr_set(&peer, &ss);
-		ent = vkws_admit_addr_add(peer.ip, &before);
+		ip_of(&ss, ip);
+		ent = vkws_admit_addr_add(ip, &before);
 		if ((c = admit(before, &over)) == NULL) {
 			vkws_count.refused_per_ip++;
 			vkws_admit_addr_del(ent);
@@ -1294,8 +1311,7 @@ conn_accept(int lfd, int tls)
 		d = c->dirty;
 		memset(c, 0, sizeof(*c));
 		c->dirty = d;
-		memcpy(c->ip, peer.ip, sizeof(c->ip));
-		memcpy(c->addr, peer.addr, sizeof(c->addr));
+		addr_set(c, &ss);
 		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;

@@ -26,12 +26,14 @@
 #define VKWS_HISTORY 50
 #endif
 
-/* Largest incoming WebSocket message, all fragments (bytes). PROTOCOL.md
- * 7 asks for at least 16 KiB. */
+/* Largest incoming WebSocket message on /ws, all fragments (bytes).
+ * PROTOCOL.md 7 asks for at least 16 KiB. /echo streams (vkws.c,
+ * echo_input) and holds no message, so it has no limit. */
 #define VKWS_MAX_MSG 16384
 /* Receive buffer per slot: the fragments of an open message, then one
  * partial frame, which may be a control frame of up to 2 + 4 + 125 bytes
- * or the header of the next fragment. */
+ * or the header of the next fragment. On /echo: one partial header or
+ * control frame, or payload read but not yet taken by the send queue. */
 #define VKWS_RX_BUF (VKWS_MAX_MSG + 256)
 /* Largest request head (bytes); a larger one is answered 431. */
 #define VKWS_MAX_HEAD 8192

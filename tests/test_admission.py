@@ -126,7 +126,7 @@ def recv_json(c, timeout=5.0):
         if f.opcode == wsraw.OP_TEXT:
             return json.loads(f.payload)
         if f.opcode == wsraw.OP_CLOSE:
-            raise wsraw.Closed("closed %r" % f.close_code())
+            raise wsraw.Closed("closed %r %r" % (f.close_code, f.payload[2:]))
         if f.opcode == wsraw.OP_PING:
             c.send_frame(wsraw.OP_PONG, f.payload)
 
@@ -193,12 +193,12 @@ def login(srv, uid, tls=False, src=None, room=True):
     return c
 
 
-def page_login(srv, uid, tls=False):
+def page_login(srv, uid, tls=False, src=None):
     """The built-in page's way in: GET /, then /ws with no token and an
     auth message."""
-    r = http_get(srv, "/", tls)
+    r = http_get(srv, "/", tls, src)
     assert r.status == 200 and b"<html" in r.body.lower(), r
-    c = srv.conn(tls)
+    c = srv.conn(tls, src)
     try:
         c.handshake(HOST, "/ws", headers=["Origin: http://x"])
         c.send_text(json.dumps({"type": "auth", "token": token(uid),
@@ -777,6 +777,15 @@ def test_mapped_ipv6_counts_as_ipv4(srv):
                 plain = int(m.group(1))
         a = socket.create_connection((HOST, sv.port), 5,
                                      source_address=("127.0.0.2", 0))
+        # A request answered on the plain listener after a connected:
+        # the loop accepts a (TLS backlog) no later than this request's
+        # connection, and reads the request a pass after.
+        g = wsraw.Conn(socket.create_connection((HOST, plain), 5), 5)
+        try:
+            assert g.request("GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                             "\r\n").status == 200
+        finally:
+            g.close()
         b = socket.create_connection((HOST, plain), 5,
                                      source_address=("127.0.0.2", 0))
         try:
