@@ -683,6 +683,8 @@ def test_node_restarted_under_same_id_is_a_new_life(nodes):
         wait_up(n2b)
         lv = await a.expect("user_leave", room=DEFAULT_ROOM, timeout=5)
         assert lv["user"] == b.user()
+        wait_for(lambda: metric(n1, "cluster_nodes") == 2, TTL + 3,
+                 "two nodes")
         r = api(n1, "getRoomClients", room=DEFAULT_ROOM)
         assert [e["userId"] for e in r["data"]] == ["alice"], r
         c = await pool.login(n2b, "carol", others=[a])
