@@ -390,6 +390,9 @@ def test_max_clients_over_nodes(nodes):
         await b.sync()
         await c.fails({"type": "join", "room": "small"}, -5)
         await b.ok({"type": "leave", "room": "small"})
+        # a hears of it through Redis: the leave is in Redis then.
+        while (await a.recv())["type"] != "user_leave":
+            pass
         await c.ok({"type": "join", "room": "small"})
 
     go(body)
