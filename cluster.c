@@ -197,7 +197,8 @@ struct rlink {
 	uint8_t out[VKWS_REDIS_OUT];
 	uint8_t in[VKWS_REDIS_IN];
 };
-static struct rlink cmd = { .fd = -1 }, sub = { .fd = -1 };
+/* Zeroed (BSS, no bytes in the binary); fd is set to -1 at init. */
+static struct rlink cmd, sub;
 
 /* What to do with a reply on the command link. */
 enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD };
@@ -1925,6 +1926,7 @@ vkws_cluster_init(struct vkws_config *c)
 		return -1;
 	}
 	on = 1;
+	cmd.fd = sub.fd = -1;
 	if (c->cluster[0] == '\0')
 		memcpy(c->cluster, "vkws", 5);
 	if (c->node[0] == '\0')
