@@ -184,6 +184,8 @@ static int64_t backoff = 250;	/* ms before the next connect, up to 1 s */
 static size_t resync;		/* next slot to register again */
 static int quiet;		/* the observers stay silent (the scripts
 				 * did their part already) */
+static int loaded;		/* scripts Redis took on this link */
+static int broken;		/* a reply says the link must start over */
 
 /* One socket to Redis with its static buffers. */
 enum { L_DOWN = 0, L_CONNECTING, L_UP };
@@ -195,10 +197,11 @@ struct rlink {
 	uint8_t out[VKWS_REDIS_OUT];
 	uint8_t in[VKWS_REDIS_IN];
 };
-static struct rlink cmd = { .fd = -1 }, sub = { .fd = -1 };
+/* Zeroed (BSS, no bytes in the binary); fd is set to -1 at init. */
+static struct rlink cmd, sub;
 
 /* What to do with a reply on the command link. */
-enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST };
+enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
@@ -232,6 +235,7 @@ struct held {
 	uint8_t mode;		/* H_*: how the answers combine */
 	uint8_t keep;
 	uint8_t any_ok;		/* some node answered code 0 */
+	uint8_t own;		/* this node's own answer came */
 	uint16_t slot;
 	int fd;
 	uint64_t requests;	/* the connection's count, for reuse */
@@ -804,7 +808,6 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
     size_t n, const char *id, size_t idn)
 {
 	struct json_out a, b;
-	struct pend *p;
 	size_t rn, hn;
 	char room[VKWS_ROOM_NAME_MAX];
 	char hdr[VKWS_NODE_ID_MAX + 32];
@@ -847,7 +850,7 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 		tail[rn + 1] = '\n';
 		resp_enc_arg(&enc, tail, rn + 2);
 	}
-	if ((p = req_commit_for(P_CHAT, c, id, idn, "", 0)) == NULL)
+	if (req_commit_for(P_CHAT, c, id, idn, "", 0) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;
 	return 0;
@@ -923,8 +926,8 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 static uint64_t dec(const char *s, size_t n);
 static void api_request(const char *origin, size_t olen, const char *id,
     size_t idn, const char *target, size_t tn, const char *body, size_t n);
-static void api_answer_in(const char *id, size_t idn, const char *r,
-    size_t n);
+static void api_answer_in(const char *id, size_t idn, const char *from,
+    size_t fn, const char *r, size_t n);
 static void history_done(const struct pend *p, const uint8_t *base,
     const struct resp_val *v, size_t nv);
 
@@ -1041,7 +1044,13 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 		size_t n;
 		const char *s = val_str(base, &v[0], &n);
 		vkws_log("redis: %.*s", (int)(n > 200 ? 200 : n), s);
-	}
+		/* Scripts gone (SCRIPT FLUSH, a Redis still loading when
+		 * they were sent): connect again, which loads them. */
+		if (p->kind == P_LOAD || (n >= 8 && memcmp(s, "NOSCRIPT", 8) ==
+		    0))
+			broken = 1;
+	} else if (p->kind == P_LOAD)
+		loaded++;
 	switch (p->kind) {
 	case P_CHAT:
 		if (!p->acked)
@@ -1163,7 +1172,7 @@ bus_message(const char *s, size_t n)
 		if (!mine || field(s, n, &off, &a, &an, ' ') < 0 ||
 		    field(s, n, &off, &b, &bn, '\n') < 0)
 			return;
-		api_answer_in(a, an, s + off, n - off);
+		api_answer_in(a, an, b, bn, s + off, n - off);
 		break;
 	default:
 		break;
@@ -1528,7 +1537,8 @@ api_request(const char *origin, size_t olen, const char *id, size_t idn,
 
 /* "R ORIGIN ID NODE\nREPLY" for a call this node holds. */
 static void
-api_answer_in(const char *id, size_t idn, const char *r, size_t n)
+api_answer_in(const char *id, size_t idn, const char *from, size_t fn,
+    const char *r, size_t n)
 {
 	uint32_t want = (uint32_t)dec(id, idn);
 	size_t i;
@@ -1538,7 +1548,11 @@ api_answer_in(const char *id, size_t idn, const char *r, size_t n)
 		if (!h->used || h->id != want)
 			continue;
 		held_add(h, r, n);
-		if (h->got >= h->expect)
+		if (fn == node_len && memcmp(from, cfg->node, fn) == 0)
+			h->own = 1;
+		/* The node count is a heartbeat old: a call to every node
+		 * also waits for this node's own answer, which always comes. */
+		if (h->got >= h->expect && (h->own || h->mode == H_FORWARD))
 			held_finish(h);
 		return;
 	}
@@ -1595,6 +1609,7 @@ link_down(const char *why)
 	}
 	text_start = text_used = 0;
 	leave_start = leave_used = 0;
+	loaded = broken = 0;
 	rereg = 0;
 	retry_at = vkws_now_ms() + (was ? backoff : 0);
 	backoff = backoff * 2 > 1000 ? 1000 : backoff * 2;
@@ -1669,7 +1684,7 @@ links_connect(void)
 		resp_enc_str(&enc, "SCRIPT");
 		resp_enc_str(&enc, "LOAD");
 		resp_enc_str(&enc, scripts[i]);
-		(void)req_commit(P_NONE);
+		(void)req_commit(P_LOAD);
 	}
 	eval_begin(SC_REG, 0, 5);
 	script_common_args();
@@ -1727,6 +1742,8 @@ link_read(struct rlink *l)
 		else
 			sub_reply(l->in + off, vals, nv);
 		off += (size_t)n;
+		if (broken)
+			return -1;
 		/* A reply may have taken the link down (never today, but
 		 * state is checked again after every callback). */
 		if (l->fd < 0)
@@ -1741,7 +1758,8 @@ link_read(struct rlink *l)
 static void
 check_up(void)
 {
-	if (up || cmd.state != L_UP || sub.state != L_UP || !sub.subscribed)
+	if (up || cmd.state != L_UP || sub.state != L_UP || !sub.subscribed ||
+	    loaded < SC_N)
 		return;
 	up = 1;
 	vkws_count.cluster_up = 1;
@@ -1908,6 +1926,7 @@ vkws_cluster_init(struct vkws_config *c)
 		return -1;
 	}
 	on = 1;
+	cmd.fd = sub.fd = -1;
 	if (c->cluster[0] == '\0')
 		memcpy(c->cluster, "vkws", 5);
 	if (c->node[0] == '\0')

@@ -390,6 +390,9 @@ def test_max_clients_over_nodes(nodes):
         await b.sync()
         await c.fails({"type": "join", "room": "small"}, -5)
         await b.ok({"type": "leave", "room": "small"})
+        # a hears of it through Redis: the leave is in Redis then.
+        while (await a.recv())["type"] != "user_leave":
+            pass
         await c.ok({"type": "join", "room": "small"})
 
     go(body)
@@ -683,9 +686,39 @@ def test_node_restarted_under_same_id_is_a_new_life(nodes):
         wait_up(n2b)
         lv = await a.expect("user_leave", room=DEFAULT_ROOM, timeout=5)
         assert lv["user"] == b.user()
+        wait_for(lambda: metric(n1, "cluster_nodes") == 2, TTL + 3,
+                 "two nodes")
         r = api(n1, "getRoomClients", room=DEFAULT_ROOM)
         assert [e["userId"] for e in r["data"]] == ["alice"], r
         c = await pool.login(n2b, "carol", others=[a])
         assert c.cid.startswith("w2-") and c.cid != b.cid
+
+    go(body)
+
+
+def test_redis_down_at_start_then_registered(nodes, redis):
+    """Redis unreachable at start: the node serves its own connections,
+    answers -7 for what needs the cluster and 503 on /healthz; once Redis
+    is up it registers what it holds (a later joiner on another node sees
+    the earlier user in user_list)."""
+    redis.stop()
+    n1 = nodes("d1")
+    assert http(n1, "/healthz")[0] == 503
+    assert metric(n1, "cluster_up") == 0
+
+    async def body(pool):
+        a = await pool.login(n1, "alice", room=None)
+        await a.sync()      # the default room, joined here alone
+        await a.fails({"type": "chat", "content": "x"}, -7,
+                      "cluster unavailable")
+        await a.fails({"type": "private", "targetUserId": "alice",
+                       "content": "x"}, -7)
+        redis.start()
+        wait_up(n1)
+        await a.ok({"type": "chat", "content": "now"})
+        await a.expect("chat", seq=1, message="now")
+        n2 = nodes("d2")
+        wait_up(n2)
+        await pool.login(n2, "bob", others=[a])
 
     go(body)
