@@ -217,8 +217,13 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #define VKWS_REDIS_IN (2 * VKWS_MAX_OUT)
 /* Requests whose replies are awaited, each with what to do with its
  * reply (an ack to send, a join to finish): enough for a thousand
- * clients joining in one burst. Full: -7. */
+ * clients joining in one burst (a router's 64 in the small profile).
+ * Full: -7. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_REDIS_PENDING 256
+#else
 #define VKWS_REDIS_PENDING 2048
+#endif
 /* Bytes of their request ids and room names, freed as replies come:
  * 32 a request on average. Full: -7. */
 #define VKWS_REDIS_PENDING_BYTES (32 * VKWS_REDIS_PENDING)
@@ -232,7 +237,11 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
 /* Server API calls waiting for other nodes' answers at once (each holds
  * a reply buffer of VKWS_API_OUT bytes); more answer -7. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_CLUSTER_HELD 1
+#else
 #define VKWS_CLUSTER_HELD 4
+#endif
 /* How long such a call waits for the nodes (ms): then it is answered
  * with what came. */
 #define VKWS_CLUSTER_WAIT_MS 3000
