@@ -196,8 +196,13 @@ def _drive(proc, serve, lines):
             lines.append(text)
             if text.startswith("@@ "):
                 reply = serve(text[3:].strip())
-                proc.stdin.write((reply + "\n").encode())
-                proc.stdin.flush()
+                try:
+                    proc.stdin.write((reply + "\n").encode())
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    # The script ended while asking: its exit code and
+                    # output, which the caller checks, say why.
+                    return
 
 
 def _serve(cmd, server, current, flags):
