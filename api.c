@@ -351,6 +351,7 @@ out_delivered(struct json_out *o, int n)
 static uint64_t g_http, g_ws, g_authed, g_closing, g_uptime, g_bodies;
 static struct vkws_store_stats g_store;
 static uint64_t g_store_broken;
+static uint64_t g_pool_free, g_pool_min, g_rx_free;
 
 /* /metrics and getStats, one table: getStats keys are these names
  * without the vkws_ prefix (PROTOCOL.md 7). */
@@ -439,6 +440,13 @@ static const struct metric {
 	    &vkws_count.timeouts_handshake },
 	{ "queue_high_water_bytes", "gauge",
 	    "Largest send queue seen (bytes).", &vkws_count.queue_hwm },
+	{ "pool_chunks_free", "gauge",
+	    "Free chunks of the memory pool (send queues, client data, "
+	    "history).", &g_pool_free },
+	{ "pool_chunks_free_min", "gauge",
+	    "Fewest free chunks the pool has had.", &g_pool_min },
+	{ "receive_buffers_free", "gauge",
+	    "Free receive buffers for frames split across reads.", &g_rx_free },
 	{ "auth_ok_total", "counter", "Successful authentications.",
 	    &vkws_count.auth_ok },
 	{ "auth_failures_total", "counter", "Failed authentications.",
@@ -485,6 +493,13 @@ gauges_update(void)
 				g_closing++;
 		} else if (c->state == S_LINGER)
 			g_closing++;
+	}
+	{
+		struct vkws_pool_stats ps;
+		vkws_pool_stats(&ps);
+		g_pool_free = ps.chunks_free;
+		g_pool_min = ps.chunks_low;
+		g_rx_free = ps.rx_free;
 	}
 	g_uptime = (uint64_t)(vkws_now_ms() - t_start) / 1000;
 	vkws_store_get_stats(&g_store);
@@ -648,7 +663,10 @@ m_broadcast_to_all(const struct call *q, struct json_out *o)
 
 	if ((e = p_data(q, &p, &n)) < 0)
 		return e;
-	out_delivered(o, vkws_broadcast_to_all(p, n));
+	/* -5: the pool could not hold the frame. */
+	if ((e = vkws_broadcast_to_all(p, n)) < 0)
+		return e;
+	out_delivered(o, e);
 	return 0;
 }
 

@@ -146,8 +146,13 @@ auth_accept(struct conn *c, const struct req *q)
 	 * clock the loop sleeps by, so the timer reads no wall clock. */
 	c->exp = claims.has_exp ? vkws_now_ms() + (claims.exp * 1000 -
 	    vkws_wall_ms()) : 0;
-	memcpy(c->info, claims.info, claims.info_len);
-	c->info_len = (uint16_t)claims.info_len;
+	/* userInfo takes a pool chunk; with none free the server is out of
+	 * memory for this client (PROTOCOL.md: 1013). */
+	if (vkws_info_set(c, claims.info, claims.info_len) < 0) {
+		vkws_count.dropped_slow++;
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		return;
+	}
 	if (first) {
 		memcpy(c->uid, claims.uid, claims.uid_len);
 		c->uid_len = (uint8_t)claims.uid_len;

@@ -28,6 +28,14 @@ enum { K_NONE = 0, K_CHAT, K_ECHO };
 
 /* Room indexes a connection is in; VKWS_NO_ROOM marks a free entry. */
 #define VKWS_NO_ROOM 0xFFFF
+/* No chunk, segment or receive buffer (pool.c). */
+#define VKWS_NONE16 0xFFFF
+
+/* A queue of bytes in pool chunks: a list of segments (pool.c). */
+struct vkws_q {
+	uint16_t head, tail;	/* segments, VKWS_NONE16 if empty */
+	uint32_t len;		/* bytes */
+};
 
 struct conn {
 	int fd;
@@ -46,8 +54,10 @@ struct conn {
 	struct ws_rx rx;	/* fragmentation and UTF-8 state */
 	uint32_t frag;		/* rxbuf: bytes of the open message ... */
 	uint32_t raw;		/* ... then this many unparsed bytes */
-	uint32_t txoff;		/* send ring: first queued byte */
-	uint32_t txlen;		/* send ring: queued bytes */
+	struct vkws_q tx;	/* send queue (pool.c) */
+	uint16_t rx_buf;	/* receive buffer, VKWS_NONE16 if none */
+	uint16_t info_chunk;	/* userInfo chunk, VKWS_NONE16 if none */
+	uint16_t info_off;	/* userInfo: its offset in the chunk */
 	int64_t deadline;	/* handshake, closing or linger (ms) */
 	int64_t t_open;		/* upgrade time (monotonic ms) */
 	int64_t t_open_wall;	/* upgrade time (wall ms) */
@@ -73,9 +83,6 @@ struct conn {
 	uint16_t nrooms;
 	uint16_t rooms[VKWS_ROOMS_PER_CONN];
 	uint16_t user_next;	/* next slot of the same user, or NONE */
-	/* userInfo JSON object: VKWS_USERINFO_MAX bytes in a table of its
-	 * own, so that a slot without client data never touches them. */
-	char *info;
 };
 
 /* Process-wide counters, the source of /metrics and getStats. */
@@ -111,6 +118,51 @@ vkws_slot_of(const struct conn *c)
  * largest echo of an incoming message. */
 #define VKWS_REPLY_ROOM (VKWS_MAX_MSG + WS_MAX_HEADER)
 
+/* ---- The pool (pool.c) ---------------------------------------------- */
+
+/* Use the first n chunks of the pool (--pool-chunks). */
+void vkws_pool_init(size_t n);
+/* Copy p[0..n) (n <= VKWS_CHUNK) whole into a chunk shared with other
+ * small texts; *k holds a reference (vkws_chunk_put() drops it). */
+int vkws_pool_blob(const void *p, size_t n, uint16_t *k, uint16_t *off);
+/* Chunks history may take in all. */
+size_t vkws_pool_history_max(void);
+/* A chunk with one reference and nothing written, or VKWS_NONE16. */
+uint16_t vkws_chunk_get(void);
+/* Drop a reference; the last one frees the chunk. */
+void vkws_chunk_put(uint16_t k);
+uint8_t *vkws_chunk_mem(uint16_t k);
+/* Free chunks (or a quarter of the free segments, if fewer). */
+size_t vkws_pool_free(void);
+/* Whether the pool is under its low-water mark. */
+int vkws_pool_low(void);
+/* Whether n bytes can be queued anywhere now. */
+int vkws_q_can_put(size_t n);
+/* Append private bytes; start: they begin a frame. 0, or -1. */
+int vkws_q_put(struct vkws_q *q, const void *p, size_t n, int start);
+/* Write a||b once as a frame to share; 0, or -1 (pool dry). */
+int vkws_q_shared(struct vkws_q *f, const void *a, size_t an,
+    const void *b, size_t bn);
+/* Point q at a shared frame (new segments, the same chunks). */
+int vkws_q_attach(struct vkws_q *q, const struct vkws_q *f);
+void vkws_q_free(struct vkws_q *q);
+/* Fill up to max iovecs with the first budget bytes; returns count. */
+int vkws_q_iov(const struct vkws_q *q, struct iovec *iov, int max,
+    size_t budget);
+void vkws_q_consume(struct vkws_q *q, size_t n);
+/* Drop the frames not yet begun (a slow reader being closed). */
+void vkws_q_drop_unsent(struct vkws_q *q);
+/* Receive buffers of VKWS_RX_BUF bytes, for frames split across reads. */
+uint16_t vkws_rx_get(void);
+void vkws_rx_put(uint16_t k);
+uint8_t *vkws_rx_mem(uint16_t k);
+struct vkws_pool_stats {
+	size_t chunks, chunks_free, chunks_low;	/* low: fewest free seen */
+	size_t segs, segs_free, rx, rx_free;
+};
+void vkws_pool_stats(struct vkws_pool_stats *s);
+size_t vkws_pool_static_size(void);
+
 /* ---- The core (vkws.c) ---------------------------------------------- */
 
 int64_t vkws_now_ms(void);	/* monotonic */
@@ -125,6 +177,15 @@ int vkws_tx_raw(struct conn *c, const void *p, size_t n);
 int vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
     const void *b, size_t bn);
 int vkws_tx_frame(struct conn *c, int op, const void *p, size_t n);
+/* A text frame encoded once into the pool, for many queues. */
+int vkws_tx_shared_make(struct vkws_q *f, int op, const void *p, size_t n);
+/* Queue the shared frame f (payload n bytes) for c: 0, or -1 as
+ * vkws_tx_frame(). */
+int vkws_tx_shared(struct conn *c, const struct vkws_q *f, size_t n);
+/* c's userInfo text (NULL if none) and setting it: 0, or -1 if the pool
+ * has no chunk for it. n == 0 drops it. */
+const char *vkws_info(const struct conn *c);
+int vkws_info_set(struct conn *c, const char *p, size_t n);
 /* Start the closing handshake with code and an ASCII reason. */
 void vkws_close(struct conn *c, uint16_t code, const char *reason);
 /* Flush, shut the write side and drop the connection at EOF. */

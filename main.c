@@ -47,6 +47,10 @@ static const char usage[] =
 "  --default-room R         room joined at auth (default general; '' none)\n"
 "  --no-auto-rooms          join does not create rooms\n"
 "  --max-conns N            WebSocket connections (at most the compiled limit)\n"
+"  --sndbuf BYTES           kernel send buffer per connection (SO_SNDBUF),\n"
+"                           0: the kernel's autotuning (default)\n"
+"  --pool-chunks N          chunks of the memory pool used (at most the\n"
+"                           compiled VKWS_POOL_CHUNKS; see --budget)\n"
 "  --max-pending N          unauthenticated WebSocket connections\n"
 "  --max-per-ip N           WebSocket connections per address (0: no cap)\n"
 "  --history N              chat messages kept and replayed per room\n"
@@ -177,6 +181,10 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 			r = set_str(c->default_room, sizeof(c->default_room), v);
 		else if (strcmp(f, "--max-conns") == 0)
 			r = set_uint(&c->max_conns, v, VKWS_MAX_CONNS);
+		else if (strcmp(f, "--sndbuf") == 0)
+			r = set_uint(&c->sndbuf, v, VKWS_SNDBUF_MAX);
+		else if (strcmp(f, "--pool-chunks") == 0)
+			r = set_uint(&c->pool_chunks, v, VKWS_POOL_CHUNKS);
 		else if (strcmp(f, "--max-pending") == 0)
 			r = set_uint(&c->max_pending, v, VKWS_MAX_CONNS);
 		else if (strcmp(f, "--max-per-ip") == 0)
@@ -228,6 +236,11 @@ parse_flags(struct vkws_config *c, int argc, char **argv, int first)
 	    c->idle_timeout == 0 || c->auth_timeout == 0 ||
 	    c->max_conns == 0) {
 		fprintf(stderr, "vkws: timeouts and --max-conns must be > 0\n");
+		return -1;
+	}
+	if (c->pool_chunks < VKWS_POOL_MIN) {
+		fprintf(stderr, "vkws: --pool-chunks must be at least %d\n",
+		    VKWS_POOL_MIN);
 		return -1;
 	}
 	return 0;
@@ -568,6 +581,7 @@ main(int argc, char **argv)
 	int r;
 
 	vkws_config_default(&config);
+	vkws_hooks_set(&vkws_api_hooks);
 	if (argc > 1 && strcmp(argv[1], "token") == 0)
 		return cmd_token(&config, argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "call") == 0)
@@ -585,6 +599,5 @@ main(int argc, char **argv)
 		return die_usage("bad arguments", NULL);
 	if (load_secret(&config) < 0)
 		return 2;
-	vkws_hooks_set(&vkws_api_hooks);
 	return vkws_serve(&config);
 }
