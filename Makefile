@@ -30,12 +30,13 @@ endif
 
 # ---- Embedded builds: CROSS, STATIC, PROFILE (issue 7) -----------------
 # make CROSS=armhf | CROSS=arm64   Debian cross gcc, into build-armhf/ etc.
+# make CROSS=mipsel | CROSS=s390x  MIPS routers; a big-endian CPU
 # make STATIC=1                    fully static binary, build-static/
 # make PROFILE=small               -DVKWS_PROFILE_SMALL (vkws.h), build-small/
 # make PROFILE=bench               8192 slots for bench/run's idle load
 # They combine (build-armhf-small-static/). A variant builds $(O)/vkws and
 # its unit tests and never touches ./vkws, which stays the host build.
-# ARM binaries run under qemu-user: $(QEMU) $(O)/vkws (binfmt is not
+# Cross binaries run under qemu-user: $(QEMU) $(O)/vkws (binfmt is not
 # assumed). STACK_MAX is the largest stack frame a function may have
 # (bytes): gcc fails the build past it (-Wstack-usage), and `make size`
 # reports every function's frame from the -fstack-usage files.
@@ -57,8 +58,19 @@ CPPFLAGS += -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
 else ifeq ($(CROSS),arm64)
 CROSS_TRIPLE := aarch64-linux-gnu
 QEMU := qemu-aarch64 -L /usr/aarch64-linux-gnu
+else ifeq ($(CROSS),mipsel)
+# MIPS32 little-endian routers (MT7621 and friends): 32-bit, so the same
+# large-file and 64-bit time_t flags as armhf.
+CROSS_TRIPLE := mipsel-linux-gnu
+QEMU := qemu-mipsel -L /usr/mipsel-linux-gnu -E LD_LIBRARY_PATH=/usr/mipsel-linux-gnu/lib
+CPPFLAGS += -D_FILE_OFFSET_BITS=64 -D_TIME_BITS=64
+else ifeq ($(CROSS),s390x)
+# A big-endian 64-bit CPU: proves the codec, the log format and JWT are
+# endian-safe (the unit tests and corpus replays run on it under qemu).
+CROSS_TRIPLE := s390x-linux-gnu
+QEMU := qemu-s390x -L /usr/s390x-linux-gnu -E LD_LIBRARY_PATH=/usr/s390x-linux-gnu/lib
 else
-$(error CROSS must be armhf or arm64)
+$(error CROSS must be armhf, arm64, mipsel or s390x)
 endif
 ifeq ($(origin CC),default)
 CC := $(CROSS_TRIPLE)-gcc
@@ -141,7 +153,11 @@ $(O):
 # Debian packages each step needs; installed only when missing.
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
-             python3-pytest curl openssl chromium nodejs npm
+             python3-pytest curl openssl chromium nodejs npm strace \
+             $(PKG_DEPS)
+# make deb and its test (tests/test_packaging.py): dpkg-buildflags,
+# lintian, systemd-analyze.
+PKG_DEPS   = dpkg-dev lintian systemd
 
 deps-build:
 	@sh tests/deps.sh $(BUILD_DEPS)
@@ -198,7 +214,8 @@ endif
 
 # The variant and fuzz build directories; make clean removes them too.
 clean-embedded:
-	rm -rf build-armhf* build-arm64* build-static build-small* \
+	rm -rf build-armhf* build-arm64* build-mipsel* build-s390x* \
+	    build-static build-small* build-deb \
 	    build-fuzz build-size fuzz/out
 clean: clean-embedded
 
@@ -230,11 +247,13 @@ fuzz:
 fuzz-replay: $(FUZZ_REPLAYS)
 	@for t in $(FUZZ_REPLAYS); do $$t || exit 1; done
 
-# ARM toolchains, qemu-user and the ARM BearSSL libraries (Debian
-# multiarch); make test runs the ARM unit tests and a smoke test under
-# qemu, so it needs them.
-CROSS_DEPS = gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu qemu-user \
-             libbearssl-dev:armhf libbearssl-dev:arm64 libclang-rt-14-dev
+# Cross toolchains, qemu-user and the BearSSL libraries of each target
+# (Debian multiarch); make test runs their unit tests and a smoke test
+# under qemu, so it needs them.
+CROSS_DEPS = gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu \
+             gcc-mipsel-linux-gnu gcc-s390x-linux-gnu qemu-user \
+             libbearssl-dev:armhf libbearssl-dev:arm64 \
+             libbearssl-dev:mipsel libbearssl-dev:s390x libclang-rt-14-dev
 deps-cross:
 	@sh tests/deps-cross.sh $(CROSS_DEPS)
 
@@ -251,6 +270,21 @@ size:
 	sh tests/size.sh $(STACK_MAX)
 
 .PHONY: variant fuzz fuzz-replay deps-cross cross size clean-embedded
+
+# ---- Packages (issue 17) -----------------------------------------------
+# make deb: build-deb/vkws_VERSION_ARCH.deb (packaging/debian/), from a
+# build in build-deb/ with Debian's hardening flags (dpkg-buildflags,
+# plus -z now). The man page's OPTIONS come from ./vkws --help. The
+# OpenWrt package is a feed directory: packaging/openwrt/vkws/.
+DEB_O := build-deb
+deb: vkws
+	CFLAGS="$$(dpkg-buildflags --get CFLAGS)" \
+	CPPFLAGS="$$(dpkg-buildflags --get CPPFLAGS)" \
+	LDFLAGS="$$(dpkg-buildflags --get LDFLAGS) -Wl,-z,now" \
+	    $(MAKE) O=$(DEB_O) $(DEB_O)/vkws
+	sh packaging/debian/build.sh $(DEB_O)/vkws ./vkws $(DEB_O)
+
+.PHONY: deb
 
 # ---- The built-in chat page (issue 8) ----------------------------------
 # web/embed.sh turns the files of web/ into byte arrays in

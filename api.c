@@ -380,12 +380,12 @@ static const struct metric {
 	    &vkws_count.accepted },
 	{ "upgrades_total", "counter", "WebSocket handshakes completed.",
 	    &vkws_count.upgrades },
-	{ "refused_full_total", "counter",
-	    "Upgrades answered 503: connection table, pending or per-address "
-	    "cap full.", &vkws_count.refused_full },
-	{ "refused_tls_total", "counter",
-	    "TLS connections refused: engine pool full.",
-	    &vkws_count.refused_tls },
+	{ "connections_unproven", "gauge",
+	    "HTTP connections, TLS handshakes and chat connections not yet "
+	    "authenticated (--max-pending).", &vkws_count.unproven },
+	{ "connections_proven", "gauge",
+	    "Authenticated chat and /echo connections (--max-conns).",
+	    &vkws_count.proven },
 	{ "accept_errors_total", "counter",
 	    "accept() failures for lack of descriptors or memory.",
 	    &vkws_count.accept_errors },
@@ -473,6 +473,35 @@ static const struct metric {
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
+/*
+ * What admission did (PROTOCOL.md 8): counters with a "reason" label,
+ * one entry per value, the entries of a family in a row and its HELP on
+ * the first. /metrics writes vkws_NAME{reason="VALUE"}; getStats
+ * flattens each to the key NAME_VALUE_total (evicted_total with reason
+ * http_age is evicted_http_age_total).
+ */
+static const struct labelled {
+	const char *name;	/* the family, without _total */
+	const char *help;	/* on the first entry of a family */
+	const char *reason;
+	const uint64_t *v;
+} labelled[] = {
+	{ "evicted", "Connections closed to make room: the oldest unproven "
+	    "one for a newcomer, an HTTP connection past its life or its "
+	    "requests, a TLS handshake for a newer one.", "oldest_unproven",
+	    &vkws_count.evicted_unproven },
+	{ "evicted", NULL, "http_age", &vkws_count.evicted_http_age },
+	{ "evicted", NULL, "tls_handshake", &vkws_count.evicted_tls },
+	{ "refused", "Connections refused: --max-conns full of proven ones "
+	    "(503), past --max-per-ip, over --reconnect-rate (503), every "
+	    "TLS engine serving a proven connection.", "full",
+	    &vkws_count.refused_full },
+	{ "refused", NULL, "per_ip", &vkws_count.refused_per_ip },
+	{ "refused", NULL, "reconnect_rate", &vkws_count.refused_reconnect },
+	{ "refused", NULL, "tls", &vkws_count.refused_tls },
+};
+#define NLABELLED (sizeof(labelled) / sizeof(labelled[0]))
+
 static void
 gauges_update(void)
 {
@@ -529,6 +558,25 @@ out_metrics(struct json_out *o)
 		json_out_uint(o, *m->v);
 		json_out_lit(o, "\n");
 	}
+	for (i = 0; i < NLABELLED; i++) {
+		const struct labelled *l = &labelled[i];
+		if (l->help != NULL) {
+			json_out_lit(o, "# HELP vkws_");
+			json_out_lit(o, l->name);
+			json_out_lit(o, "_total ");
+			json_out_lit(o, l->help);
+			json_out_lit(o, "\n# TYPE vkws_");
+			json_out_lit(o, l->name);
+			json_out_lit(o, "_total counter\n");
+		}
+		json_out_lit(o, "vkws_");
+		json_out_lit(o, l->name);
+		json_out_lit(o, "_total{reason=\"");
+		json_out_lit(o, l->reason);
+		json_out_lit(o, "\"} ");
+		json_out_uint(o, *l->v);
+		json_out_lit(o, "\n");
+	}
 }
 
 /* ---- The methods of PROTOCOL.md 4 ------------------------------------- */
@@ -537,7 +585,7 @@ out_metrics(struct json_out *o)
 typedef int method_fn(const struct call *q, struct json_out *o);
 
 static char s_room[VKWS_ROOM_NAME_MAX], s_cid[VKWS_CLIENT_ID_MAX];
-static char s_uid[VKWS_UID_MAX], s_reason[WS_MAX_CONTROL - 2];
+static char s_uid[VKWS_UID_MAX], s_reason[VKWS_REASON_IN_MAX];
 static char s_rooms[VKWS_MAX_ROOMS][VKWS_ROOM_NAME_MAX];
 static const char *s_room_p[VKWS_MAX_ROOMS];
 static size_t s_room_n[VKWS_MAX_ROOMS];
@@ -925,6 +973,14 @@ m_get_stats(const struct call *q, struct json_out *o)
 		json_out_lit(o, "\":");
 		json_out_uint(o, *metrics[i].v);
 	}
+	for (i = 0; i < NLABELLED; i++) {
+		json_out_lit(o, ",\"");
+		json_out_lit(o, labelled[i].name);
+		json_out_lit(o, "_");
+		json_out_lit(o, labelled[i].reason);
+		json_out_lit(o, "_total\":");
+		json_out_uint(o, *labelled[i].v);
+	}
 	json_out_lit(o, "}");
 	return 0;
 }
@@ -973,9 +1029,14 @@ api_call(const char *body, size_t n)
 	json_out_lit(&o, "{\"code\":0,\"data\":");
 	/* PROTOCOL.md 7: a body that is not a JSON object with a string
 	 * method is -2; params, when present, must be an object. */
-	if (json_parse(&q.d, api_toks, VKWS_API_TOKENS, body, n) < 0 ||
-	    !json_is_object(&q.d, 0))
+	if ((t = json_parse(&q.d, api_toks, VKWS_API_TOKENS, body, n)) < 0 ||
+	    !json_is_object(&q.d, 0)) {
+		/* More values than the token table holds (PROFILE=small
+		 * keeps a smaller one): a limit, not a bad request. */
+		if (t == JSON_ERR_TOO_MANY)
+			e = VKWS_ELIMIT;
 		goto fail;
+	}
 	t = json_get(&q.d, 0, "method");
 	if (!json_is_string(&q.d, t)) {
 		e = bad("method");
@@ -1021,11 +1082,32 @@ fail:
 	return o.n;
 }
 
-/* Answer a whole /api body. */
+/* Answer a whole /api body. A call that wrote to the log is answered
+ * once what it wrote is on disk (--fsync batch): the sync is done here,
+ * as the reply may go to the socket at once; if it fails the call
+ * answers -7. */
 static void
 api_answer(struct conn *c, const char *body, size_t n, int keep)
 {
-	size_t len = api_call(body, n);
+	struct vkws_store_stats before, after;
+	size_t len;
+
+	vkws_store_get_stats(&before);
+	len = api_call(body, n);
+	vkws_store_get_stats(&after);
+	if (vkws_store_unsynced() && vkws_chat_commit() < 0 &&
+	    after.records != before.records) {
+		struct json_out o;
+		vkws_count.store_failures++;
+		json_out_init(&o, api_out, sizeof(api_out));
+		json_out_lit(&o, "{\"code\":");
+		json_out_int(&o, VKWS_ESTORE);
+		json_out_lit(&o, ",\"msg\":");
+		json_out_str(&o, vkws_strerror(VKWS_ESTORE),
+		    strlen(vkws_strerror(VKWS_ESTORE)));
+		json_out_lit(&o, "}");
+		len = o.n;
+	}
 
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
 	    api_out, len, keep);
@@ -1209,7 +1291,8 @@ route_page(struct conn *c, const struct http_req *r, const uint8_t *body,
 	return keep;
 }
 
-/* Paths served here and the one method each accepts. A route that
+/* Paths served here and the one method each accepts (NULL: the route
+ * checks it). A route that
  * reads its own body says so (route_api); the others have any body
  * skipped. */
 static const struct route {
@@ -1219,7 +1302,9 @@ static const struct route {
 	route_fn *fn;
 	int reads_body;
 } routes[] = {
-	{ "/", "GET", "Allow: GET\r\n", route_page, 0 },
+	/* The page answers GET and HEAD for "/" as for its other files
+	 * (web.c checks the method). */
+	{ "/", NULL, NULL, route_page, 0 },
 	{ "/healthz", "GET", "Allow: GET\r\n", route_healthz, 0 },
 	{ "/metrics", "GET", "Allow: GET\r\n", route_metrics, 0 },
 	{ "/api", "POST", "Allow: POST\r\n", route_api, 1 },
@@ -1229,8 +1314,8 @@ static int
 http_other(struct conn *c, const struct http_req *r,
     const uint8_t *body, size_t avail, size_t *used)
 {
-	const struct http_header *h = http_header_get(r, "Connection");
-	int keep = r->minor >= 1 && !(h && http_list_has(h->value, "close"));
+	int keep = r->minor >= 1 && !http_header_has(r, "Connection",
+	    "close") && vkws_http_may_keep(c);
 	const struct route *rt = NULL;
 	int has_len;
 	int64_t len = body_length(r, &has_len);
@@ -1242,7 +1327,8 @@ http_other(struct conn *c, const struct http_req *r,
 		if (r->path.n == strlen(routes[i].path) && memcmp(r->path.p,
 		    routes[i].path, r->path.n) == 0)
 			rt = &routes[i];
-	if (rt != NULL && !http_str_ieq(r->method, rt->method)) {
+	if (rt != NULL && rt->method != NULL &&
+	    !http_str_ieq(r->method, rt->method)) {
 		vkws_http_reply(c, 405, rt->allow, "text/plain; charset=utf-8",
 		    "Method Not Allowed", 18, 0);
 		return 0;
@@ -1259,10 +1345,12 @@ http_other(struct conn *c, const struct http_req *r,
 	return route_page(c, r, body, avail, used, keep);
 }
 
+/* Before the pass's output is flushed: the sync its acks wait for. */
 static void
 after_pass(void)
 {
-	vkws_store_sync();
+	(void)vkws_chat_commit();
+	vkws_store_tick();
 }
 
 /* ---- SIGHUP --------------------------------------------------------- */

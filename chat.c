@@ -63,34 +63,49 @@ send_text(struct conn *c, const struct json_out *o)
 		(void)vkws_deliver(c, o->p, o->n);
 }
 
-/* ,"id":ID for replies that carry the id in their own type. */
-static void
-out_id(struct json_out *o, const struct req *q)
+/* The source text of the request's id (a string with its quotes and
+ * escapes), or 0 bytes without one. */
+static size_t
+id_raw(const struct req *q, const char **p)
 {
 	const jsmntok_t *t;
 	int s;
 
+	*p = NULL;
 	if (q == NULL || q->id < 0)
-		return;
+		return 0;
 	t = &q->d.tok[q->id];
 	s = t->type == JSMN_STRING;
-	json_out_lit(o, ",\"id\":");
-	json_out_raw(o, q->d.src + t->start - s,
-	    (size_t)(t->end - t->start) + 2 * (size_t)s);
+	*p = q->d.src + t->start - s;
+	return (size_t)(t->end - t->start) + 2 * (size_t)s;
 }
 
-/* The ack of a request with an id, or an error for one without. */
+/* ,"id":ID for replies that carry the id in their own type. */
 static void
-reply(struct conn *c, const struct req *q, int code)
+out_id(struct json_out *o, const struct req *q)
+{
+	const char *id;
+	size_t idn = id_raw(q, &id);
+
+	if (idn == 0)
+		return;
+	json_out_lit(o, ",\"id\":");
+	json_out_raw(o, id, idn);
+}
+
+/* The ack of a request whose id has the source text id[0..idn), or an
+ * error for one without (idn 0). */
+static void
+reply_id(struct conn *c, const char *id, size_t idn, int code)
 {
 	struct json_out o;
 
-	if ((q == NULL || q->id < 0) && code == 0)
+	if (idn == 0 && code == 0)
 		return;
 	json_out_init(&o, reply_buf, sizeof(reply_buf));
-	if (q != NULL && q->id >= 0) {
-		json_out_lit(&o, "{\"type\":\"ack\"");
-		out_id(&o, q);
+	if (idn > 0) {
+		json_out_lit(&o, "{\"type\":\"ack\",\"id\":");
+		json_out_raw(&o, id, idn);
 		json_out_lit(&o, ",\"code\":");
 	} else
 		json_out_lit(&o, "{\"type\":\"error\",\"code\":");
@@ -101,6 +116,99 @@ reply(struct conn *c, const struct req *q, int code)
 	}
 	json_out_lit(&o, "}");
 	send_text(c, &o);
+}
+
+static void
+reply(struct conn *c, const struct req *q, int code)
+{
+	const char *id;
+	size_t idn = id_raw(q, &id);
+
+	reply_id(c, id, idn, code);
+}
+
+/* ---- Acks that wait for the log (--fsync batch) --------------------- */
+
+/*
+ * With --fsync batch a chat's ack says its message is on disk, so it
+ * waits for the sync of the pass (vkws_chat_commit, from the loop's
+ * after-pass hook, before any output of the pass is flushed), and so does
+ * the chat frame to the room, which the sender must get after its ack.
+ * Each waiting chat keeps its sender (slot and clientId serial, as the
+ * slot may be reused), its room (name and life) and the id text and
+ * frame in pend_buf. If the sync fails the sender gets -7 and the room
+ * nothing; the message stays in memory and reaches the log with the
+ * compaction that ends the broken state.
+ */
+struct pend {
+	uint16_t slot;
+	uint8_t room_len;
+	char room[VKWS_ROOM_NAME_MAX];
+	uint64_t conn_id;
+	uint64_t life;
+	uint32_t off;		/* pend_buf: the id text, then the frame */
+	uint32_t id_len;
+	uint32_t len;		/* frame bytes */
+};
+/* The longest id text: 6 bytes (\uXXXX) per byte, and its quotes. */
+#define ID_RAW_MAX (6 * VKWS_REQ_ID_MAX + 2)
+_Static_assert(VKWS_PENDING_BYTES >= 2 * (VKWS_MAX_OUT + ID_RAW_MAX) -
+    2 * ID_RAW_MAX, "a largest chat always fits after a commit");
+static struct pend pend[VKWS_PENDING_CHATS];
+static char pend_buf[VKWS_PENDING_BYTES];
+static size_t npend, pend_used;
+
+int
+vkws_chat_commit(void)
+{
+	int ok = vkws_store_sync() == 0;
+	size_t i;
+
+	for (i = 0; i < npend; i++) {
+		const struct pend *e = &pend[i];
+		struct conn *c = &vkws_conns[e->slot];
+		struct room *r;
+
+		if (c->state == S_WS && c->id == e->conn_id)
+			reply_id(c, pend_buf + e->off, e->id_len, ok ? 0 :
+			    VKWS_ESTORE);
+		else
+			c = NULL;
+		if (!ok) {
+			vkws_count.store_failures++;
+			continue;
+		}
+		/* The room as it was: not deleted (and made again) since. */
+		r = vkws_room_find(e->room, e->room_len);
+		if (r != NULL && vkws_room_life(r) == e->life)
+			(void)vkws_chat_send(r, pend_buf + e->off + e->id_len,
+			    e->len);
+	}
+	npend = 0;
+	pend_used = 0;
+	return ok ? 0 : -1;
+}
+
+/* Keep c's chat (ack and frame) until the sync; the caller made room. */
+static void
+pend_add(const struct conn *c, const struct req *q, const struct room *r,
+    const char *frame, size_t len)
+{
+	struct pend *e = &pend[npend++];
+	const char *id;
+	size_t idn = id_raw(q, &id);
+
+	e->slot = (uint16_t)vkws_slot_of(c);
+	e->conn_id = c->id;
+	e->room_len = (uint8_t)vkws_room_name(r, e->room);
+	e->life = vkws_room_life(r);
+	e->off = (uint32_t)pend_used;
+	e->id_len = (uint32_t)idn;
+	e->len = (uint32_t)len;
+	if (idn > 0)
+		memcpy(pend_buf + pend_used, id, idn);
+	memcpy(pend_buf + pend_used + idn, frame, len);
+	pend_used += idn + len;
 }
 
 /* A string member of the request, unescaped into out[0..cap). Returns
@@ -129,8 +237,11 @@ send_auth_fail(struct conn *c, const struct req *q, int code)
 	out_id(&o, q);
 	json_out_lit(&o, ",\"code\":");
 	json_out_int(&o, code);
-	json_out_lit(&o, code == VKWS_EUNKNOWN ? ",\"msg\":\"认证失败\"}" :
-	    ",\"msg\":\"not allowed\"}");
+	json_out_lit(&o, ",\"msg\":");
+	json_out_str(&o, code == VKWS_EUNKNOWN ? "认证失败" :
+	    vkws_strerror(code), strlen(code == VKWS_EUNKNOWN ? "认证失败" :
+	    vkws_strerror(code)));
+	json_out_lit(&o, "}");
 	send_text(c, &o);
 }
 
@@ -146,16 +257,27 @@ auth_accept(struct conn *c, const struct req *q)
 	 * clock the loop sleeps by, so the timer reads no wall clock. */
 	c->exp = claims.has_exp ? vkws_now_ms() + (claims.exp * 1000 -
 	    vkws_wall_ms()) : 0;
-	/* userInfo takes a pool chunk; with none free the server is out of
+	/* userInfo takes pool memory; with none free the server is out of
 	 * memory for this client (PROTOCOL.md: 1013). */
 	if (vkws_info_set(c, claims.info, claims.info_len) < 0) {
 		vkws_count.dropped_slow++;
 		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
 		return;
 	}
+	/* Proven now (PROTOCOL.md 8): off the unproven budget, onto
+	 * --max-conns, which may be full of proven ones. */
+	if (first && vkws_conn_prove(c) < 0) {
+		vkws_count.refused_full++;
+		send_auth_fail(c, q, VKWS_ELIMIT);
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server full");
+		return;
+	}
+	if (first && vkws_uid_set(c, claims.uid, claims.uid_len) < 0) {
+		vkws_count.dropped_slow++;
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		return;
+	}
 	if (first) {
-		memcpy(c->uid, claims.uid, claims.uid_len);
-		c->uid_len = (uint8_t)claims.uid_len;
 		c->authed = 1;
 		c->t_ping = vkws_now_ms() + (int64_t)cfg->ping_interval * 1000;
 		if (vkws_count.ws_pending > 0)
@@ -169,7 +291,7 @@ auth_accept(struct conn *c, const struct req *q)
 	json_out_lit(&o, ",\"code\":0,\"msg\":\"连接成功\",\"clientId\":\"");
 	json_out_raw(&o, id, vkws_client_id(c, id));
 	json_out_lit(&o, "\",\"userId\":");
-	json_out_str(&o, c->uid, c->uid_len);
+	json_out_str(&o, vkws_uid(c), c->uid_len);
 	json_out_lit(&o, "}");
 	send_text(c, &o);
 	if (first && cfg->default_room[0] != '\0') {
@@ -196,8 +318,18 @@ authenticate(struct conn *c, const struct req *q, const char *tok, size_t n)
 		return;
 	}
 	if (c->authed && (claims.uid_len != c->uid_len ||
-	    memcmp(claims.uid, c->uid, c->uid_len) != 0)) {
+	    memcmp(claims.uid, vkws_uid(c), c->uid_len) != 0)) {
 		send_auth_fail(c, q, VKWS_EPERM);
+		return;
+	}
+	/* PROTOCOL.md 8: a user reconnecting too fast. A ?token= was
+	 * counted at the upgrade (vkws_token_ok()); an auth message is
+	 * counted here, refused with -6 and closed 1013. */
+	if (!c->authed && q != NULL &&
+	    vkws_admit_user(claims.uid, claims.uid_len) < 0) {
+		vkws_count.refused_reconnect++;
+		send_auth_fail(c, q, VKWS_ERATE);
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "reconnecting too fast");
 		return;
 	}
 	auth_accept(c, q);
@@ -209,9 +341,13 @@ vkws_token_ok(const struct http_req *r)
 	int n = http_query_get(r->query, "token", token_buf,
 	    sizeof(token_buf));
 
-	return n > 0 && cfg->secret_len > 0 && jwt_verify(cfg->secret,
+	if (n <= 0 || cfg->secret_len == 0 || jwt_verify(cfg->secret,
 	    cfg->secret_len, token_buf, (size_t)n, vkws_wall_ms() / 1000,
-	    &claims) == 0;
+	    &claims) != 0)
+		return 0;
+	/* PROTOCOL.md 8: one user's reconnect rate, on the upgrade. */
+	return vkws_admit_user(claims.uid, claims.uid_len) < 0 ?
+	    VKWS_ERATE : 1;
 }
 
 void
@@ -284,6 +420,7 @@ do_chat(struct conn *c, const struct req *q)
 {
 	static char room[VKWS_ROOM_NAME_MAX];
 	struct room *r;
+	const char *frame;
 	int tn = get_str(q, "content", text_buf, sizeof(text_buf));
 	int rn = req_room(q, room, sizeof(room)), len;
 
@@ -300,15 +437,33 @@ do_chat(struct conn *c, const struct req *q)
 		reply(c, q, VKWS_EPERM);
 		return;
 	}
-	if ((len = vkws_chat_encode(c, r, text_buf, (size_t)tn)) < 0) {
+	/* Room for one more waiting chat, whatever its size: else the
+	 * ones before it are synced and sent first. */
+	if (npend == VKWS_PENDING_CHATS || pend_used + ID_RAW_MAX +
+	    VKWS_MAX_OUT > sizeof(pend_buf))
+		(void)vkws_chat_commit();
+	/* The others hear of a young sender's join (PROTOCOL.md 8) before
+	 * its first chat; announced before the chat is encoded, since both
+	 * are written into the room layer's one output buffer. */
+	vkws_room_announce(c, r);
+	if ((len = vkws_chat_encode(c, r, text_buf, (size_t)tn, &frame)) <
+	    0) {
 		if (len == VKWS_ESTORE)
 			vkws_count.store_failures++;
+		/* The chats before it in this pass were written whole: their
+		 * acks go first, after the sync they wait for. */
+		if (npend > 0)
+			(void)vkws_chat_commit();
 		reply(c, q, len);
+		return;
+	}
+	if (vkws_store_unsynced()) {
+		pend_add(c, q, r, frame, (size_t)len);
 		return;
 	}
 	/* PROTOCOL.md 7: the sender's own copy comes after its ack. */
 	reply(c, q, 0);
-	(void)vkws_chat_send(r, (size_t)len);
+	(void)vkws_chat_send(r, frame, (size_t)len);
 }
 
 static void
@@ -420,24 +575,30 @@ vkws_ws_message(struct conn *c, int op, const uint8_t *p, size_t n)
 
 	q.id = -1;
 	/* PROTOCOL.md 7: a binary frame, a frame that is not a JSON object,
-	 * or one without a string type is -2. */
+	 * or one without a string type is -2. --rate counts every data
+	 * frame, valid or not: a flood of invalid ones is refused with -6
+	 * and closed 1008 like any other. */
 	if (op != WS_OP_TEXT || json_parse(&q.d, toks, VKWS_JSON_TOKENS,
 	    (const char *)p, n) < 0 || !json_is_object(&q.d, 0)) {
-		reply(c, NULL, VKWS_EINVAL);
+		if (rate_check(c, NULL) == 0)
+			reply(c, NULL, VKWS_EINVAL);
 		return;
 	}
 	if ((q.id = json_get(&q.d, 0, "id")) >= 0 && !id_ok(&q.d, q.id)) {
 		q.id = -1;
-		reply(c, NULL, VKWS_EINVAL);
-		return;
-	}
-	type = json_get(&q.d, 0, "type");
-	if (type < 0 || !json_is_string(&q.d, type)) {
-		reply(c, &q, VKWS_EINVAL);
+		if (rate_check(c, NULL) == 0)
+			reply(c, NULL, VKWS_EINVAL);
 		return;
 	}
 	if (rate_check(c, &q) < 0)
 		return;
+	type = json_get(&q.d, 0, "type");
+	if (type < 0 || !json_is_string(&q.d, type)) {
+		/* PROTOCOL.md 7: before authentication a JSON object that
+		 * is not auth is -4, with a type or without. */
+		reply(c, &q, c->authed ? VKWS_EINVAL : VKWS_EPERM);
+		return;
+	}
 	if (json_streq(&q.d, type, "auth"))
 		do_auth(c, &q);
 	else if (!c->authed)
@@ -502,6 +663,13 @@ vkws_ws_timer(struct conn *c, int64_t now)
 		c->t_ping = now + (int64_t)cfg->ping_interval * 1000;
 	}
 	next = cfg->ping_interval > 0 ? c->t_ping : INT64_MAX;
+	/* Joins held back while the connection was young (PROTOCOL.md 8). */
+	if (c->quiet != 0) {
+		if (now - c->t_open >= VKWS_CHURN_MS)
+			vkws_room_announce(c, NULL);
+		else if (c->t_open + VKWS_CHURN_MS < next)
+			next = c->t_open + VKWS_CHURN_MS;
+	}
 	return exp_at < next ? exp_at : next;
 }
 

@@ -36,6 +36,9 @@ struct vkws_q {
 	uint16_t head, tail;	/* segments, VKWS_NONE16 if empty */
 	uint32_t len;		/* bytes */
 };
+/* No slot (list ends) and no address table entry. */
+#define VKWS_NO_SLOT 0xFFFF
+_Static_assert(VKWS_ROOMS_PER_CONN <= 16, "conn.quiet has a bit per room");
 
 struct conn {
 	int fd;
@@ -66,19 +69,29 @@ struct conn {
 	int64_t exp;		/* token expiry (monotonic ms), 0: none */
 	uint64_t id;		/* clientId, unique in the process */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint64_t requests;	/* HTTP requests on this connection */
+	uint32_t requests;	/* HTTP requests on this connection */
 	uint32_t pings;
 	/* Rate limit: a token bucket in thousandths of a message. */
 	int64_t rate_tokens;
 	int64_t rate_t;		/* last refill (monotonic ms) */
 	int64_t rate_over_since; /* first second refused in a row, 0: none */
 	int64_t rate_last_over;	/* last refusal (monotonic ms) */
+	/* Admission (PROTOCOL.md 8): unproven connections are kept on an
+	 * intrusive list, oldest first, for eviction. */
+	uint8_t unproven;	/* on the unproven list */
+	uint8_t proven;		/* counted in vkws_count.proven */
+	uint8_t over_ip;	/* past --max-per-ip: answered 503 */
+	uint16_t up_prev, up_next;	/* unproven list, VKWS_NO_SLOT ends */
+	uint16_t addr_ent;	/* address table entry, VKWS_NO_SLOT: none */
+	uint16_t quiet;		/* rooms[] entries whose user_join is held */
+	int64_t t_accept;	/* accept time (monotonic ms) */
 	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
-	char addr[48];		/* "ip:port" for getConnectionInfo */
+	uint16_t port;		/* peer port */
+	uint8_t v6;		/* the peer came over IPv6 */
 	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
 	uint32_t body_need;	/* /api: Content-Length still to come */
-	uint8_t uid_len;
-	char uid[VKWS_UID_MAX];
+	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
+	uint16_t uid_chunk, uid_off;
 	uint16_t info_len;
 	uint16_t nrooms;
 	uint16_t rooms[VKWS_ROOMS_PER_CONN];
@@ -93,7 +106,12 @@ struct vkws_counts {
 	uint64_t accepted, upgrades, refused_full, accept_errors;
 	uint64_t http_requests, http_errors;
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint64_t refused_tls;	/* TLS engine pool full */
+	uint64_t refused_tls;	/* TLS engine pool full of proven ones */
+	/* Admission (PROTOCOL.md 8). */
+	uint64_t unproven;	/* connections on the unproven list */
+	uint64_t proven;	/* authenticated chat and /echo WebSockets */
+	uint64_t refused_per_ip, refused_reconnect;
+	uint64_t evicted_unproven, evicted_http_age, evicted_tls;
 	uint64_t protocol_errors, timeouts_handshake, closes_abnormal;
 	uint64_t closes[10];	/* by code: see vkws_count_close() */
 	uint64_t auth_ok, auth_failures, rate_limited, dropped_slow;
@@ -185,15 +203,39 @@ int vkws_tx_shared(struct conn *c, const struct vkws_q *f, size_t n);
 /* c's userInfo text (NULL if none) and setting it: 0, or -1 if the pool
  * has no chunk for it. n == 0 drops it. */
 const char *vkws_info(const struct conn *c);
+/* c's user id (uid_len bytes), and setting it: 0, or -1 (pool dry). */
+const char *vkws_uid(const struct conn *c);
+int vkws_uid_set(struct conn *c, const char *p, size_t n);
 int vkws_info_set(struct conn *c, const char *p, size_t n);
+/* A chat connection authenticated: it leaves the unproven list. Returns
+ * 0, or -1 if --max-conns proven connections are open already. */
+int vkws_conn_prove(struct conn *c);
+/* Reconnect buckets (admit.c): take one upgrade of user uid[0..n).
+ * Returns 0, or -1 if the user is over --reconnect-rate. */
+int vkws_admit_user(const char *uid, size_t n);
+/* The address table (admit.c). At accept: the entry of ip (or
+ * VKWS_NO_SLOT: not tracked) with one more connection, *before being the
+ * connections it had. At close: one less. At an upgrade: take one from
+ * the address's reconnect bucket: 0, or -1 if it is empty. */
+void vkws_admit_init(struct vkws_config *c);
+size_t vkws_admit_static_size(void);
+uint16_t vkws_admit_addr_add(const uint8_t ip[16], unsigned *before);
+void vkws_admit_addr_del(uint16_t ent);
+int vkws_admit_addr_upgrade(uint16_t ent);
 /* Start the closing handshake with code and an ASCII reason. */
 void vkws_close(struct conn *c, uint16_t code, const char *reason);
 /* Flush, shut the write side and drop the connection at EOF. */
 void vkws_linger(struct conn *c);
+/* Whether the request being answered may leave c open for another
+ * (--http-max-requests). */
+int vkws_http_may_keep(const struct conn *c);
 /* Queue an HTTP response (see vkws.c). */
 void vkws_http_reply(struct conn *c, int status, const char *extra,
     const char *type, const void *body, size_t n, int keep);
 
+/* c's peer as "ip:port" ("[ip]:port" over IPv6), NUL-terminated, in a
+ * static buffer valid until the next call. */
+const char *vkws_conn_addr(const struct conn *c);
 /* Write c's clientId (at most VKWS_CLIENT_ID_MAX bytes, no NUL). */
 size_t vkws_client_id(const struct conn *c, char *out);
 /* The open WebSocket a clientId names, or NULL. */
@@ -221,11 +263,18 @@ void vkws_join(struct conn *c, const char *name, size_t n, uint64_t since);
 int vkws_leave_check(const struct conn *c, const char *name, size_t n,
     struct room **rp);
 void vkws_leave(struct conn *c, struct room *r);
-/* Chat: encode, store and keep as history (returns the length, or
- * VKWS_ELIMIT / VKWS_ESTORE), then send what was encoded to r. */
+/* Send the user_join held back while c was young (PROTOCOL.md 8) for
+ * room r, or for every room with r NULL. */
+void vkws_room_announce(struct conn *c, const struct room *r);
+/* Chat: encode, store and keep as history (returns the length and sets
+ * *frame, or VKWS_ELIMIT / VKWS_ESTORE), then send the frame to r. */
 int vkws_chat_encode(const struct conn *c, struct room *r,
-    const char *text, size_t n);
-int vkws_chat_send(struct room *r, size_t n);
+    const char *text, size_t n, const char **frame);
+int vkws_chat_send(struct room *r, const char *p, size_t n);
+/* The life of r (store.h): a room deleted and made again has another. */
+uint64_t vkws_room_life(const struct room *r);
+/* Copy r's name to out (VKWS_ROOM_NAME_MAX bytes); returns its length. */
+size_t vkws_room_name(const struct room *r, char *out);
 /* History of r as a JSON array; returns whether it is complete. */
 int vkws_history_write(const struct room *r, uint64_t since, size_t limit,
     struct json_out *o);
@@ -241,29 +290,45 @@ size_t vkws_rooms_static_size(void);
 
 /* Each returns 0, or -1 if the record could not be written. Without
  * --data-dir they do nothing and succeed. */
-int vkws_store_chat(const char *room, size_t n, uint64_t seq,
+int vkws_store_chat(const char *room, size_t n, uint64_t life, uint64_t seq,
     const char *frame, size_t fn);
 int vkws_store_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent);
+    int persistent, uint64_t life, int64_t created_at);
 int vkws_store_room_deleted(const char *room, size_t n);
 
 /* Open --data-dir (if set) and replay the log into the room table.
  * Returns 0, or -1 with a log line if the server must not start. */
 int vkws_store_open(struct vkws_config *c);
-/* Once per pass: make the records of the pass durable (--fsync batch). */
-void vkws_store_sync(void);
+/* Once per pass, and whenever an ack cannot wait for the end of it: make
+ * the records written so far durable (--fsync batch). Returns 0, or -1 if
+ * the sync failed (what it should have covered is not known to be on
+ * disk, and the log is broken until a compaction succeeds). */
+int vkws_store_sync(void);
+/* Once per pass, after the sync: compact the log when it is due, or to
+ * end a broken state. */
+void vkws_store_tick(void);
+/* Whether records were written that wait for that sync: their acks must
+ * wait too (--fsync batch only; always and never need no waiting). */
+int vkws_store_unsynced(void);
 /* At a clean stop: sync and close the log, whatever --fsync says. */
 void vkws_store_close(void);
-/* Replay: restore a room / a chat message (room.c). */
+/* Replay: restore a room / a chat message (room.c). Each returns 0, -1
+ * if the room table is full, or VKWS_RESTORE_INVALID for a record that
+ * must not be served (store.c counts it and keeps the log aside). */
+#define VKWS_RESTORE_INVALID (-2)
 int vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent, uint64_t seq);
-int vkws_restore_chat(const char *room, size_t n, uint64_t seq,
-    const char *frame, size_t fn);
+    int persistent, uint64_t seq, uint64_t life, int64_t created_at);
+int vkws_restore_chat(const char *room, size_t n, uint64_t life,
+    uint64_t seq, const char *frame, size_t fn);
 int vkws_restore_room_deleted(const char *room, size_t n);
-void vkws_restore_done(void);
+/* After replay: drop the rooms that are not kept, give every kept room
+ * without one a life. Returns how many rooms were dropped or got a life
+ * (then the log must be rewritten before anything is appended). */
+int vkws_restore_done(void);
 /* Compaction: every kept room, then each room's kept history. */
 typedef void vkws_store_room_fn(const char *room, size_t n,
-    uint32_t max_clients, int persistent, uint64_t seq, void *arg);
+    uint32_t max_clients, int persistent, uint64_t seq, uint64_t life,
+    int64_t created_at, void *arg);
 typedef void vkws_store_chat_fn(const char *room, size_t n, uint64_t seq,
     const char *frame, size_t fn, void *arg);
 void vkws_room_each(vkws_store_room_fn *fn, void *arg);
@@ -281,8 +346,19 @@ void vkws_history_each(const char *room, size_t n, vkws_store_chat_fn *fn,
 int vkws_tls_init(struct vkws_config *c);
 /* SIGHUP: load the pair again; on failure keep the old one. */
 void vkws_tls_reload(void);
-/* Take an engine for a new connection; -1 if the pool is full. */
+/* Take an engine for a connection whose first record has come; -1 if
+ * the pool is full. */
 int vkws_tls_accept(struct conn *c);
+/* Whether c holds an engine (a TLS connection holds none before its
+ * first record, nor once its close_notify is out). */
+int vkws_tls_engine(const struct conn *c);
+/* The connection whose engine gives way when the pool is full: the
+ * oldest handshake in progress (*in_handshake set), else the oldest
+ * unproven connection past its handshake; NULL if every engine serves
+ * a proven connection. */
+struct conn *vkws_tls_victim(int *in_handshake);
+/* c is proven: its engine is no longer a victim. */
+void vkws_tls_proven(struct conn *c);
 /* Plaintext in: bytes read, 0 at EOF (or close_notify), -1 with errno
  * (EAGAIN: wait for poll()). */
 ssize_t vkws_tls_recv(struct conn *c, void *p, size_t n);
@@ -324,8 +400,9 @@ struct vkws_hooks {
 	void (*stop)(void);
 	/* Static bytes of the layer, for --budget. */
 	size_t (*static_size)(void);
-	/* Whether the upgrade request carries a valid ?token= (then the
-	 * connection is not pending). */
+	/* Whether the upgrade request carries a valid ?token= (1: then
+	 * the connection is not pending) or not (0); VKWS_ERATE if its
+	 * user is over --reconnect-rate (the upgrade gets 503). */
 	int (*token_ok)(const struct http_req *r);
 	/* A chat WebSocket was opened by request r. */
 	void (*ws_opened)(struct conn *c, const struct http_req *r);
@@ -362,6 +439,10 @@ extern const struct vkws_hooks vkws_api_hooks;	/* api.c */
 
 /* chat.c: seed the generator behind reconnect spreads. */
 int vkws_chat_init(struct vkws_config *c);
+/* chat.c: sync the log (vkws_store_sync) and send the acks and chat
+ * messages that waited for it: code 0 and the messages if it succeeded,
+ * -7 and no message if not. Returns 0, or -1 if the sync failed. */
+int vkws_chat_commit(void);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
 /* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */

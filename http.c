@@ -309,6 +309,29 @@ http_header_get(const struct http_req *r, const char *name)
 	return NULL;
 }
 
+size_t
+http_header_count(const struct http_req *r, const char *name)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < r->nheaders; i++)
+		if (http_str_ieq(r->headers[i].name, name))
+			n++;
+	return n;
+}
+
+int
+http_header_has(const struct http_req *r, const char *name, const char *tok)
+{
+	size_t i;
+
+	for (i = 0; i < r->nheaders; i++)
+		if (http_str_ieq(r->headers[i].name, name) &&
+		    http_list_has(r->headers[i].value, tok))
+			return 1;
+	return 0;
+}
+
 int
 http_list_has(struct http_str s, const char *tok)
 {

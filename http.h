@@ -51,6 +51,17 @@ int http_parse(struct http_req *r, const char *p, size_t len);
 const struct http_header *http_header_get(const struct http_req *r,
     const char *name);
 
+/* How many header lines are named name. */
+size_t http_header_count(const struct http_req *r, const char *name);
+
+/*
+ * Whether any line of the list header name holds the token tok (RFC 9110
+ * 5.3: the lines of a list header combine into one list, so "foo" on one
+ * line and "vkws.json" on the next offer both).
+ */
+int http_header_has(const struct http_req *r, const char *name,
+    const char *tok);
+
 /* ASCII case-insensitive equality of s and the NUL-terminated lit. */
 int http_str_ieq(struct http_str s, const char *lit);
 

@@ -40,7 +40,7 @@ hash(const char *p, size_t n)
 static void
 user_link(struct conn *c)
 {
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
+	uint32_t b = hash(vkws_uid(c), c->uid_len) & (USER_BUCKETS - 1);
 
 	c->user_next = user_head[b];
 	user_head[b] = (uint16_t)vkws_slot_of(c);
@@ -49,7 +49,7 @@ user_link(struct conn *c)
 static void
 user_unlink(struct conn *c)
 {
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
+	uint32_t b = hash(vkws_uid(c), c->uid_len) & (USER_BUCKETS - 1);
 	uint16_t *p = &user_head[b];
 
 	while (*p != VKWS_NO_ROOM) {
@@ -72,7 +72,7 @@ user_next(const char *uid, size_t n, uint16_t *it)
 
 	for (; s != VKWS_NO_ROOM; s = vkws_conns[s].user_next) {
 		struct conn *c = &vkws_conns[s];
-		if (c->uid_len == n && memcmp(c->uid, uid, n) == 0 &&
+		if (c->uid_len == n && memcmp(vkws_uid(c), uid, n) == 0 &&
 		    c->state == S_WS && c->authed) {
 			*it = s;
 			return c;
@@ -120,6 +120,7 @@ struct room {
 	uint32_t max_clients;	/* 0: the server's limit */
 	uint32_t head;		/* first membership node */
 	int64_t created_at;	/* wall ms */
+	uint64_t life;		/* which life of this name (store.h), 0 none */
 	uint64_t seq;		/* seq of the last stored chat message */
 	uint64_t dropped;	/* highest seq no longer kept, 0: none */
 	uint32_t h_off;		/* history ring: oldest entry */
@@ -130,6 +131,9 @@ struct room {
 };
 
 static struct room rooms[VKWS_MAX_ROOMS];
+/* The life the next room created gets, and the largest life replay saw:
+ * lives only grow, so a name's every life is told apart in the log. */
+static uint64_t life_next = 1, life_max;
 static uint16_t room_head[ROOM_BUCKETS];
 static uint32_t mem_next[NODES], mem_prev[NODES];
 /* Chunks all history rings hold (at most vkws_pool_history_max()). */
@@ -202,6 +206,7 @@ room_create(const char *name, size_t n)
 	memcpy(rooms[i].name, name, n);
 	rooms[i].head = NODE_NONE;
 	rooms[i].created_at = vkws_wall_ms();
+	rooms[i].life = life_next++;
 	b = room_bucket(name, n);
 	rooms[i].hnext = room_head[b];
 	room_head[b] = (uint16_t)i;
@@ -305,6 +310,7 @@ member_unlink(struct conn *c, struct room *r, int k)
 	if (mem_next[node] != NODE_NONE)
 		mem_prev[mem_next[node]] = mem_prev[node];
 	c->rooms[k] = VKWS_NO_ROOM;
+	c->quiet &= (uint16_t)~(1u << k);
 	c->nrooms--;
 	r->members--;
 }
@@ -326,7 +332,7 @@ vkws_out_user(struct json_out *o, const struct conn *c)
 	json_out_raw(o, id, vkws_client_id(c, id));
 	json_out_lit(o, "\",\"userId\":");
 	if (c->authed)
-		json_out_str(o, c->uid, c->uid_len);
+		json_out_str(o, vkws_uid(c), c->uid_len);
 	else
 		json_out_lit(o, "null");
 	json_out_lit(o, ",\"userInfo\":");
@@ -426,9 +432,10 @@ room_send(struct room *r, const char *p, size_t n)
 	return fan_done(&fa, sent);
 }
 
-/* user_join / user_leave to the members of r. */
-static void
-notify_member(struct room *r, const char *type, const struct conn *who)
+/* Encode user_join / user_leave of who in r into out_buf; 0 if it
+ * does not fit. */
+static size_t
+member_note(struct room *r, const char *type, const struct conn *who)
 {
 	struct json_out o;
 
@@ -438,8 +445,64 @@ notify_member(struct room *r, const char *type, const struct conn *who)
 	json_out_lit(&o, ",\"timestamp\":");
 	json_out_int(&o, vkws_wall_ms());
 	json_out_lit(&o, "}");
-	if (json_out_ok(&o))
-		room_send(r, o.p, o.n);
+	return json_out_ok(&o) ? o.n : 0;
+}
+
+/* user_join / user_leave to the members of r. */
+static void
+notify_member(struct room *r, const char *type, const struct conn *who)
+{
+	size_t n = member_note(r, type, who);
+
+	if (n > 0)
+		room_send(r, out_buf, n);
+}
+
+/*
+ * PROTOCOL.md 8: user_join and user_leave of a connection that lived
+ * less than VKWS_CHURN_MS are not sent, so a client reconnecting in a
+ * loop does not flood its rooms. A young connection's join is told to
+ * itself at once and to the others once it is old enough (or before its
+ * first chat in the room); if it leaves first, nobody hears of either.
+ */
+static int
+young(const struct conn *c)
+{
+	return vkws_now_ms() - c->t_open < VKWS_CHURN_MS;
+}
+
+/*
+ * Tell the members of the room in c->rooms[k] that were there before c
+ * that c joined. Members are linked newest first, so they are the ones
+ * after c's entry; those that joined since found c in their user_list.
+ */
+static void
+announce(struct conn *c, int k)
+{
+	struct room *r = &rooms[c->rooms[k]];
+	size_t n = member_note(r, "user_join", c);
+	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
+	    (size_t)k);
+
+	c->quiet &= (uint16_t)~(1u << k);
+	if (n == 0)
+		return;
+	for (node = mem_next[node]; node != NODE_NONE; ) {
+		uint32_t next = mem_next[node];
+		(void)vkws_deliver(node_conn(node), out_buf, n);
+		node = next;
+	}
+}
+
+void
+vkws_room_announce(struct conn *c, const struct room *r)
+{
+	int k;
+
+	for (k = 0; k < VKWS_ROOMS_PER_CONN && c->quiet != 0; k++)
+		if ((c->quiet & (1u << k)) &&
+		    (r == NULL || c->rooms[k] == room_index(r)))
+			announce(c, k);
 }
 
 /* ---- History -------------------------------------------------------- */
@@ -635,7 +698,13 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 	if (k == VKWS_ROOMS_PER_CONN)
 		return;
 	member_link(c, r, k);
-	notify_member(r, "user_join", c);
+	if (young(c)) {
+		size_t jn = member_note(r, "user_join", c);
+		c->quiet |= (uint16_t)(1u << k);
+		if (jn > 0)
+			(void)vkws_deliver(c, out_buf, jn);
+	} else
+		notify_member(r, "user_join", c);
 
 	/* user_list: as many members as one frame holds; the rest are
 	 * counted in "more" (README: limits). */
@@ -707,8 +776,25 @@ vkws_leave(struct conn *c, struct room *r)
 
 	if (k < 0)
 		return;
-	member_unlink(c, r, k);
-	notify_member(r, "user_leave", c);
+	if (c->quiet & (1u << k)) {
+		/* Held join (PROTOCOL.md 8): only those who joined since,
+		 * and so saw c in their user_list, hear that it left. They
+		 * are linked before c (newest first). */
+		uint32_t me = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
+		    (size_t)k), node;
+		size_t n = member_note(r, "user_leave", c);
+
+		for (node = r->head; n > 0 && node != me &&
+		    node != NODE_NONE; ) {
+			uint32_t next = mem_next[node];
+			(void)vkws_deliver(node_conn(node), out_buf, n);
+			node = next;
+		}
+		member_unlink(c, r, k);
+	} else {
+		member_unlink(c, r, k);
+		notify_member(r, "user_leave", c);
+	}
 	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
 		room_remove(r);
 }
@@ -751,7 +837,7 @@ vkws_user_removed(struct conn *c)
  */
 int
 vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
-    size_t n)
+    size_t n, const char **frame)
 {
 	struct json_out o;
 	uint64_t seq = r->seq + 1;
@@ -768,17 +854,31 @@ vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
 	json_out_lit(&o, "}");
 	if (!json_out_ok(&o))
 		return VKWS_ELIMIT;
-	if (vkws_store_chat(r->name, r->name_len, seq, o.p, o.n) < 0)
+	if (vkws_store_chat(r->name, r->name_len, r->life, seq, o.p, o.n) < 0)
 		return VKWS_ESTORE;
 	r->seq = seq;
 	vkws_history_add(r, seq, o.p, o.n);
+	*frame = o.p;
 	return (int)o.n;
 }
 
 int
-vkws_chat_send(struct room *r, size_t n)
+vkws_chat_send(struct room *r, const char *p, size_t n)
 {
-	return room_send(r, out_buf, n);
+	return room_send(r, p, n);
+}
+
+uint64_t
+vkws_room_life(const struct room *r)
+{
+	return r->life;
+}
+
+size_t
+vkws_room_name(const struct room *r, char *out)
+{
+	memcpy(out, r->name, r->name_len);
+	return r->name_len;
 }
 
 void
@@ -794,8 +894,12 @@ vkws_rooms_init(struct vkws_config *c)
 	if (cfg->default_room[0] != '\0') {
 		struct room *r = room_create(cfg->default_room,
 		    strlen(cfg->default_room));
-		if (r != NULL)
+		/* Its life comes from the log, or from vkws_restore_done()
+		 * when the log has none for it. */
+		if (r != NULL) {
 			r->persistent = 0;
+			r->life = 0;
+		}
 	}
 }
 
@@ -822,12 +926,12 @@ client_info(const struct conn *c, struct vkws_client *out)
 	memset(out, 0, sizeof(*out));
 	out->client_id_len = vkws_client_id(c, out->client_id);
 	if (c->authed) {
-		out->user_id = c->uid;
+		out->user_id = vkws_uid(c);
 		out->user_id_len = c->uid_len;
 	}
 	out->user_info = c->info_len ? vkws_info(c) : "{}";
 	out->user_info_len = c->info_len ? c->info_len : 2;
-	out->remote_addr = c->addr;
+	out->remote_addr = vkws_conn_addr(c);
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
 		if (c->rooms[k] != VKWS_NO_ROOM) {
 			const struct room *r = &rooms[c->rooms[k]];
@@ -861,7 +965,7 @@ vkws_create_room(const char *room, size_t n, long max_clients,
 		r->max_clients = (uint32_t)max_clients;
 	r->persistent = persistent ? 1 : 0;
 	if (vkws_store_room(r->name, r->name_len, r->max_clients,
-	    r->persistent) < 0)
+	    r->persistent, r->life, r->created_at) < 0)
 		return VKWS_ESTORE;
 	room_info(r, out);
 	return 0;
@@ -1135,21 +1239,48 @@ close_code_ok(int code)
 	return code == 1000 || (code >= 3000 && code <= 4999);
 }
 
-/* The reason as a NUL-terminated string of printable ASCII. */
+/* Bytes of the UTF-8 character at p[0..n): 1 to 4, or 0 if p does not
+ * start with a whole valid one. */
+static size_t
+utf8_char(const char *p, size_t n)
+{
+	uint8_t b = (uint8_t)p[0];
+	uint32_t st = WS_UTF8_ACCEPT;
+	size_t k = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : 2;
+
+	if (k > n || ws_utf8_feed(&st, (const uint8_t *)p, k) != 0 ||
+	    !ws_utf8_complete(st))
+		return 0;
+	return k;
+}
+
+/*
+ * The reason as a NUL-terminated string for vkws_close(): UTF-8 as given
+ * (PROTOCOL.md 7), cut at a character boundary within the 123 bytes a
+ * close frame has for it. A control character or a byte that is not
+ * UTF-8 becomes '?', so the frame is always valid.
+ */
 static const char *
 reason_str(const char *reason, size_t rn)
 {
-	static char buf[WS_MAX_CONTROL - 1];
-	size_t i;
+	static char buf[WS_MAX_CONTROL - 2 + 1];
+	size_t i = 0, o = 0, k;
 
-	if (rn >= sizeof(buf))
-		rn = sizeof(buf) - 1;
-	for (i = 0; i < rn; i++) {
-		buf[i] = reason[i];
-		if (buf[i] < 0x20 || buf[i] >= 0x7F)
-			buf[i] = '?';
+	while (i < rn) {
+		k = utf8_char(reason + i, rn - i);
+		if (o + (k ? k : 1) > sizeof(buf) - 1)
+			break;
+		if (k == 0 || (k == 1 && ((uint8_t)reason[i] < 0x20 ||
+		    reason[i] == 0x7F))) {
+			buf[o++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(buf + o, reason + i, k);
+		o += k;
+		i += k;
 	}
-	buf[rn] = '\0';
+	buf[o] = '\0';
 	return buf;
 }
 
@@ -1218,16 +1349,97 @@ vkws_get_client_data(const char *cid, size_t cn, const char **json)
 
 /* ---- Replay of the log (store.c) ------------------------------------ */
 
-int
-vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent, uint64_t seq)
+/* A replayed chat frame needs at most one token per two bytes of its
+ * userInfo, plus its own fields. */
+#define REPLAY_TOKENS (32 + VKWS_USERINFO_MAX / 2)
+static jsmntok_t rtok[REPLAY_TOKENS];
+
+/*
+ * Whether f[0..fn) is what vkws_chat_encode() writes for room and seq: a
+ * JSON object in valid UTF-8 (json_parse checks it) with type "chat",
+ * the room, the seq, a from object, a message string and a timestamp.
+ * What fails is never served: it did not come from a writer of ours.
+ */
+static int
+chat_valid(const char *room, size_t n, uint64_t seq, const char *f,
+    size_t fn)
+{
+	struct json_doc d;
+	int64_t v;
+	int t;
+
+	if (json_parse(&d, rtok, REPLAY_TOKENS, f, fn) < 0 ||
+	    !json_is_object(&d, 0))
+		return 0;
+	if ((t = json_get(&d, 0, "type")) < 0 || !json_streq(&d, t, "chat"))
+		return 0;
+	if ((t = json_get(&d, 0, "room")) < 0 || !json_is_string(&d, t) ||
+	    !json_streqn(&d, t, room, n))
+		return 0;
+	if ((t = json_get(&d, 0, "seq")) < 0 || json_int(&d, t, &v) < 0 ||
+	    v <= 0 || (uint64_t)v != seq)
+		return 0;
+	if ((t = json_get(&d, 0, "from")) < 0 || !json_is_object(&d, t))
+		return 0;
+	if ((t = json_get(&d, 0, "message")) < 0 || !json_is_string(&d, t))
+		return 0;
+	return (t = json_get(&d, 0, "timestamp")) >= 0 &&
+	    json_is_number(&d, t);
+}
+
+/* A room starts a new life: no history, seq from 0. */
+static void
+room_restart(struct room *r, uint64_t life)
+{
+	r->h_off = 0;
+	r->h_len = 0;
+	r->h_count = 0;
+	r->seq = 0;
+	r->dropped = 0;
+	r->life = life;
+}
+
+/*
+ * The room a replayed record of the given life is for, created if need
+ * be. A larger life than the room's starts it over; a smaller one is a
+ * life that already ended (*rc 0, NULL: skip the record). NULL with *rc
+ * -1: the room table is full.
+ */
+static struct room *
+restore_get(const char *room, size_t n, uint64_t life, int *rc)
 {
 	struct room *r = vkws_room_find(room, n);
 
-	if (r == NULL && (r = room_create(room, n)) == NULL)
-		return -1;
+	*rc = 0;
+	if (life > life_max)
+		life_max = life;
+	if (r == NULL) {
+		if ((r = room_create(room, n)) == NULL)
+			*rc = -1;
+		else
+			r->life = life;
+		return r;
+	}
+	if (life < r->life)
+		return NULL;
+	if (life > r->life)
+		room_restart(r, life);
+	return r;
+}
+
+int
+vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
+    int persistent, uint64_t seq, uint64_t life, int64_t created_at)
+{
+	int rc;
+	struct room *r = restore_get(room, n, life, &rc);
+
+	if (r == NULL)
+		return rc;
 	r->max_clients = max_clients <= cfg->max_conns ? max_clients : 0;
 	r->persistent = persistent ? 1 : 0;
+	if (created_at > 0)
+		r->created_at = created_at;
 	if (seq > r->seq) {
 		/* Messages up to seq were stored but none of them after
 		 * r->seq came back: history is not complete. */
@@ -1238,14 +1450,17 @@ vkws_restore_room(const char *room, size_t n, uint32_t max_clients,
 }
 
 int
-vkws_restore_chat(const char *room, size_t n, uint64_t seq,
+vkws_restore_chat(const char *room, size_t n, uint64_t life, uint64_t seq,
     const char *frame, size_t fn)
 {
-	struct room *r = vkws_room_find(room, n);
+	struct room *r;
+	int rc;
 
-	if (r == NULL && (r = room_create(room, n)) == NULL)
-		return -1;
-	if (seq <= r->seq && r->h_count > 0)
+	if (!chat_valid(room, n, seq, frame, fn))
+		return VKWS_RESTORE_INVALID;
+	if ((r = restore_get(room, n, life, &rc)) == NULL)
+		return rc;
+	if (seq <= r->seq)
 		return 0;	/* already kept: a record written twice */
 	/* The oldest message kept: those before it were dropped (by a
 	 * compaction, or before the last restart). */
@@ -1261,23 +1476,43 @@ vkws_restore_room_deleted(const char *room, size_t n)
 {
 	struct room *r = vkws_room_find(room, n);
 
-	if (r != NULL && !vkws_room_is_default(r))
-		room_remove_quiet(r);	/* no members during replay */
+	if (r == NULL)
+		return 0;
+	/* No members during replay. The default room always exists: it
+	 * starts its next life here (vkws_restore_done() numbers it). */
+	if (vkws_room_is_default(r))
+		room_restart(r, 0);
+	else
+		room_remove_quiet(r);
 	return 0;
 }
 
 /* After replay: rooms that are neither persistent nor the default one
- * lived only while they had members, and have none now. */
-void
+ * lived only while they had members, and have none now: their lives
+ * end here. A room of the same name made later has a larger life, and
+ * the caller rewrites the log so that the ended life is not replayed
+ * again either (as a DELETED record would). */
+int
 vkws_restore_done(void)
 {
 	size_t i;
+	int fresh = 0;
 
-	for (i = 0; i < VKWS_MAX_ROOMS; i++)
-		if (rooms[i].used && !rooms[i].persistent &&
-		    !vkws_room_is_default(&rooms[i])) {
-			room_remove_quiet(&rooms[i]);
+	if (life_next <= life_max)
+		life_next = life_max + 1;
+	for (i = 0; i < VKWS_MAX_ROOMS; i++) {
+		struct room *r = &rooms[i];
+		if (!r->used)
+			continue;
+		if (!r->persistent && !vkws_room_is_default(r)) {
+			room_remove_quiet(r);
+			fresh++;
+		} else if (r->life == 0) {
+			r->life = life_next++;
+			fresh++;
 		}
+	}
+	return fresh;
 }
 
 /* Every kept room, for compaction. */
@@ -1290,7 +1525,7 @@ vkws_room_each(vkws_store_room_fn *fn, void *arg)
 		const struct room *r = &rooms[i];
 		if (r->used)
 			fn(r->name, r->name_len, r->max_clients, r->persistent,
-			    r->seq, arg);
+			    r->seq, r->life, r->created_at, arg);
 	}
 }
 

@@ -88,9 +88,10 @@ size_t
 vkws_rec_encode(uint8_t *head, const struct vkws_rec *r)
 {
 	size_t n = VKWS_REC_HEAD, plen;
+	int type = r->type;
 	uint32_t crc;
 
-	if (r->type == VKWS_REC_HEADER) {
+	if (type == VKWS_REC_HEADER) {
 		memcpy(head + n, magic, sizeof(magic));
 		put32(head + n + 4, r->version);
 		n += 8;
@@ -101,7 +102,7 @@ vkws_rec_encode(uint8_t *head, const struct vkws_rec *r)
 		memcpy(head + n, r->room, r->room_len);
 		n += r->room_len;
 	}
-	switch (r->type) {
+	switch (type) {
 	case VKWS_REC_HEADER:
 	case VKWS_REC_DELETED:
 		break;
@@ -110,8 +111,19 @@ vkws_rec_encode(uint8_t *head, const struct vkws_rec *r)
 		head[n + 4] = r->persistent ? 1 : 0;
 		put64(head + n + 5, r->seq);
 		n += 13;
+		if (!r->legacy) {
+			type = VKWS_REC_ROOM2;
+			put64(head + n, r->life);
+			put64(head + n + 8, (uint64_t)r->created_at);
+			n += 16;
+		}
 		break;
 	case VKWS_REC_CHAT:
+		if (!r->legacy) {
+			type = VKWS_REC_CHAT2;
+			put64(head + n, r->life);
+			n += 8;
+		}
 		put64(head + n, r->seq);
 		n += 8;
 		break;
@@ -125,7 +137,7 @@ vkws_rec_encode(uint8_t *head, const struct vkws_rec *r)
 		plen += r->frame_len;
 	}
 	put32(head, (uint32_t)plen);
-	head[4] = (uint8_t)r->type;
+	head[4] = (uint8_t)type;
 	crc = vkws_crc32(0, head, 5);
 	crc = vkws_crc32(crc, head + VKWS_REC_HEAD, n - VKWS_REC_HEAD);
 	if (r->type == VKWS_REC_CHAT)
@@ -160,7 +172,7 @@ vkws_rec_decode(const uint8_t *p, size_t n, struct vkws_rec *r)
 	len = get32(p);
 	if (len == 0 || len > VKWS_REC_MAX)
 		return VKWS_REC_EBADLEN;
-	if (p[4] < VKWS_REC_HEADER || p[4] > VKWS_REC_DELETED)
+	if (p[4] < VKWS_REC_HEADER || p[4] > VKWS_REC_CHAT2)
 		return VKWS_REC_EBADTYPE;
 	if (n < VKWS_REC_HEAD + (size_t)len)
 		return 0;
@@ -175,20 +187,36 @@ vkws_rec_decode(const uint8_t *p, size_t n, struct vkws_rec *r)
 		if (len != 8 || memcmp(pl, magic, sizeof(magic)) != 0)
 			return VKWS_REC_EPAYLOAD;
 		r->version = get32(pl + 4);
-		if (r->version != VKWS_LOG_VERSION)
+		if (r->version < VKWS_LOG_VERSION_MIN ||
+		    r->version > VKWS_LOG_VERSION)
 			return VKWS_REC_EPAYLOAD;
 		break;
 	case VKWS_REC_ROOM:
+	case VKWS_REC_ROOM2:
+		r->legacy = p[4] == VKWS_REC_ROOM;
 		if ((k = dec_name(pl, len, r)) < 0 ||
-		    (size_t)k + 13 != len || pl[k + 4] > 1)
+		    (size_t)k + (r->legacy ? 13 : 29) != len || pl[k + 4] > 1)
 			return VKWS_REC_EPAYLOAD;
+		r->type = VKWS_REC_ROOM;
 		r->max_clients = get32(pl + k);
 		r->persistent = pl[k + 4];
 		r->seq = get64(pl + k + 5);
+		if (!r->legacy) {
+			r->life = get64(pl + k + 13);
+			r->created_at = (int64_t)get64(pl + k + 21);
+		}
 		break;
 	case VKWS_REC_CHAT:
-		if ((k = dec_name(pl, len, r)) < 0 || (size_t)k + 8 > len)
+	case VKWS_REC_CHAT2:
+		r->legacy = p[4] == VKWS_REC_CHAT;
+		if ((k = dec_name(pl, len, r)) < 0 ||
+		    (size_t)k + (r->legacy ? 8 : 16) > len)
 			return VKWS_REC_EPAYLOAD;
+		r->type = VKWS_REC_CHAT;
+		if (!r->legacy) {
+			r->life = get64(pl + k);
+			k += 8;
+		}
 		r->seq = get64(pl + k);
 		r->frame = (const char *)pl + k + 8;
 		r->frame_len = len - (size_t)k - 8;
@@ -250,7 +278,7 @@ vkws_log_scan(int fd, vkws_rec_fn *fn, void *arg, struct vkws_scan *out)
 {
 	struct stat st;
 	struct vkws_rec rec;
-	uint64_t off = 0;
+	uint64_t off = 0, budget;
 	ssize_t avail;
 
 	memset(out, 0, sizeof(*out));
@@ -274,6 +302,7 @@ vkws_log_scan(int fd, vkws_rec_fn *fn, void *arg, struct vkws_scan *out)
 			out->err = r;
 			break;
 		}
+		out->good = off;	/* where the record fn gets starts */
 		fn(&rec, arg);
 		out->records++;
 		off += (uint64_t)r;
@@ -283,12 +312,31 @@ vkws_log_scan(int fd, vkws_rec_fn *fn, void *arg, struct vkws_scan *out)
 		return 0;
 	/* Is there a good record past the bad one? Then the bad one is
 	 * damage in the middle, not a write cut short by a crash. A random
-	 * match needs a valid length, type and CRC-32 at once. */
+	 * match needs a valid length, type and CRC-32 at once. The cheap
+	 * tests come first, and the checksums are held to a budget linear
+	 * in the bytes scanned: a tail crafted to pass the cheap tests at
+	 * many offsets ends the scan as damage instead of costing the
+	 * square of its length. */
+	budget = VKWS_SCAN_CRC_FACTOR * (out->size - out->good) +
+	    VKWS_REC_HEAD + VKWS_REC_MAX;
 	for (off = out->good + 1; off + VKWS_REC_HEAD < out->size; off++) {
+		const uint8_t *p;
+		uint32_t len;
+
 		if ((avail = window(fd, off, out->size)) < 0)
 			return -1;
-		if (vkws_rec_decode(rbuf + (off - win_off), (size_t)avail,
-		    &rec) > 0) {
+		p = rbuf + (off - win_off);
+		len = get32(p);
+		if (len == 0 || len > VKWS_REC_MAX || p[4] < VKWS_REC_HEADER ||
+		    p[4] > VKWS_REC_CHAT2 ||
+		    off + VKWS_REC_HEAD + len > out->size)
+			continue;
+		if (out->crc_bytes + 5 + len > budget) {
+			out->gave_up = 1;
+			break;
+		}
+		out->crc_bytes += 5 + (uint64_t)len;
+		if (vkws_rec_decode(p, (size_t)avail, &rec) > 0) {
 			out->next_good = off;
 			break;
 		}
@@ -329,8 +377,23 @@ crash_point(const char *step)
 		_exit(99);
 	}
 }
+
+/* Test builds only: VKWS_SYNC_FAIL=1 makes the sync of --fsync batch
+ * fail with EIO, as a disk that loses a write would. */
+static int
+data_sync(int fd)
+{
+	const char *e = getenv("VKWS_SYNC_FAIL");
+
+	if (e != NULL && strcmp(e, "1") == 0) {
+		errno = EIO;
+		return -1;
+	}
+	return fdatasync(fd);
+}
 #else
 #define crash_point(step) ((void)0)
+#define data_sync(fd) fdatasync(fd)
 #endif
 
 void
@@ -466,8 +529,8 @@ bad:
 }
 
 int
-vkws_store_chat(const char *room, size_t n, uint64_t seq, const char *frame,
-    size_t fn)
+vkws_store_chat(const char *room, size_t n, uint64_t life, uint64_t seq,
+    const char *frame, size_t fn)
 {
 	struct vkws_rec r;
 
@@ -475,6 +538,7 @@ vkws_store_chat(const char *room, size_t n, uint64_t seq, const char *frame,
 	r.type = VKWS_REC_CHAT;
 	r.room = room;
 	r.room_len = n;
+	r.life = life;
 	r.seq = seq;
 	r.frame = frame;
 	r.frame_len = fn;
@@ -483,7 +547,7 @@ vkws_store_chat(const char *room, size_t n, uint64_t seq, const char *frame,
 
 int
 vkws_store_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent)
+    int persistent, uint64_t life, int64_t created_at)
 {
 	struct vkws_rec r;
 
@@ -495,6 +559,8 @@ vkws_store_room(const char *room, size_t n, uint32_t max_clients,
 	r.room_len = n;
 	r.max_clients = max_clients;
 	r.persistent = persistent;
+	r.life = life;
+	r.created_at = created_at;
 	return append(&r);
 }
 
@@ -566,11 +632,11 @@ compact_chat(const char *room, size_t n, uint64_t seq, const char *frame,
 {
 	struct vkws_rec r;
 
-	(void)arg;
 	memset(&r, 0, sizeof(r));
 	r.type = VKWS_REC_CHAT;
 	r.room = room;
 	r.room_len = n;
+	r.life = *(const uint64_t *)arg;
 	r.seq = seq;
 	r.frame = frame;
 	r.frame_len = fn;
@@ -586,12 +652,13 @@ compact_chat(const char *room, size_t n, uint64_t seq, const char *frame,
  */
 static void
 compact_room(const char *room, size_t n, uint32_t max_clients,
-    int persistent, uint64_t seq, void *arg)
+    int persistent, uint64_t seq, uint64_t life, int64_t created_at,
+    void *arg)
 {
 	struct vkws_rec r;
 
 	(void)arg;
-	vkws_history_each(room, n, compact_chat, NULL);
+	vkws_history_each(room, n, compact_chat, &life);
 	memset(&r, 0, sizeof(r));
 	r.type = VKWS_REC_ROOM;
 	r.room = room;
@@ -599,6 +666,8 @@ compact_room(const char *room, size_t n, uint32_t max_clients,
 	r.max_clients = max_clients;
 	r.persistent = persistent;
 	r.seq = seq;
+	r.life = life;
+	r.created_at = created_at;
 	wrec(&r);
 }
 
@@ -670,22 +739,31 @@ bad:
 
 /* ---- Start: replay ---------------------------------------------------- */
 
-static uint64_t restore_failures;
+static uint64_t restore_failures;	/* records the room table had no room for */
+static uint64_t rejected;		/* records refused for what they say */
+static uint64_t first_rejected;		/* offset of the first refused one */
 
 static void
 replay_one(const struct vkws_rec *r, void *arg)
 {
 	int rc = 0;
 
-	(void)arg;
 	switch (r->type) {
 	case VKWS_REC_ROOM:
-		rc = vkws_restore_room(r->room, r->room_len, r->max_clients,
-		    r->persistent, r->seq);
+		/* A last seq of 2^64-1 would make the next one 0. */
+		if (r->seq == UINT64_MAX)
+			rc = VKWS_RESTORE_INVALID;
+		else
+			rc = vkws_restore_room(r->room, r->room_len,
+			    r->max_clients, r->persistent, r->seq, r->life,
+			    r->created_at);
 		break;
 	case VKWS_REC_CHAT:
-		rc = vkws_restore_chat(r->room, r->room_len, r->seq,
-		    r->frame, r->frame_len);
+		if (r->seq == 0 || r->seq == UINT64_MAX)
+			rc = VKWS_RESTORE_INVALID;
+		else
+			rc = vkws_restore_chat(r->room, r->room_len, r->life,
+			    r->seq, r->frame, r->frame_len);
 		break;
 	case VKWS_REC_DELETED:
 		rc = vkws_restore_room_deleted(r->room, r->room_len);
@@ -693,7 +771,11 @@ replay_one(const struct vkws_rec *r, void *arg)
 	default:
 		break;	/* the header */
 	}
-	if (rc < 0)
+	if (rc == VKWS_RESTORE_INVALID) {
+		/* vkws_log_scan() sets good to where this record starts. */
+		if (rejected++ == 0)
+			first_rejected = ((const struct vkws_scan *)arg)->good;
+	} else if (rc < 0)
 		restore_failures++;
 }
 
@@ -716,9 +798,9 @@ rec_error(int err)
 	}
 }
 
-/* Rename the damaged log to log.corrupt-MS (never over another file). */
+/* Rename the damaged log to log.WHY-MS (never over another file). */
 static int
-keep_aside(void)
+keep_aside(const char *why)
 {
 	struct stat sb;
 	int64_t t = vkws_wall_ms();
@@ -726,7 +808,7 @@ keep_aside(void)
 
 	for (i = 0; i < 100; i++) {
 		(void)snprintf(path_aside, sizeof(path_aside),
-		    "%s.corrupt-%lld", path_log, (long long)t + i);
+		    "%s.%s-%lld", path_log, why, (long long)t + i);
 		if (stat(path_aside, &sb) < 0 && errno == ENOENT)
 			return rename(path_log, path_aside);
 	}
@@ -739,6 +821,7 @@ keep_aside(void)
 static int
 replay(void)
 {
+	static char why[96];
 	struct vkws_scan sc;
 	int fd = open(path_log, O_RDONLY | O_CLOEXEC);
 
@@ -749,7 +832,7 @@ replay(void)
 		    strerror(errno));
 		return -1;
 	}
-	if (vkws_log_scan(fd, replay_one, NULL, &sc) < 0) {
+	if (vkws_log_scan(fd, replay_one, &sc, &sc) < 0) {
 		vkws_log("store: cannot read %s: %s", path_log,
 		    strerror(errno));
 		close(fd);
@@ -760,13 +843,35 @@ replay(void)
 		vkws_log("store: %llu records did not fit the room table",
 		    (unsigned long long)restore_failures);
 	log_size = sc.good;
+	if (rejected > 0) {
+		/* Good checksums around what no writer of ours wrote: keep
+		 * the whole file for a human, serve only what passed. */
+		vkws_log("store: refused %llu records of %s (the first at "
+		    "offset %llu): a chat record that is not a chat message "
+		    "of its room and seq in valid UTF-8 JSON, or a seq of "
+		    "0 or 2^64-1; they are not served", (unsigned long long)
+		    rejected, path_log, (unsigned long long)first_rejected);
+		if (sc.err != 0)
+			vkws_log("store: %s is also damaged at offset %llu "
+			    "(%s); replay stopped there", path_log,
+			    (unsigned long long)sc.good, rec_error(sc.err));
+		if (keep_aside("rejected") < 0) {
+			vkws_log("store: cannot keep %s aside: %s", path_log,
+			    strerror(errno));
+			return -1;
+		}
+		vkws_log("store: kept the file as %s, starting a new log "
+		    "with the %llu records replayed", path_aside,
+		    (unsigned long long)(sc.records - rejected));
+		return 1;
+	}
 	if (sc.err == 0) {
 		vkws_log("store: replayed %llu records (%llu bytes) of %s",
 		    (unsigned long long)sc.records,
 		    (unsigned long long)sc.size, path_log);
 		return sc.size == 0 ? 1 : 0;
 	}
-	if (sc.next_good == 0 && sc.good > 0) {
+	if (sc.next_good == 0 && !sc.gave_up && sc.good > 0) {
 		/* A torn tail: the last write did not finish. */
 		vkws_log("store: replayed %llu records of %s; cut a torn "
 		    "tail of %llu bytes at offset %llu (%s)",
@@ -782,18 +887,25 @@ replay(void)
 	}
 	/* Damage with good records behind it, or a file that is not a
 	 * log: replay stopped before it; keep the file for a human. */
-	if (keep_aside() < 0) {
+	if (keep_aside("corrupt") < 0) {
 		vkws_log("store: %s is corrupt at offset %llu (%s) and cannot "
 		    "be kept aside: %s", path_log, (unsigned long long)sc.good,
 		    rec_error(sc.err), strerror(errno));
 		return -1;
 	}
-	vkws_log("store: %s is corrupt at offset %llu (%s), a good record "
-	    "follows at %llu; replayed the %llu records before it, kept the "
-	    "file as %s, starting a new log", path_log,
-	    (unsigned long long)sc.good, rec_error(sc.err),
-	    (unsigned long long)sc.next_good, (unsigned long long)sc.records,
-	    path_aside);
+	if (sc.next_good != 0)
+		(void)snprintf(why, sizeof(why), "a good record follows at "
+		    "%llu", (unsigned long long)sc.next_good);
+	else if (sc.gave_up)
+		(void)snprintf(why, sizeof(why), "%llu bytes after it look "
+		    "like records at too many offsets to check",
+		    (unsigned long long)(sc.size - sc.good));
+	else
+		(void)snprintf(why, sizeof(why), "no good record follows");
+	vkws_log("store: %s is corrupt at offset %llu (%s), %s; replayed the "
+	    "%llu records before it, kept the file as %s, starting a new log",
+	    path_log, (unsigned long long)sc.good, rec_error(sc.err), why,
+	    (unsigned long long)sc.records, path_aside);
 	return 1;
 }
 
@@ -820,7 +932,12 @@ vkws_store_open(struct vkws_config *c)
 		    strerror(errno));
 	(void)unlink(path_tmp);	/* a compaction cut short */
 	r = replay();
-	vkws_restore_done();
+	/* Rooms whose life ended at this start (not kept), and rooms that
+	 * got a life only now (the default room of a new name, a version 1
+	 * log), must be so in the log before anything is appended: it is
+	 * rewritten from memory. */
+	if (vkws_restore_done() > 0 && r == 0)
+		r = 1;
 	if (r < 0)
 		return -1;
 	compact_at = c->log_max ? c->log_max : VKWS_LOG_MAX;
@@ -859,24 +976,43 @@ vkws_store_close(void)
 	on = 0;
 }
 
-void
+int
+vkws_store_unsynced(void)
+{
+	return on && dirty && cfg->fsync_mode == VKWS_FSYNC_BATCH;
+}
+
+int
 vkws_store_sync(void)
 {
-	int64_t now;
+	int rc = 0;
 
 	if (!on)
-		return;
+		return 0;
 	if (dirty) {
 		dirty = 0;
 		/* --fsync batch: one sync makes the whole pass durable
-		 * before its acks go out. */
-		if (cfg->fsync_mode == VKWS_FSYNC_BATCH && !broken) {
+		 * before its acks go out. A write that failed in this pass
+		 * cut only its own record: those before it were written
+		 * whole, their acks wait for this sync, so it is done even
+		 * though the log is broken now. */
+		if (cfg->fsync_mode == VKWS_FSYNC_BATCH && log_fd >= 0) {
 			stats.syncs++;
-			if (fdatasync(log_fd) < 0)
+			if (data_sync(log_fd) < 0) {
 				fail("cannot sync the log", errno);
+				rc = -1;
+			}
 		}
 	}
-	if (!broken && log_size < compact_at)
+	return rc;
+}
+
+void
+vkws_store_tick(void)
+{
+	int64_t now;
+
+	if (!on || (!broken && log_size < compact_at))
 		return;
 	now = vkws_now_ms();
 	if (now < retry_at)

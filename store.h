@@ -11,10 +11,33 @@
  *	payload	length bytes, laid out by type:
  *
  *	HEADER	"VKWL", version (4, LE); always the first record of a file
- *	ROOM	name length (1), name, maxClients (4, LE), persistent (1),
- *		seq (8, LE): the seq of the room's last message, 0 unknown
- *	CHAT	name length (1), name, seq (8, LE), the chat frame as sent
- *	DELETED	name length (1), name
+ *	ROOM2	name length (1), name, maxClients (4, LE), persistent (1),
+ *		seq (8, LE): the seq of the room's last message, 0 unknown,
+ *		life (8, LE), createdAt (8, LE, wall ms)
+ *	CHAT2	name length (1), name, life (8, LE), seq (8, LE), the chat
+ *		frame as sent
+ *	DELETED	name length (1), name: the room's current life ends
+ *	ROOM	(version 1 logs) ROOM2 without life and createdAt
+ *	CHAT	(version 1 logs) CHAT2 without life
+ *
+ * A room's life: every time a room is created (by a join, createRoom,
+ * the default room of a run) it gets a life number larger than any in
+ * the log, and its ROOM2 and CHAT2 records carry it. Replay follows the
+ * newest life of each name: a record of a larger life than the room's
+ * starts the room over (history and seq), one of a smaller life is
+ * ignored. So a life that ended without a DELETED record (a room dropped
+ * at restart after kill -9, the old --default-room) is never mistaken
+ * for the next life of the same name. Version 1 records have life 0 and
+ * replay as before; a server that finds a room of life 0 after replay
+ * gives it a life and rewrites the log (compaction) at once, so records
+ * of both kinds never mix for one room. Version 2 is written since lives
+ * came in; an older vkws refuses a version 2 log (keeps it aside).
+ *
+ * Replay checks what the records say, not only their checksums: a chat
+ * record must hold a valid UTF-8 JSON object of the chat shape for its
+ * room and seq, and no seq may be 2^64-1 (the next would be 0). Records
+ * that fail are not served; they are counted, logged, and the log is
+ * kept aside as log.rejected-MS for a human before a new one is written.
  *
  * The codec does no I/O and no allocation; vkws_log_scan() reads a file
  * through one static buffer.
@@ -31,14 +54,24 @@ enum {
 	VKWS_REC_HEADER = 1,	/* magic and version */
 	VKWS_REC_ROOM = 2,	/* a room created, or its settings changed */
 	VKWS_REC_CHAT = 3,	/* a stored chat message */
-	VKWS_REC_DELETED = 4	/* a room deleted or removed: seq starts over */
+	VKWS_REC_DELETED = 4,	/* a room deleted or removed: seq starts over */
+	VKWS_REC_ROOM2 = 5,	/* ROOM with life and createdAt */
+	VKWS_REC_CHAT2 = 6	/* CHAT with life */
 };
 
-/* The format version in the header record. */
-#define VKWS_LOG_VERSION 1
+/* The format version written in the header record, and the oldest one
+ * still read. */
+#define VKWS_LOG_VERSION 2
+#define VKWS_LOG_VERSION_MIN 1
 /* Bytes of the fixed part of a record before a chat frame: the header,
- * the name with its length, and the largest fixed fields (a ROOM's). */
-#define VKWS_REC_FIXED (VKWS_REC_HEAD + 1 + VKWS_ROOM_NAME_MAX + 4 + 1 + 8)
+ * the name with its length, and the largest fixed fields (a ROOM2's). */
+#define VKWS_REC_FIXED (VKWS_REC_HEAD + 1 + VKWS_ROOM_NAME_MAX + 4 + 1 + \
+    8 + 8 + 8)
+/* The resync scan past a bad record checksums at most this many bytes
+ * per byte it scans (plus one largest record): a damaged tail crafted to
+ * look like records at every offset costs linear time, and a scan that
+ * runs out of budget counts as damage (the file is kept aside). */
+#define VKWS_SCAN_CRC_FACTOR 4
 
 /* Errors of vkws_rec_decode() and vkws_log_scan(). */
 enum {
@@ -50,9 +83,15 @@ enum {
 	VKWS_REC_ENOHEAD = -6	/* the file does not start with a header */
 };
 
-/* One record. Pointers point into the decoded buffer. */
+/* One record. Pointers point into the decoded buffer. The decoder gives
+ * ROOM2 and CHAT2 as ROOM and CHAT with legacy 0, version 1 records with
+ * legacy 1 (and life 0); the encoder writes ROOM and CHAT as ROOM2 and
+ * CHAT2 unless legacy is set. */
 struct vkws_rec {
 	int type;		/* VKWS_REC_* */
+	int legacy;		/* ROOM, CHAT: the version 1 layout */
+	uint64_t life;		/* ROOM, CHAT: the room's life, 0 legacy */
+	int64_t created_at;	/* ROOM: wall ms, 0 unknown (legacy) */
 	const char *room;	/* ROOM, CHAT, DELETED */
 	size_t room_len;
 	uint64_t seq;		/* ROOM, CHAT */
@@ -90,6 +129,9 @@ struct vkws_scan {
 	int err;		/* 0, or why the record at good is bad */
 	uint64_t next_good;	/* err: offset of a good record after good,
 				 * 0 if none (a torn tail) */
+	int gave_up;		/* err: the resync scan ran out of budget
+				 * (VKWS_SCAN_CRC_FACTOR): damage, not torn */
+	uint64_t crc_bytes;	/* bytes checksummed by the resync scan */
 };
 
 typedef void vkws_rec_fn(const struct vkws_rec *r, void *arg);

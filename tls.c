@@ -60,9 +60,18 @@ struct tls_conn {
 	uint8_t keys;		/* index into keyset[] */
 	uint8_t hs_done;	/* handshake done, keys released */
 	uint8_t closing;	/* close_notify queued */
+	/* Eviction order (PROTOCOL.md 8): engines in a handshake, and
+	 * engines of unproven connections past it, each oldest first. */
+	uint8_t list;		/* L_NONE, L_HS or L_UP */
+	uint16_t prev, next;	/* within the list, VKWS_NO_SLOT ends */
+	uint16_t owner;		/* slot of the connection */
 };
 
+enum { L_NONE = 0, L_HS, L_UP };
+
 static struct tls_conn pool[VKWS_MAX_TLS_CONNS];
+static uint16_t l_head[3] = { VKWS_NO_SLOT, VKWS_NO_SLOT, VKWS_NO_SLOT };
+static uint16_t l_tail[3] = { VKWS_NO_SLOT, VKWS_NO_SLOT, VKWS_NO_SLOT };
 static struct tls_keys keyset[2];
 static int cur = -1;		/* the set new handshakes use */
 static struct vkws_config *cfg;
@@ -557,12 +566,72 @@ vkws_tls_reload(void)
 	keys_logged(&keyset[cur], "reloaded");
 }
 
+/* ---- Eviction order --------------------------------------------------- */
+
+static void
+list_del(struct tls_conn *t)
+{
+	uint8_t l = t->list;
+
+	if (l == L_NONE)
+		return;
+	if (t->prev != VKWS_NO_SLOT)
+		pool[t->prev].next = t->next;
+	else
+		l_head[l] = t->next;
+	if (t->next != VKWS_NO_SLOT)
+		pool[t->next].prev = t->prev;
+	else
+		l_tail[l] = t->prev;
+	t->list = L_NONE;
+}
+
+static void
+list_add(struct tls_conn *t, uint8_t l)
+{
+	uint16_t i = (uint16_t)(t - pool);
+
+	list_del(t);
+	t->list = l;
+	t->prev = l_tail[l];
+	t->next = VKWS_NO_SLOT;
+	if (l_tail[l] != VKWS_NO_SLOT)
+		pool[l_tail[l]].next = i;
+	else
+		l_head[l] = i;
+	l_tail[l] = i;
+}
+
+struct conn *
+vkws_tls_victim(int *in_handshake)
+{
+	*in_handshake = l_head[L_HS] != VKWS_NO_SLOT;
+	if (*in_handshake)
+		return &vkws_conns[pool[l_head[L_HS]].owner];
+	if (l_head[L_UP] != VKWS_NO_SLOT)
+		return &vkws_conns[pool[l_head[L_UP]].owner];
+	return NULL;
+}
+
+void
+vkws_tls_proven(struct conn *c)
+{
+	if (c->tls && c->tls_slot != VKWS_NO_SLOT)
+		list_del(&pool[c->tls_slot]);
+}
+
 /* ---- The transport --------------------------------------------------- */
 
 static struct tls_conn *
 tls_of(const struct conn *c)
 {
 	return &pool[c->tls_slot];
+}
+
+int
+vkws_tls_engine(const struct conn *c)
+{
+	return c->tls && c->tls_slot != VKWS_NO_SLOT;
 }
 
 /* Note the end of the handshake: application data may now flow, and the
@@ -575,6 +644,10 @@ tls_state(struct tls_conn *t)
 	if (!t->hs_done && (st & (BR_SSL_SENDAPP | BR_SSL_RECVAPP))) {
 		t->hs_done = 1;
 		keyset[t->keys].refs--;
+		/* Its connection is still unproven: it has sent nothing
+		 * over TLS yet. */
+		if (t->list == L_HS)
+			list_add(t, L_UP);
 	}
 	return st;
 }
@@ -595,6 +668,8 @@ vkws_tls_accept(struct conn *c)
 			return -1;
 		}
 		t->used = 1;
+		t->owner = (uint16_t)vkws_slot_of(c);
+		list_add(t, L_HS);
 		c->tls = 1;
 		c->tls_slot = (uint16_t)i;
 		return 0;
@@ -771,7 +846,11 @@ vkws_tls_close(struct conn *c)
 int
 vkws_tls_pending(const struct conn *c)
 {
-	struct tls_conn *t = tls_of(c);
+	struct tls_conn *t;
+
+	if (!vkws_tls_engine(c))
+		return 0;
+	t = tls_of(c);
 
 	/* A closed engine counts: reading it reports EOF or the error. */
 	return (tls_state(t) & (BR_SSL_RECVAPP | BR_SSL_CLOSED)) != 0;
@@ -802,10 +881,15 @@ vkws_tls_events(const struct conn *c, short ev)
 void
 vkws_tls_free(struct conn *c)
 {
-	struct tls_conn *t = tls_of(c);
+	struct tls_conn *t;
 
+	if (!vkws_tls_engine(c))
+		return;
+	t = tls_of(c);
+	c->tls_slot = VKWS_NO_SLOT;
 	if (!t->used)
 		return;
+	list_del(t);
 	if (!t->hs_done)
 		keyset[t->keys].refs--;
 	/* The context holds the session keys, the buffers the last records
@@ -838,7 +922,7 @@ vkws_tls_cipher(const struct conn *c)
 	br_ssl_session_parameters sp;
 	size_t i;
 
-	if (!c->tls)
+	if (!vkws_tls_engine(c))
 		return NULL;
 	t = tls_of(c);
 	if (!t->used || !t->hs_done)

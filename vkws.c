@@ -64,6 +64,7 @@ struct vkws_counts vkws_count;
 static const struct vkws_hooks *hooks;
 
 static void conn_free(struct conn *c);
+static void conn_flush(struct conn *c);
 static void id_assign(struct conn *c);
 static ssize_t sock_writev(struct conn *c, struct iovec *iov, int n);
 static void ws_process(struct conn *c);
@@ -129,6 +130,101 @@ count_close(uint16_t code)
 			return;
 		}
 	vkws_count.closes[9]++;
+}
+
+/* ---- Admission: the unproven list (PROTOCOL.md 8) -------------------- */
+
+/*
+ * Every connection that has not shown who it is (an HTTP connection, a
+ * TLS handshake, a chat WebSocket before its auth) is on this list,
+ * oldest first, from accept until it is proven or freed. The list gives
+ * the victim of an eviction in O(1), and its length is the share of the
+ * table --max-pending bounds.
+ */
+static uint16_t up_head = VKWS_NO_SLOT, up_tail = VKWS_NO_SLOT;
+
+static void
+up_add(struct conn *c)
+{
+	uint16_t s = (uint16_t)vkws_slot_of(c);
+
+	c->up_prev = up_tail;
+	c->up_next = VKWS_NO_SLOT;
+	if (up_tail != VKWS_NO_SLOT)
+		vkws_conns[up_tail].up_next = s;
+	else
+		up_head = s;
+	up_tail = s;
+	c->unproven = 1;
+	vkws_count.unproven++;
+}
+
+static void
+up_del(struct conn *c)
+{
+	if (!c->unproven)
+		return;
+	if (c->up_prev != VKWS_NO_SLOT)
+		vkws_conns[c->up_prev].up_next = c->up_next;
+	else
+		up_head = c->up_next;
+	if (c->up_next != VKWS_NO_SLOT)
+		vkws_conns[c->up_next].up_prev = c->up_prev;
+	else
+		up_tail = c->up_prev;
+	c->unproven = 0;
+	vkws_count.unproven--;
+}
+
+/* Count c as a proven WebSocket: off the unproven list, against
+ * --max-conns. */
+static void
+prove(struct conn *c)
+{
+	up_del(c);
+	vkws_tls_proven(c);
+	if (!c->proven) {
+		c->proven = 1;
+		vkws_count.proven++;
+	}
+}
+
+int
+vkws_conn_prove(struct conn *c)
+{
+	if (c->proven)
+		return 0;
+	if (vkws_count.proven >= cfg->max_conns)
+		return -1;
+	prove(c);
+	return 0;
+}
+
+/* A WebSocket leaves S_WS (to linger, or freed). */
+static void
+ws_left(struct conn *c)
+{
+	if (c->proven) {
+		c->proven = 0;
+		vkws_count.proven--;
+	}
+	hooks->ws_closed(c);
+}
+
+/*
+ * Close c to make room for a newer connection: an HTTP connection is
+ * dropped, a WebSocket is told 1013 (try again later) with what the
+ * socket takes at once, then dropped: the slot is needed now.
+ */
+static void
+evict(struct conn *c, uint64_t *counter)
+{
+	(*counter)++;
+	if (c->state == S_WS && !c->close_sent) {
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		conn_flush(c);
+	}
+	conn_free(c);
 }
 
 /* ---- Slots and send queues ------------------------------------------ */
@@ -309,6 +405,31 @@ vkws_info(const struct conn *c)
 	return (const char *)vkws_chunk_mem(c->info_chunk) + c->info_off;
 }
 
+const char *
+vkws_uid(const struct conn *c)
+{
+	if (c->uid_chunk == VKWS_NONE16)
+		return "";
+	return (const char *)vkws_chunk_mem(c->uid_chunk) + c->uid_off;
+}
+
+/* The user id, like userInfo, is packed with other small texts: the
+ * slot does not carry VKWS_UID_MAX bytes for every connection. */
+int
+vkws_uid_set(struct conn *c, const char *p, size_t n)
+{
+	uint16_t k = VKWS_NONE16, off = 0;
+
+	if (n > VKWS_UID_MAX || (n > 0 && vkws_pool_blob(p, n, &k, &off) < 0))
+		return -1;
+	if (c->uid_chunk != VKWS_NONE16)
+		vkws_chunk_put(c->uid_chunk);
+	c->uid_chunk = k;
+	c->uid_off = off;
+	c->uid_len = (uint8_t)n;
+	return 0;
+}
+
 /* userInfo is packed with other small texts into a shared chunk, so a
  * client's few bytes of data do not hold a whole chunk. */
 int
@@ -385,7 +506,7 @@ vkws_linger(struct conn *c)
 	if (c->state == S_LINGER || c->state == S_FREE)
 		return;
 	if (c->state == S_WS)
-		hooks->ws_closed(c);
+		ws_left(c);
 	c->state = S_LINGER;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
 	mark_dirty(c);
@@ -483,9 +604,12 @@ origin_allowed(const struct http_req *r)
 
 	if (cfg->norigins == 0)
 		return 1;
-	/* Non-browser clients send no Origin (PROTOCOL.md 7). */
+	/* Non-browser clients send no Origin (PROTOCOL.md 7). Two Origin
+	 * lines are refused: a check of one would let the other through. */
 	if ((h = http_header_get(r, "Origin")) == NULL)
 		return 1;
+	if (http_header_count(r, "Origin") > 1)
+		return 0;
 	for (i = 0; i < cfg->norigins; i++) {
 		const char *o = cfg->origins[i];
 		if (h->value.n == strlen(o) && memcmp(h->value.p, o,
@@ -495,36 +619,12 @@ origin_allowed(const struct http_req *r)
 	return 0;
 }
 
-/* Whether the upgrade may take a WebSocket slot; answers 503 if not. */
-static int
-upgrade_capacity(struct conn *c, int pending)
+/* Answer 503 with Retry-After, counted under counter. */
+static void
+refuse(struct conn *c, uint64_t *counter)
 {
-	static const char retry[] = "Retry-After: 5\r\n";
-	unsigned same_ip = 0;
-	size_t i;
-
-	/* A pool under its low-water mark takes no new WebSocket: its last
-	 * chunks are for the connections already open. */
-	if (vkws_count.ws_open >= cfg->max_conns || vkws_pool_low() ||
-	    (pending && vkws_count.ws_pending >= cfg->max_pending)) {
-		vkws_count.refused_full++;
-		http_error(c, 503, retry);
-		return 0;
-	}
-	if (cfg->max_per_ip) {
-		for (i = 0; i < vkws_slot_hi; i++) {
-			const struct conn *o = &vkws_conns[i];
-			if (o != c && o->state >= S_WS && o->state != S_LINGER
-			    && memcmp(o->ip, c->ip, sizeof(c->ip)) == 0)
-				same_ip++;
-		}
-		if (same_ip >= cfg->max_per_ip) {
-			vkws_count.refused_full++;
-			http_error(c, 503, retry);
-			return 0;
-		}
-	}
-	return 1;
+	(*counter)++;
+	http_error(c, 503, "Retry-After: 5\r\n");
 }
 
 /* RFC 6455 4.2.1 and 4.2.2: check the opening handshake and answer it. */
@@ -532,19 +632,17 @@ static void
 http_upgrade(struct conn *c, const struct http_req *r, int kind)
 {
 	static char extra[256];
-	const struct http_header *ver, *key, *proto;
-	const struct http_header *up = http_header_get(r, "Upgrade");
-	const struct http_header *conn = http_header_get(r, "Connection");
+	const struct http_header *ver, *key;
 	char accept[WS_ACCEPT_LEN];
 	struct json_out o;
-	int pending;
 
 	if (!http_str_ieq(r->method, "GET")) {
 		http_error(c, 405, "Allow: GET\r\n");
 		return;
 	}
-	if (up == NULL || conn == NULL || !http_list_has(up->value,
-	    "websocket") || !http_list_has(conn->value, "upgrade")) {
+	/* RFC 9110 5.3: the lines of a list header make one list. */
+	if (!http_header_has(r, "Upgrade", "websocket") ||
+	    !http_header_has(r, "Connection", "upgrade")) {
 		http_error(c, 426, "Upgrade: websocket\r\n"
 		    "Sec-WebSocket-Version: 13\r\n");
 		return;
@@ -566,9 +664,22 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 		http_error(c, 403, NULL);
 		return;
 	}
-	pending = kind == K_CHAT && !hooks->token_ok(r);
-	if (!upgrade_capacity(c, pending))
+	/* The address's bucket first: a refused upgrade spends nothing of
+	 * its user's. */
+	/* A pool under its low-water mark takes no new WebSocket: its last
+	 * chunks are for the connections already open. */
+	if (vkws_count.proven >= cfg->max_conns || vkws_pool_low()) {
+		refuse(c, &vkws_count.refused_full);
 		return;
+	}
+	if (kind == K_CHAT && vkws_admit_addr_upgrade(c->addr_ent) < 0) {
+		refuse(c, &vkws_count.refused_reconnect);
+		return;
+	}
+	if (kind == K_CHAT && hooks->token_ok(r) < 0) {
+		refuse(c, &vkws_count.refused_reconnect);
+		return;
+	}
 
 	ws_accept_key(key->value.p, key->value.n, accept);
 	json_out_init(&o, extra, sizeof(extra));
@@ -577,8 +688,7 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	    "Sec-WebSocket-Accept: ");
 	json_out_raw(&o, accept, sizeof(accept));
 	json_out_lit(&o, "\r\n");
-	proto = http_header_get(r, "Sec-WebSocket-Protocol");
-	if (proto != NULL && http_list_has(proto->value, "vkws.json"))
+	if (http_header_has(r, "Sec-WebSocket-Protocol", "vkws.json"))
 		json_out_lit(&o, "Sec-WebSocket-Protocol: vkws.json\r\n");
 	json_out_lit(&o, "\r\n");
 	/* A 101 has no body, so no Content-Length: written by hand. */
@@ -586,7 +696,8 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 		vkws_linger(c);
 		return;
 	}
-	tx_write_through(c, extra, o.n, NULL, 0);
+	if (tx_write_through(c, extra, o.n, NULL, 0) < 0)
+		return;
 	c->state = S_WS;
 	c->kind = (uint8_t)kind;
 	id_assign(c);
@@ -595,7 +706,11 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	memset(&c->rx, 0, sizeof(c->rx));
 	vkws_count.ws_open++;
 	vkws_count.upgrades++;
-	if (kind == K_CHAT)
+	/* An /echo connection is proven at once (PROTOCOL.md 8); a chat
+	 * one when it authenticates (vkws_conn_prove()). */
+	if (kind == K_ECHO)
+		prove(c);
+	else
 		hooks->ws_opened(c, r);
 }
 
@@ -663,6 +778,11 @@ http_heads(struct conn *c, uint8_t *b)
 			http_error(c, 400, NULL);
 			return;
 		}
+		/* Past its address's cap: told so, whatever it asked. */
+		if (c->over_ip) {
+			refuse(c, &vkws_count.refused_per_ip);
+			return;
+		}
 		c->requests++;
 		rest = c->raw - (size_t)n;
 		if (!http_route(c, &req, b + n, rest, &used) &&
@@ -671,10 +791,27 @@ http_heads(struct conn *c, uint8_t *b)
 		rest -= used;
 		memmove(b, b + (size_t)n + used, rest);
 		c->raw = (uint32_t)rest;
-		if (c->state == S_HTTP)
-			c->deadline = vkws_now_ms() +
-			    (int64_t)cfg->handshake_timeout * 1000;
+		/*
+		 * PROTOCOL.md 8: an HTTP connection lives for at most
+		 * --http-max-requests requests (the last reply says
+		 * Connection: close) and --handshake-timeout seconds from
+		 * accept; requests never push that deadline back.
+		 */
+		if (c->requests >= cfg->http_max_requests &&
+		    c->state != S_WS) {
+			vkws_count.evicted_http_age++;
+			vkws_linger(c);
+			return;
+		}
 	}
+}
+
+/* Whether the request being answered on c may leave the connection
+ * open (PROTOCOL.md 8: not past --http-max-requests). */
+int
+vkws_http_may_keep(const struct conn *c)
+{
+	return c->requests < cfg->http_max_requests;
 }
 
 /*
@@ -751,30 +888,6 @@ http_input(struct conn *c, uint8_t *b)
 
 /* ---- WebSocket frames ----------------------------------------------- */
 
-/*
- * Echo a message. A large one goes from the read buffer straight to the
- * socket when nothing is queued before it, and only what the socket does
- * not take is copied into the queue; small ones are queued, so that one
- * pass writes them all with one sendmsg. Echo stores nothing, so nothing
- * waits for a log sync.
- */
-static int
-echo_frame(struct conn *c, int op, const uint8_t *p, size_t n)
-{
-	uint8_t h[WS_MAX_HEADER];
-	size_t hn;
-
-	if (n < VKWS_DIRECT_MIN || c->tx.len > 0 || c->tls)
-		return vkws_tx_frame(c, op, p, n);
-	hn = ws_header_build(h, 1, op, (uint64_t)n);
-	if (hn + n > vkws_tx_free(c))
-		return -1;
-	count_out(c, n);
-	if (tx_write_through(c, h, hn, p, n) < 0)
-		return -1;
-	return 0;
-}
-
 /* Deliver a whole message. */
 static void
 ws_message(struct conn *c, int op, uint8_t *p, size_t n)
@@ -785,11 +898,6 @@ ws_message(struct conn *c, int op, uint8_t *p, size_t n)
 	vkws_count.bytes_in += n;
 	if (c->close_sent)
 		return;	/* RFC 6455 7.1.2: data after our close is dropped */
-	if (c->kind == K_ECHO) {
-		if (echo_frame(c, op, p, n) != 0)
-			vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
-		return;
-	}
 	hooks->ws_message(c, op, p, n);
 }
 
@@ -867,6 +975,135 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 }
 
 /*
+ * /echo streams (RFC 6455 5.4): each piece of a data frame's payload is
+ * checked (the UTF-8 of text, byte by byte), unmasked and sent on at once
+ * as a frame of its own: the message's opcode on its first piece, then
+ * continuations, FIN on the piece that ends the message. So a message of
+ * any size passes through the receive buffer and the send queue without
+ * being held whole, its echo has the same type and the same bytes, and a
+ * bad byte fails the connection before the rest of its frame is sent.
+ * A frame is cut rather than echoed under the length it announced, since
+ * a frame whose payload is still to come could not be interrupted by a
+ * pong or by our close. A piece of VKWS_DIRECT_MIN bytes or more goes
+ * from the read buffer straight to the socket when nothing is queued
+ * before it; only what the socket does not take is copied into the queue.
+ * Echo stores nothing, so nothing waits for a log sync.
+ */
+static int
+echo_piece(struct conn *c, uint8_t *p, size_t n)
+{
+	uint8_t h[WS_MAX_HEADER];
+	struct ws_piece pc;
+	size_t hn;
+	int r;
+
+	if ((r = ws_rx_payload(&c->rx, p, n, &pc)) < 0)
+		return r;
+	c->bytes_in += n;
+	vkws_count.bytes_in += n;
+	if (pc.fin) {
+		c->msgs_in++;
+		vkws_count.msgs_in++;
+	}
+	if (c->close_sent)
+		return 0;	/* RFC 6455 7.1.2: data after our close is dropped */
+	hn = ws_header_build(h, pc.fin, pc.opcode, (uint64_t)n);
+	if (n >= VKWS_DIRECT_MIN && c->tx.len == 0 && !c->tls) {
+		if (tx_write_through(c, h, hn, p, n) < 0)
+			return 0;	/* the pool is dry: c is gone */
+	} else if (!tx_room(c, hn + n)) {
+		/* A slow reader while the pool is low, or no pool left. */
+		vkws_count.dropped_slow++;
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+		return 0;
+	} else {
+		tx_put(c, h, hn, 1);
+		tx_put(c, p, n, 0);
+	}
+	c->bytes_out += n;
+	vkws_count.bytes_out += n;
+	if (pc.fin) {
+		c->msgs_out++;
+		vkws_count.msgs_out++;
+	}
+	return 0;
+}
+
+/*
+ * The /echo receive path: frame headers and control frames as in
+ * ws_input(), data payloads in pieces through echo_piece(). A piece waits
+ * in the receive buffer (c->held) while the send queue has less than
+ * VKWS_REPLY_ROOM free, and conn_events() asks for no input meanwhile, so
+ * a client that does not read is not read either: nothing is dropped and
+ * nothing is buffered past the slot's two buffers. No message limit: a
+ * frame may be as long as RFC 6455 5.2 allows (2^63 - 1 bytes).
+ */
+static size_t
+echo_input(struct conn *c, uint8_t *p, size_t n)
+{
+	size_t off = 0, k;
+	struct ws_frame f;
+	int r;
+
+	while (c->state == S_WS) {
+		if (c->rx.f_open) {
+			k = n - off;
+			if (k > c->rx.f_left)
+				k = (size_t)c->rx.f_left;
+			if (k == 0 && c->rx.f_left > 0)
+				break;
+			if (!c->close_sent) {
+				size_t room = vkws_tx_free(c);
+				if (room < VKWS_REPLY_ROOM) {
+					c->held = 1;
+					break;
+				}
+				if (k > room - WS_MAX_HEADER)
+					k = room - WS_MAX_HEADER;
+			}
+			if ((r = echo_piece(c, p + off, k)) < 0) {
+				ws_fail(c, r);
+				return n;
+			}
+			off += k;
+			c->t_in = pass_now;
+			continue;
+		}
+		if (off == n)
+			break;
+		r = ws_frame_parse(&f, p + off, n - off, 1, &c->rx,
+		    UINT64_MAX);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			ws_fail(c, r);
+			return n;
+		}
+		if ((f.opcode & 0x8u) == 0) {
+			if ((r = ws_rx_begin(&c->rx, &f)) < 0) {
+				ws_fail(c, r);
+				return n;
+			}
+			off += f.hdr_len;
+			continue;
+		}
+		/* A control frame is handled whole (at most 125 bytes). */
+		if (f.payload_len > n - off - f.hdr_len)
+			break;
+		if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent) {
+			c->held = 1;
+			break;
+		}
+		k = (size_t)f.payload_len;
+		ws_unmask(p + off + f.hdr_len, k, f.mask, 0);
+		ws_frame(c, &f, p + off + f.hdr_len, k);
+		off += f.hdr_len + k;
+		c->t_in = pass_now;
+	}
+	return off;
+}
+
+/*
  * Parse and handle every whole frame in p[0..n). Returns the bytes used;
  * stops early at a partial frame, or when the send queue could not take
  * the largest reply (the rest waits until the queue drains).
@@ -875,6 +1112,9 @@ static size_t
 ws_input(struct conn *c, uint8_t *p, size_t n)
 {
 	size_t off = 0;
+
+	if (c->kind == K_ECHO)
+		return echo_input(c, p, n);
 
 	while (off < n && (c->state == S_WS)) {
 		struct ws_frame f;
@@ -934,7 +1174,7 @@ sock_read(struct conn *c, void *p, size_t n)
 {
 	ssize_t r;
 
-	if (c->tls)
+	if (vkws_tls_engine(c))
 		return vkws_tls_recv(c, p, n);
 	do
 		r = recv(c->fd, p, n, 0);
@@ -948,8 +1188,12 @@ sock_writev(struct conn *c, struct iovec *iov, int n)
 	struct msghdr m;
 	ssize_t r;
 
-	if (c->tls)
-		return vkws_tls_send(c, iov, n);
+	if (c->tls) {
+		if (vkws_tls_engine(c))
+			return vkws_tls_send(c, iov, n);
+		errno = EPIPE;	/* nothing goes out once the engine is gone */
+		return -1;
+	}
 	memset(&m, 0, sizeof(m));
 	m.msg_iov = iov;
 	m.msg_iovlen = (size_t)n;
@@ -959,6 +1203,44 @@ sock_writev(struct conn *c, struct iovec *iov, int n)
 	return r;
 }
 
+/*
+ * PROTOCOL.md 8: a TLS connection takes an engine only once its first
+ * record has come, so sockets that connect and send nothing hold none.
+ * When every engine is busy, the oldest handshake in progress (else the
+ * oldest unproven connection holding one) gives way. Returns 1 when c
+ * has an engine, 0 to wait for bytes, -1 if c was closed.
+ */
+static int
+tls_begin(struct conn *c)
+{
+	struct conn *v;
+	uint8_t b;
+	ssize_t r;
+	int hs;
+
+	do
+		r = recv(c->fd, &b, 1, MSG_PEEK);
+	while (r < 0 && errno == EINTR);
+	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+		conn_free(c);
+		return -1;
+	}
+	if (r < 0)
+		return 0;
+	if (vkws_tls_accept(c) == 0)
+		return 1;
+	v = vkws_tls_victim(&hs);
+	if (v != NULL && v != c) {
+		evict(v, hs ? &vkws_count.evicted_tls :
+		    &vkws_count.evicted_unproven);
+		if (vkws_tls_accept(c) == 0)
+			return 1;
+	}
+	vkws_count.refused_tls++;
+	conn_free(c);
+	return -1;
+}
+
 static void
 conn_read(struct conn *c)
 {
@@ -966,6 +1248,9 @@ conn_read(struct conn *c)
 	size_t room;
 	ssize_t r;
 
+	if (c->tls && !vkws_tls_engine(c) && c->state == S_HTTP &&
+	    tls_begin(c) <= 0)
+		return;
 	if (c->state == S_LINGER) {
 		/* Discard input until EOF. */
 		r = sock_read(c, scratch, sizeof(scratch));
@@ -1036,7 +1321,7 @@ conn_flush(struct conn *c)
 	}
 	if (c->tx.len > 0)
 		return;
-	if (c->tls) {
+	if (vkws_tls_engine(c)) {
 		/* Records the engine still holds, then close_notify. */
 		if (c->state == S_LINGER && !c->shut)
 			vkws_tls_close(c);
@@ -1046,6 +1331,10 @@ conn_flush(struct conn *c)
 	if (c->state == S_LINGER && !c->shut) {
 		c->shut = 1;
 		shutdown(c->fd, SHUT_WR);
+		/* Our close_notify is out: what the peer still sends is
+		 * read raw and dropped until its EOF, as over plain TCP,
+		 * and the engine serves someone else meanwhile. */
+		vkws_tls_free(c);
 	}
 }
 
@@ -1055,13 +1344,16 @@ conn_free(struct conn *c)
 	if (c->state == S_FREE)
 		return;
 	if (c->state == S_WS)
-		hooks->ws_closed(c);
-	if (c->tls)
-		vkws_tls_free(c);
+		ws_left(c);
+	up_del(c);
+	vkws_admit_addr_del(c->addr_ent);
+	c->addr_ent = VKWS_NO_SLOT;
+	vkws_tls_free(c);
 	vkws_q_free(&c->tx);
 	c->frag = c->raw = 0;
 	rx_trim(c);
 	(void)vkws_info_set(c, NULL, 0);
+	(void)vkws_uid_set(c, NULL, 0);
 	close(c->fd);
 	c->fd = -1;
 	c->state = S_FREE;
@@ -1072,31 +1364,84 @@ conn_free(struct conn *c)
 
 /* ---- Accept --------------------------------------------------------- */
 
-/* Record the peer address of a new connection (IPv4 mapped to IPv6). */
+/* Record the peer address of a new connection (IPv4 mapped to IPv6);
+ * its text is made only when asked for (vkws_conn_addr()). */
 static void
 addr_set(struct conn *c, const struct sockaddr_storage *ss)
 {
-	char a[INET6_ADDRSTRLEN];
-	unsigned port;
-
 	memset(c->ip, 0, sizeof(c->ip));
-	a[0] = '\0';
+	c->port = 0;
+	c->v6 = ss->ss_family == AF_INET6;
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 		memcpy(c->ip, &s6->sin6_addr, 16);
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		port = ntohs(s6->sin6_port);
-		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", a, port);
+		c->port = ntohs(s6->sin6_port);
 	} else if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 		c->ip[10] = c->ip[11] = 0xFF;
 		memcpy(c->ip + 12, &s4->sin_addr, 4);
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		port = ntohs(s4->sin_port);
-		snprintf(c->addr, sizeof(c->addr), "%s:%u", a, port);
+		c->port = ntohs(s4->sin_port);
 	}
 }
 
+const char *
+vkws_conn_addr(const struct conn *c)
+{
+	static char out[INET6_ADDRSTRLEN + 8];
+	char a[INET6_ADDRSTRLEN];
+
+	a[0] = '\0';
+	if (c->v6) {
+		inet_ntop(AF_INET6, c->ip, a, sizeof(a));
+		snprintf(out, sizeof(out), "[%s]:%u", a, (unsigned)c->port);
+	} else {
+		inet_ntop(AF_INET, c->ip + 12, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s:%u", a, (unsigned)c->port);
+	}
+	return out;
+}
+
+/* The lowest free slot, or NULL. */
+static struct conn *
+slot_free(void)
+{
+	size_t s;
+
+	for (s = 0; s < VKWS_SLOTS; s++)
+		if (vkws_conns[s].state == S_FREE)
+			return &vkws_conns[s];
+	return NULL;
+}
+
+/*
+ * Find room for a connection from the address of entry ent, which had
+ * before connections already (PROTOCOL.md 8). Within its address's cap,
+ * a newcomer always gets a slot: when the unproven share is full, or no
+ * slot is free, the oldest unproven connection gives way. One past the
+ * cap gets a slot only if one is free without evicting anyone (to be
+ * answered 503); more are refused at accept. Returns the slot, or NULL.
+ */
+static struct conn *
+admit(unsigned before, int *over)
+{
+	struct conn *c = slot_free();
+
+	*over = cfg->max_per_ip > 0 && before >= cfg->max_per_ip;
+	if (*over) {
+		if (before >= cfg->max_per_ip + VKWS_PER_IP_OVER ||
+		    c == NULL || vkws_count.unproven >= cfg->max_pending)
+			return NULL;
+		return c;
+	}
+	if ((c == NULL || vkws_count.unproven >= cfg->max_pending) &&
+	    up_head != VKWS_NO_SLOT) {
+		struct conn *old = &vkws_conns[up_head];
+		evict(old, &vkws_count.evicted_unproven);
+		if (c == NULL)
+			c = old;
+	}
+	return c;
+}
 
 static void
 conn_accept(int lfd, int tls)
@@ -1106,15 +1451,14 @@ conn_accept(int lfd, int tls)
 	for (i = 0; i < VKWS_ACCEPT_BURST; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		struct conn *c = NULL;
-		size_t s;
+		struct conn *c, peer;
+		unsigned before;
+		uint16_t ent;
+		uint8_t d;
+		int over;
 
-		for (s = 0; s < VKWS_SLOTS; s++)
-			if (vkws_conns[s].state == S_FREE) {
-				c = &vkws_conns[s];
-				break;
-			}
-		if (c == NULL)
+		/* No free slot and no unproven one to give way: wait. */
+		if (vkws_count.conns >= VKWS_SLOTS && up_head == VKWS_NO_SLOT)
 			return;
 		fd = accept(lfd, (struct sockaddr *)&ss, &sl);
 		if (fd < 0) {
@@ -1133,33 +1477,45 @@ conn_accept(int lfd, int tls)
 			close(fd);
 			continue;
 		}
+		addr_set(&peer, &ss);
+		ent = vkws_admit_addr_add(peer.ip, &before);
+		if ((c = admit(before, &over)) == NULL) {
+			vkws_count.refused_per_ip++;
+			vkws_admit_addr_del(ent);
+			close(fd);
+			continue;
+		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (cfg->sndbuf > 0) {
 			int sb = (int)cfg->sndbuf;
 			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
 		}
+		/* A slot freed by an eviction in this pass may still be on
+		 * the flush list: keep its mark so it is not listed twice. */
+		d = c->dirty;
 		memset(c, 0, sizeof(*c));
+		c->dirty = d;
+		memcpy(c->ip, peer.ip, sizeof(c->ip));
+		c->port = peer.port;
+		c->v6 = peer.v6;
 		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
 		c->tx.head = c->tx.tail = VKWS_NONE16;
-		c->rx_buf = c->info_chunk = VKWS_NONE16;
+		c->rx_buf = c->info_chunk = c->uid_chunk = VKWS_NONE16;
+		c->addr_ent = ent;
+		c->over_ip = (uint8_t)over;
 		c->fd = fd;
 		c->state = S_HTTP;
-		if (s + 1 > vkws_slot_hi)
-			vkws_slot_hi = s + 1;
-		c->deadline = vkws_now_ms() +
+		if (vkws_slot_of(c) + 1 > vkws_slot_hi)
+			vkws_slot_hi = vkws_slot_of(c) + 1;
+		c->t_accept = vkws_now_ms();
+		c->deadline = c->t_accept +
 		    (int64_t)cfg->handshake_timeout * 1000;
-		addr_set(c, &ss);
-		if (tls && vkws_tls_accept(c) < 0) {
-			/* The engine pool is full: refuse at once, so the
-			 * plain listener is not affected. */
-			vkws_count.refused_tls++;
-			close(fd);
-			c->state = S_FREE;
-			c->fd = -1;
-			continue;
-		}
+		/* A TLS engine waits for the first record (tls_begin()). */
+		c->tls = (uint8_t)tls;
+		c->tls_slot = VKWS_NO_SLOT;
+		up_add(c);
 		vkws_count.conns++;
 		vkws_count.accepted++;
 	}
@@ -1175,6 +1531,7 @@ conn_timer(struct conn *c, int64_t now)
 	case S_HTTP:
 		if (now >= c->deadline) {
 			vkws_count.timeouts_handshake++;
+			vkws_count.evicted_http_age++;
 			conn_free(c);
 			return INT64_MAX;
 		}
@@ -1406,7 +1763,7 @@ conn_events(const struct conn *c)
 		break;
 	}
 	/* TLS turns the plaintext wishes into what the engine needs. */
-	if (c->tls)
+	if (vkws_tls_engine(c))
 		return vkws_tls_events(c, ev);
 	return ev;
 }
@@ -1462,7 +1819,9 @@ loop_pass(void)
 		pfd[n].revents = 0;
 		pslot[n++] = (uint16_t)s;
 	}
-	/* Flush what the timers queued before sleeping. */
+	/* Flush what the timers and held frames queued before sleeping,
+	 * after the layers above had the sync their acks wait for. */
+	hooks->after_pass();
 	for (s = 0; s < ndirty; s++) {
 		struct conn *c = &vkws_conns[dirty[s]];
 		c->dirty = 0;
@@ -1479,8 +1838,10 @@ loop_pass(void)
 	pfd[n].events = POLLIN;
 	pfd[n].revents = 0;
 	pslot[n++] = P_SIGNAL;
-	/* The listeners are polled only while a slot is free. */
-	if (vkws_count.conns < VKWS_SLOTS && now >= accept_pause_until) {
+	/* The listeners are polled while a slot is free or held by an
+	 * unproven connection that can give way (PROTOCOL.md 8). */
+	if ((vkws_count.conns < VKWS_SLOTS || up_head != VKWS_NO_SLOT) &&
+	    now >= accept_pause_until) {
 		if (listen_fd >= 0) {
 			pfd[n].fd = listen_fd;
 			pfd[n].events = POLLIN;
@@ -1566,6 +1927,10 @@ vkws_config_default(struct vkws_config *c)
 	c->max_conns = VKWS_MAX_CONNS;
 	c->pool_chunks = VKWS_POOL_CHUNKS;
 	c->max_pending = VKWS_MAX_PENDING;
+	c->max_per_ip = VKWS_MAX_PER_IP;
+	c->http_max_requests = VKWS_HTTP_MAX_REQUESTS;
+	c->reconnect_rate = VKWS_RECONNECT_RATE;
+	c->reconnect_burst = VKWS_RECONNECT_BURST;
 	c->history = VKWS_HISTORY;
 	c->rate = VKWS_RATE;
 	c->rate_burst = 2 * VKWS_RATE;
@@ -1621,6 +1986,7 @@ vkws_serve(struct vkws_config *c)
 	 * its pages cost nothing before then. */
 	vkws_pool_init(c->pool_chunks);
 	vkws_rooms_init(c);
+	vkws_admit_init(c);
 	if (signals_init() < 0 || hooks->init(c) < 0)
 		return 1;
 	/* TLS material is loaded before anything listens: a bad file stops
@@ -1667,8 +2033,9 @@ vkws_budget(int fd)
 	size_t tls_sz = vkws_tls_static_size();
 	size_t log_sz = vkws_store_static_size();
 	size_t pool_sz = vkws_pool_static_size();
+	size_t admit_sz = vkws_admit_static_size();
 	size_t total = sizeof(vkws_conns) + sizeof(dirty) + sizeof(scratch) +
-	    pool_sz + rooms_sz + api_sz + tls_sz + log_sz;
+	    pool_sz + rooms_sz + api_sz + tls_sz + log_sz + admit_sz;
 	int n;
 
 	n = snprintf(out, sizeof(out),
@@ -1683,6 +2050,7 @@ vkws_budget(int fd)
 	    "  requests and API   %9zu\n"
 	    "  TLS engines        %9zu  %d x %zu, and the key pair\n"
 	    "  log buffers        %9zu\n"
+	    "  addresses, users   %9zu  %d entries\n"
 	    "  per connection     %9zu  the slot; queues and buffers come"
 	    " from the pools\n"
 	    "  queue cap          %9d  per connection; slow past %d when"
@@ -1697,6 +2065,7 @@ vkws_budget(int fd)
 	    (size_t)VKWS_RX_BUFS * VKWS_RX_BUF, VKWS_RX_BUFS, VKWS_RX_BUF,
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
+	    admit_sz, VKWS_ADDR_TABLE,
 	    sizeof(struct conn) + sizeof(dirty[0]), VKWS_TX_BUF,
 	    VKWS_TX_SLOW, VKWS_POOL_CHUNKS / VKWS_POOL_LOW_DIV,
 	    vkws_tls_conn_size(), total);

@@ -40,10 +40,20 @@
 /* Bodies longer than what follows a head in the receive buffer are
  * read into one of these static buffers; when all are taken, POST /api
  * is answered 503 with Retry-After. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_API_BODIES 1
+#else
 #define VKWS_API_BODIES 4
+#endif
 /* jsmn tokens for one /api body: a value takes at least one byte and a
  * separator, so no body of VKWS_MAX_BODY bytes needs more. */
+#ifndef VKWS_PROFILE_SMALL
 #define VKWS_API_TOKENS (VKWS_MAX_BODY / 2 + 2)
+#else
+/* PROFILE=small keeps 4096 (80 KiB of the 640 the full table takes): a
+ * body of more JSON values than that is answered -5. */
+#define VKWS_API_TOKENS 4096
+#endif
 /* Largest frame the server sends (payload bytes): a broadcast of the
  * largest API body plus its envelope. */
 #define VKWS_MAX_OUT (VKWS_MAX_BODY + 1024)
@@ -126,12 +136,55 @@
 /* server_shutdown.reconnectIn is spread over 0..this (ms). */
 #define VKWS_RECONNECT_SPREAD_MS 5000
 
-/* Unauthenticated WebSocket connections (--max-pending). */
+/*
+ * Admission (PROTOCOL.md 8). Unproven connections (HTTP requests, TLS
+ * handshakes, chat WebSockets not yet authenticated) share at most
+ * --max-pending slots; when a new connection finds that share full (or
+ * no free slot at all) the oldest unproven connection is closed to make
+ * room, so a flood of them cannot lock out the people behind it.
+ */
 #ifdef VKWS_PROFILE_SMALL
 #define VKWS_MAX_PENDING 16
 #else
 #define VKWS_MAX_PENDING 128
 #endif
+/* Requests one HTTP connection may carry (--http-max-requests); it is
+ * closed after the last one, or --handshake-timeout seconds after it was
+ * accepted without an upgrade, whichever comes first. */
+#define VKWS_HTTP_MAX_REQUESTS 100
+/* Connections of one peer address at once, every state counted
+ * (--max-per-ip, 0: off). IPv4-mapped IPv6 counts as IPv4. */
+#define VKWS_MAX_PER_IP 64
+/* A few connections past an address's cap are kept just long enough to
+ * answer 503 with Retry-After; more are closed at accept. */
+#define VKWS_PER_IP_OVER 4
+/* Upgrades per second of one address or one user (--reconnect-rate,
+ * 0: off), and the burst allowed at once (--reconnect-burst). */
+#define VKWS_RECONNECT_RATE 5
+#define VKWS_RECONNECT_BURST 20
+#define VKWS_RECONNECT_MAX 1000	/* highest value of either flag */
+/* user_join and user_leave of a connection younger than this (ms) are
+ * held back (and dropped if it closes first), so a reconnect loop does
+ * not flood a room with notifications. */
+#define VKWS_CHURN_MS 1000
+/*
+ * Peer addresses and users tracked for --max-per-ip and the reconnect
+ * rate (admit.c): an open-addressing table with a keyed hash, looked up
+ * within VKWS_ADDR_PROBES entries. Entries holding connections are at
+ * most one per slot, and the table has twice as many entries. An entry
+ * whose bucket has refilled and that holds no connection is free again.
+ * A key whose window is full anyway is not tracked: it fails open (not
+ * limited) rather than being refused, so filling the table locks no one
+ * out; the unproven budget still bounds what an untracked peer holds.
+ */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_ADDR_TABLE 256	/* entries, a power of two */
+#elif defined(VKWS_PROFILE_BENCH)
+#define VKWS_ADDR_TABLE 32768
+#else
+#define VKWS_ADDR_TABLE 4096
+#endif
+#define VKWS_ADDR_PROBES 16	/* entries looked at per lookup */
 #define VKWS_RATE 50		/* messages per second (--rate) */
 #define VKWS_RATE_GRACE 10	/* seconds over the rate before 1008 */
 
@@ -181,6 +234,10 @@ _Static_assert(VKWS_TLS_RECORD_OUT == 512 || VKWS_TLS_RECORD_OUT == 1024 ||
  * over the limit can still be read and answered 503. */
 #define VKWS_SPARE_SLOTS 16
 #define VKWS_SLOTS (VKWS_MAX_CONNS + VKWS_SPARE_SLOTS)
+_Static_assert(VKWS_ADDR_TABLE >= 2 * VKWS_SLOTS &&
+    (VKWS_ADDR_TABLE & (VKWS_ADDR_TABLE - 1)) == 0,
+    "the address table is a power of two with room for every slot");
+_Static_assert(VKWS_SLOTS < 65535, "a slot index fits 16 bits");
 /* Connections accepted per loop pass, so a connect flood cannot starve
  * the connections already open. */
 #define VKWS_ACCEPT_BURST 64
@@ -195,6 +252,14 @@ _Static_assert(VKWS_TLS_RECORD_OUT == 512 || VKWS_TLS_RECORD_OUT == 1024 ||
 #define VKWS_ADDR_MAX 64	/* "ADDR:PORT" of a listener */
 #define VKWS_PATH_MAX 256	/* a file or directory path */
 #define VKWS_API_KEY_MAX 128	/* bytes of the API key */
+/* --config: the largest config file (bytes), read whole into a static
+ * buffer at start and on SIGHUP, and the longest line in it (bytes): a
+ * name, a quoted path or secret of VKWS_PATH_MAX, and a comment. */
+#define VKWS_CONFIG_MAX 16384
+#define VKWS_CONFIG_LINE_MAX 1024
+/* The version vkws --version prints; the Debian and OpenWrt packages
+ * take theirs from this line (Makefile). */
+#define VKWS_VERSION "0.9.0"
 
 struct vkws_config {
 	char listen[VKWS_ADDR_MAX];	/* empty: no plain listener */
@@ -217,8 +282,11 @@ struct vkws_config {
 	unsigned max_conns;	/* WebSocket connections, <= VKWS_MAX_CONNS */
 	unsigned pool_chunks;	/* chunks used, <= VKWS_POOL_CHUNKS */
 	unsigned sndbuf;	/* SO_SNDBUF of connections, 0: kernel's */
-	unsigned max_pending;	/* unauthenticated WebSocket connections */
-	unsigned max_per_ip;	/* WebSocket connections per address, 0: off */
+	unsigned max_pending;	/* unproven connections (PROTOCOL.md 8) */
+	unsigned max_per_ip;	/* connections per address, 0: off */
+	unsigned http_max_requests;	/* requests per HTTP connection */
+	unsigned reconnect_rate;	/* upgrades/s per address or user */
+	unsigned reconnect_burst;
 	unsigned history;	/* messages replayed, <= VKWS_HISTORY */
 	unsigned rate;		/* messages per second per connection */
 	unsigned rate_burst;
@@ -250,9 +318,9 @@ enum {
 /* Bytes of a record header: length (4), type (1), CRC-32 (4). */
 #define VKWS_REC_HEAD 9
 /* Largest record payload (bytes): a chat record is the room name with its
- * length byte, the seq, and a chat frame, which fits the largest frame
- * the server sends. */
-#define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + VKWS_MAX_OUT)
+ * length byte, the room's life, the seq, and a chat frame, which fits the
+ * largest frame the server sends. */
+#define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + 8 + VKWS_MAX_OUT)
 /* Compaction writes through a buffer of this size (bytes), so the new
  * file is written in few large writes, not one per record. */
 #define VKWS_STORE_WBUF 16384
@@ -260,6 +328,16 @@ enum {
 #define VKWS_STORE_LOG_EVERY 60000
 /* A failed log is reopened at most once per this many ms. */
 #define VKWS_STORE_RETRY 1000
+/* Bytes of a close reason disconnect/disconnectAll accept (after JSON
+ * unescaping); the close frame carries the first 123 of them, cut at a
+ * UTF-8 character boundary (PROTOCOL.md 7). */
+#define VKWS_REASON_IN_MAX 512
+/* --fsync batch: chat acks wait for the pass's sync, and the chat frame
+ * with them, in a table of this many chats and a buffer of this many
+ * bytes (one largest frame and its id at least); a chat that would not
+ * fit makes the ones before it sync and go out first. */
+#define VKWS_PENDING_CHATS 256
+#define VKWS_PENDING_BYTES (2 * VKWS_MAX_OUT)
 
 /* Fill c with the defaults of PROTOCOL.md. */
 void vkws_config_default(struct vkws_config *c);

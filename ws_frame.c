@@ -1,7 +1,8 @@
 /*
  * ws_frame.c: the RFC 6455 codec. It parses frame headers, tracks the
- * fragmentation and UTF-8 state of a connection's incoming messages,
- * unmasks payloads in place, builds server frame headers, checks close
+ * fragmentation and UTF-8 state of a connection's incoming messages
+ * (whole frames, or a payload in pieces as it arrives), unmasks payloads
+ * in place, builds server frame headers, checks close
  * payloads and computes the handshake's accept key. It never makes a
  * system call, keeps no global state (only const tables), logs nothing
  * and allocates nothing: every byte it reads or writes is in memory the
@@ -10,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <bearssl.h>
 
@@ -244,6 +246,84 @@ ws_rx_accept(struct ws_rx *rx, const struct ws_frame *f,
 	rx->in_message = 1;
 	rx->msg_len += n;
 	return 0;
+}
+
+/*
+ * The state of a message runs across pieces exactly as across whole
+ * frames in ws_rx_accept(): the fragmentation order, then the message's
+ * opcode and UTF-8 state. f_first says whether a piece of this message
+ * has been handed out, so the first one carries the opcode and the rest
+ * are continuations, whatever the frames were cut into.
+ */
+int
+ws_rx_begin(struct ws_rx *rx, const struct ws_frame *f)
+{
+	if ((f->opcode & 0x8u) != 0)
+		return WS_ERR_OPCODE;
+	if (rx->f_open)
+		return WS_ERR_NOT_CONT;
+	/* RFC 6455 5.4: a continuation belongs to a started message, and a
+	 * new message may not start inside another. */
+	if (f->opcode == WS_OP_CONT && !rx->in_message)
+		return WS_ERR_CONT;
+	if (f->opcode != WS_OP_CONT && rx->in_message)
+		return WS_ERR_NOT_CONT;
+	if (f->opcode != WS_OP_CONT) {
+		rx->msg_opcode = f->opcode;
+		rx->utf8 = WS_UTF8_ACCEPT;
+		rx->msg_len = 0;
+		rx->f_first = 1;
+	}
+	rx->in_message = 1;
+	rx->f_open = 1;
+	rx->f_fin = f->fin;
+	rx->f_left = f->payload_len;
+	memcpy(rx->f_mask, f->mask, sizeof(rx->f_mask));
+	rx->f_phase = 0;
+	return 0;
+}
+
+/*
+ * The mask position is kept modulo 4, all the key needs. After an error
+ * the frame is closed, so every later piece fails too: the connection is
+ * to be failed.
+ */
+int
+ws_rx_payload(struct ws_rx *rx, uint8_t *p, size_t n, struct ws_piece *out)
+{
+	int end;
+
+	if (!rx->f_open || n > rx->f_left)
+		return WS_ERR_CONT;
+	ws_unmask(p, n, rx->f_mask, rx->f_phase);
+	rx->f_phase = (uint8_t)((rx->f_phase + n) & 3u);
+	rx->f_left -= n;
+	end = rx->f_left == 0;
+	/* RFC 6455 8.1: invalid UTF-8 in a text message fails the
+	 * connection: checked in every piece as it comes, so the error is
+	 * known before the rest of the frame is sent. A message may not end
+	 * inside a code point. */
+	if (rx->msg_opcode == WS_OP_TEXT &&
+	    (ws_utf8_feed(&rx->utf8, p, n) < 0 ||
+	    (end && rx->f_fin && !ws_utf8_complete(rx->utf8)))) {
+		rx->f_open = 0;
+		rx->f_left = 0;
+		return WS_ERR_UTF8;
+	}
+	out->opcode = rx->f_first ? rx->msg_opcode : (uint8_t)WS_OP_CONT;
+	out->fin = (uint8_t)(end && rx->f_fin);
+	rx->f_first = 0;
+	rx->msg_len += n;
+	if (!end)
+		return 0;
+	rx->f_open = 0;
+	if (rx->f_fin) {
+		rx->in_message = 0;
+		rx->msg_opcode = 0;
+		rx->utf8 = WS_UTF8_ACCEPT;
+		rx->msg_len = 0;
+	}
+	return 1;
 }
 
 /*

@@ -70,13 +70,31 @@ struct ws_frame {
 /*
  * Receive state across frames of one connection: whether a fragmented
  * message is open, its opcode, its length so far, and the UTF-8 state of
- * a text message.
+ * a text message; for a payload taken in pieces (ws_rx_begin()), the data
+ * frame being read.
  */
 struct ws_rx {
-	uint8_t in_message;	/* a non-final data frame was seen */
+	uint8_t in_message;	/* a non-final data frame was seen (pieces:
+				 * or a data frame is open) */
 	uint8_t msg_opcode;	/* WS_OP_TEXT or WS_OP_BINARY */
+	uint8_t f_open;		/* pieces: a data frame's payload is open */
+	uint8_t f_fin;		/* ... and that frame ends its message */
 	uint32_t utf8;		/* ws_utf8 state of the open text message */
 	uint64_t msg_len;	/* payload bytes of the open message so far */
+	uint64_t f_left;	/* pieces: payload bytes still to come */
+	uint8_t f_mask[4];	/* ... the frame's mask key */
+	uint8_t f_phase;	/* ... payload bytes taken, modulo 4 */
+	uint8_t f_first;	/* ... no byte of the message forwarded yet */
+};
+
+/*
+ * How to forward one piece of a payload as a frame of its own
+ * (ws_rx_payload()): the message's opcode for its first piece, then
+ * WS_OP_CONT; fin on the piece that ends the message.
+ */
+struct ws_piece {
+	uint8_t opcode;
+	uint8_t fin;
 };
 
 /*
@@ -108,6 +126,33 @@ int ws_frame_parse(struct ws_frame *f, const uint8_t *p, size_t len,
  */
 int ws_rx_accept(struct ws_rx *rx, const struct ws_frame *f,
     const uint8_t *p, size_t n);
+
+/*
+ * A data frame's payload in pieces, as it arrives, for a caller that
+ * passes each piece on without holding the frame (an echo of messages of
+ * any size). ws_rx_begin() opens the payload of a data frame whose
+ * header ws_frame_parse() accepted (with rx): it makes the fragmentation
+ * checks of ws_rx_accept() and returns 0, WS_ERR_CONT or WS_ERR_NOT_CONT;
+ * a control frame (WS_ERR_OPCODE) is never taken in pieces (its payload
+ * is at most 125 bytes: wait for it whole and use ws_rx_accept()), nor a
+ * frame while another is open (WS_ERR_NOT_CONT).
+ *
+ * ws_rx_payload() then takes the next n bytes of that payload, n at most
+ * rx->f_left, in pieces of any size (0 only for a frame with no payload):
+ * it unmasks p[0..n) in place and checks the UTF-8 of a text message byte
+ * by byte, so a bad byte is reported in the piece that holds it, before
+ * the rest of its frame. On success *out says how to forward the piece
+ * as a frame (RFC 6455 5.4: a message may be split into any number of
+ * fragments; a piece may end inside a UTF-8 sequence, which the message
+ * completes). Returns 1 when the piece ends the frame, 0 when more of it
+ * is to come, or WS_ERR_UTF8 (a bad byte, or a message that ends inside
+ * a code point: *out is not written and rx stays failed). Without an
+ * open frame, or for n past rx->f_left, it returns WS_ERR_CONT and
+ * touches nothing.
+ */
+int ws_rx_begin(struct ws_rx *rx, const struct ws_frame *f);
+int ws_rx_payload(struct ws_rx *rx, uint8_t *p, size_t n,
+    struct ws_piece *out);
 
 /*
  * XOR p[0..n) with the mask key, as if p started at byte offset off of

@@ -9,7 +9,11 @@
  * and at most 125 bytes, masked when a mask is required, a data message
  * never past the limit); every error maps to a close code the server may
  * send; unmasking in pieces equals unmasking whole; ws_header_build()
- * output parses back to the same header.
+ * output parses back to the same header; a data frame taken in pieces
+ * of sizes the input picks (ws_rx_begin, ws_rx_payload) gives the same
+ * verdict, the same unmasked bytes and the same message state as the
+ * frame taken whole, and its pieces form a valid fragmentation of the
+ * message (RFC 6455 5.4).
  */
 #include <string.h>
 
@@ -18,6 +22,7 @@
 
 static uint8_t buf[FUZZ_MAX_INPUT];
 static uint8_t whole[FUZZ_MAX_INPUT];
+static uint8_t pieces[FUZZ_MAX_INPUT];
 
 static void
 check_err(int r)
@@ -44,14 +49,49 @@ check_build(const struct ws_frame *f)
 	FUZZ_CHECK(g.payload_len == f->payload_len && !g.masked);
 }
 
+/*
+ * The same data frame taken in pieces (ws_rx_begin, ws_rx_payload) from
+ * q[0..n), a copy of the masked payload: piece sizes come from the
+ * payload bytes. Checks that the pieces form a valid fragmentation of the
+ * message (*started: a piece of it was handed out). Returns what
+ * ws_rx_accept() would: 1 if the frame ended the message, 0 if not, or
+ * the first error.
+ */
+static int
+take_pieces(struct ws_rx *rx, const struct ws_frame *f, uint8_t *q,
+    size_t n, int *started)
+{
+	struct ws_piece pc;
+	size_t off = 0, k;
+	int r;
+
+	if ((r = ws_rx_begin(rx, f)) < 0)
+		return r;
+	do {
+		k = 1 + (n > 0 ? q[off % n] % 97u : 0);
+		if (k > n - off)
+			k = n - off;
+		r = ws_rx_payload(rx, q + off, k, &pc);
+		if (r < 0)
+			return r;
+		FUZZ_CHECK(r == (off + k == n));
+		FUZZ_CHECK(pc.opcode == (*started ? WS_OP_CONT :
+		    (f->opcode == WS_OP_CONT ? 0xff : f->opcode)));
+		FUZZ_CHECK(pc.fin == (f->fin && off + k == n));
+		*started = !pc.fin;
+		off += k;
+	} while (off < n);
+	return f->fin;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ws_rx rx;
+	struct ws_rx rx, rx2;
 	struct ws_frame f;
 	uint64_t max_msg;
 	size_t off = 1, n, cut;
-	int need_mask, r;
+	int need_mask, r, r2, started = 0;
 	uint16_t code;
 
 	if (size < 1 || size > FUZZ_MAX_INPUT)
@@ -60,7 +100,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	max_msg = (uint64_t)(data[0] & 0x3f) * 16;
 	need_mask = (data[0] & 0x80) == 0;
 	memcpy(buf, data, size);
+	memcpy(pieces, data, size);
 	memset(&rx, 0, sizeof(rx));
+	memset(&rx2, 0, sizeof(rx2));
 
 	while (off < size) {
 		r = ws_frame_parse(&f, buf + off, size - off, need_mask, &rx,
@@ -98,6 +140,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(memcmp(whole, buf + off, n) == 0);
 
 		r = ws_rx_accept(&rx, &f, buf + off, n);
+		/* A data frame in pieces: the same verdict, the same bytes
+		 * and the same message state as whole. */
+		if ((f.opcode & 0x8u) == 0) {
+			r2 = take_pieces(&rx2, &f, pieces + off, n, &started);
+			FUZZ_CHECK(r2 == r);
+			if (r < 0) {
+				check_err(r);
+				return 0;
+			}
+			FUZZ_CHECK(memcmp(pieces + off, buf + off, n) == 0);
+			FUZZ_CHECK(rx2.in_message == rx.in_message &&
+			    rx2.msg_opcode == rx.msg_opcode &&
+			    rx2.msg_len == rx.msg_len && rx2.utf8 == rx.utf8 &&
+			    !rx2.f_open);
+		} else
+			FUZZ_CHECK(ws_rx_begin(&rx2, &f) == WS_ERR_OPCODE);
 		if (r < 0) {
 			check_err(r);
 			return 0;

@@ -70,6 +70,15 @@ FRAME = {
     "ping-in-fragments": bytes([MASKED]) + frame(1, b"ab", fin=False)
     + frame(9, b"p") + frame(0, b"cd"),
     "binary-empty": bytes([MASKED]) + frame(2),
+    # Long payloads the pieces path (ws_rx_payload) cuts at many points.
+    "pieces-text-900": bytes([MASKED]) + frame(
+        1, ("aé€😀" * 90).encode()[:900]),
+    "pieces-bad-middle": bytes([MASKED]) + frame(
+        1, b"a" * 450 + b"\xff" + b"a" * 449),
+    "pieces-fragments": bytes([MASKED]) + frame(1, "κόσ".encode()[:5],
+                                                fin=False)
+    + frame(9, b"p") + frame(0, b"", fin=False)
+    + frame(0, "κόσ".encode()[5:] + b"z" * 300),
     "close-1000-reason": bytes([MASKED]) + frame(8, b"\x03\xe8bye"),
     "close-empty": bytes([MASKED]) + frame(8),
     "close-4001": bytes([MASKED]) + frame(8, b"\x0f\xa1"),

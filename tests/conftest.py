@@ -37,6 +37,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
+# Every test client comes from 127.0.0.1, and many tests open hundreds of
+# connections or reconnect the same user quickly: the per-address cap and
+# the reconnect rate (PROTOCOL.md 8) are off unless a test's own flags
+# (which come later and win) turn them on. tests/test_admission.py tests
+# them, their defaults included (ADMISSION_DEFAULTS).
+BASE_FLAGS = ["--max-per-ip", "0", "--reconnect-rate", "0"]
 
 
 def vkws_bin():
@@ -120,7 +126,9 @@ class Server:
         self.host = HOST
         self.port = None
         self.errfile = tempfile.TemporaryFile()
-        argv = [vkws_bin()] + transport.server_flags() + self.flags
+        base = [] if "ADMISSION_DEFAULTS" in self.flags else BASE_FLAGS
+        argv = [vkws_bin()] + transport.server_flags() + base + [
+            f for f in self.flags if f != "ADMISSION_DEFAULTS"]
         if not os.path.exists(argv[0]):
             pytest.fail("server binary %s does not exist (make vkws)"
                         % argv[0])

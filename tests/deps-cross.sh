@@ -1,9 +1,10 @@
 #!/bin/sh
-# make deps-cross: the ARM cross toolchains, qemu-user and the ARM builds
-# of BearSSL (Debian multiarch), plus libFuzzer's runtime for make fuzz.
-# Installs only what is missing. The foreign architectures are added
-# first so apt can see libbearssl-dev:armhf and :arm64; jsmn is a header
-# only, shared by every architecture. apt-get update may fail on one
+# make deps-cross: the cross toolchains (armhf, arm64, mipsel, s390x),
+# qemu-user and those architectures' builds of BearSSL (Debian
+# multiarch), plus libFuzzer's runtime for make fuzz. Installs only what
+# is missing. The foreign architectures are added first so apt can see
+# libbearssl-dev:armhf and the others; jsmn is a header only, shared by
+# every architecture. apt-get update may fail on one
 # foreign index (the armhf security index is sometimes mid-sync): deps.sh
 # tolerates it, and the packages needed come from the main archive.
 # Only the BearSSL libraries are taken from the foreign architectures:
@@ -17,7 +18,7 @@ for p in "$@"; do
 	    missing=1
 done
 [ "$missing" = 0 ] && exit 0
-for a in armhf arm64; do
+for a in armhf arm64 mipsel s390x; do
 	dpkg --print-foreign-architectures | grep -qx "$a" ||
 	    $SUDO dpkg --add-architecture "$a"
 done

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make size: what vkws costs on a device. For each build (host, static,
-# small profile, armhf and arm64 in both profiles): the stripped binary
-# size and the static memory budget (vkws --budget, under qemu for ARM);
+# small profile; armhf, arm64, mipsel and s390x in both profiles): the
+# stripped binary size and the static memory budget (vkws --budget,
+# under qemu for the cross builds);
 # for the default host and armhf builds, each object's share of code and
 # data; and every build's largest stack frames from -fstack-usage, which
 # fails the run past STACK_MAX bytes (or on a dynamic frame: a VLA or
@@ -14,7 +15,9 @@ trap 'rm -f "$tmp"' EXIT
 
 builds="build: build-static:STATIC=1 build-small:PROFILE=small
 build-armhf:CROSS=armhf build-armhf-small:CROSS=armhf,PROFILE=small
-build-arm64:CROSS=arm64 build-arm64-small:CROSS=arm64,PROFILE=small"
+build-arm64:CROSS=arm64 build-arm64-small:CROSS=arm64,PROFILE=small
+build-mipsel:CROSS=mipsel build-mipsel-small:CROSS=mipsel,PROFILE=small
+build-s390x:CROSS=s390x build-s390x-small:CROSS=s390x,PROFILE=small"
 
 printf '%-20s %10s %12s %10s %10s %10s\n' build stripped "static total" \
     "per conn" "per TLS" "TLS engines"
@@ -27,6 +30,10 @@ for b in $builds; do
 		strip=arm-linux-gnueabihf-strip ;;
 	*arm64*) run="qemu-aarch64 -L /usr/aarch64-linux-gnu"
 		strip=aarch64-linux-gnu-strip ;;
+	*mipsel*) run="qemu-mipsel -L /usr/mipsel-linux-gnu -E LD_LIBRARY_PATH=/usr/mipsel-linux-gnu/lib"
+		strip=mipsel-linux-gnu-strip ;;
+	*s390x*) run="qemu-s390x -L /usr/s390x-linux-gnu -E LD_LIBRARY_PATH=/usr/s390x-linux-gnu/lib"
+		strip=s390x-linux-gnu-strip ;;
 	esac
 	if ! $MAKE -s -j2 $args O="$dir" STACK_MAX="$STACK_MAX" \
 	    "$dir/vkws" >"$tmp" 2>&1; then

@@ -1082,6 +1082,7 @@ def test_reply_too_large_is_minus_5(server):
 
 # ---- metrics ---------------------------------------------------------------
 
+LABELLED_LINE = re.compile(r'^vkws_([a-z_]+)_total\{reason="([a-z_]+)"\} (\d+)$')
 METRIC_LINE = re.compile(r"^vkws_([a-z_]+) (\d+)$")
 
 
@@ -1090,7 +1091,18 @@ def metrics(s):
     assert r.status == 200
     assert r.header("content-type").startswith("text/plain")
     out, helps, types = {}, set(), set()
+    # Families with a reason label (PROTOCOL.md 8): one HELP and TYPE,
+    # then NAME_total{reason="R"} lines, kept under getStats's flat key
+    # NAME_R_total.
+    families, flat = set(), set()
     for line in r.body.decode().splitlines():
+        lm = LABELLED_LINE.match(line)
+        if lm:
+            families.add(lm.group(1) + "_total")
+            key = "%s_%s_total" % (lm.group(1), lm.group(2))
+            flat.add(key)
+            out[key] = int(lm.group(3))
+            continue
         if line.startswith("# HELP vkws_"):
             helps.add(line.split()[2][5:])
         elif line.startswith("# TYPE vkws_"):
@@ -1102,7 +1114,7 @@ def metrics(s):
             m = METRIC_LINE.match(line)
             assert m, line
             out[m.group(1)] = int(m.group(2))
-    assert helps == types == set(out)
+    assert helps == types == (set(out) - flat) | families
     return out
 
 

@@ -568,6 +568,24 @@ test_parse_then_query(void)
 	CHECK_EQ(http_query_get(R.query, "token", out, sizeof(out)), -1);
 }
 
+/* A list header counts with all its lines (RFC 9110 5.3). */
+static void
+test_header_lines(void)
+{
+	CHECK_HEAD("GET /ws HTTP/1.1\r\nSec-WebSocket-Protocol: foo\r\n"
+	    "Connection: keep-alive\r\nSec-WebSocket-Protocol: vkws.json\r\n"
+	    "connection: Upgrade\r\nOrigin: a\r\norigin: b\r\n\r\n");
+	CHECK(http_header_has(&R, "Sec-WebSocket-Protocol", "vkws.json"));
+	CHECK(http_header_has(&R, "Sec-WebSocket-Protocol", "foo"));
+	CHECK(!http_header_has(&R, "Sec-WebSocket-Protocol", "bar"));
+	CHECK(http_header_has(&R, "Connection", "upgrade"));
+	CHECK(http_header_has(&R, "Connection", "keep-alive"));
+	CHECK(!http_header_has(&R, "Upgrade", "websocket"));
+	CHECK_EQ(http_header_count(&R, "Origin"), 2);
+	CHECK_EQ(http_header_count(&R, "Sec-WebSocket-Protocol"), 2);
+	CHECK_EQ(http_header_count(&R, "Host"), 0);
+}
+
 int
 main(void)
 {
@@ -585,6 +603,7 @@ main(void)
 	test_long_value();
 	test_str_ieq();
 	test_list_has();
+	test_header_lines();
 	test_query_get();
 	test_parse_then_query();
 	CHECK_MAIN();

@@ -387,58 +387,56 @@ def test_stalled_handshakes_do_not_leak_engines(tls_server):
 
 # ---- the engine pool -------------------------------------------------------
 
-def test_pool_of_32_serves_32_of_40_and_refuses_8(tls_server):
-    s = tls_server()
-    n = POOL + 8
-    results = [None] * n
-    barrier = threading.Barrier(n, timeout=20)
+def echo_over_tls(s):
+    """A proven connection: an /echo WebSocket over TLS (PROTOCOL.md 8:
+    an upgraded /echo connection is not unproven)."""
+    c = wsraw.Conn(s.sock(timeout=10), 10)
+    c.handshake("localhost", "/echo")
+    c.echo(wsraw.OP_TEXT, b"proven")
+    return c
 
-    def connect(i):
-        try:
-            barrier.wait()
-            results[i] = s.sock(timeout=10)
-        except (OSError, ssl.SSLError, threading.BrokenBarrierError) as e:
-            results[i] = e
 
+def test_pool_of_proven_refuses_then_serves(tls_server):
+    """32 engines held by proven connections: the next TLS client is
+    refused (there is no handshake or unproven connection to give way);
+    one proven connection leaves and a new client is served."""
+    s = tls_server("--echo")
+    held = []
     try:
-        threads = [threading.Thread(target=connect, args=(i,))
-                   for i in range(n)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert not any(t.is_alive() for t in threads)
-        ok = [r for r in results if isinstance(r, ssl.SSLSocket)]
-        bad = [r for r in results if not isinstance(r, ssl.SSLSocket)]
-        assert len(ok) == POOL and len(bad) == 8, bad
-        assert all(not isinstance(e, threading.BrokenBarrierError)
-                   for e in bad), bad
-        for sk in ok:
-            assert healthz(sk) == (200, b"ok")
+        for _ in range(POOL):
+            held.append(echo_over_tls(s))
+        for _ in range(3):
+            with pytest.raises((OSError, ssl.SSLError)):
+                s.sock(timeout=5).close()
+        for c in held:
+            c.echo(wsraw.OP_TEXT, b"still served")
+        first = held.pop(0)
+        first.send_close(1000)
+        first.expect_close(1000, reply=False)
+        first.close()
+        end = time.monotonic() + 10
+        while True:
+            try:
+                sk = s.sock(timeout=5)
+                break
+            except (OSError, ssl.SSLError):
+                assert time.monotonic() < end, "engine not released"
+                time.sleep(0.05)
+        assert healthz(sk) == (200, b"ok")
+        sk.close()
     finally:
-        for r in results:
-            if isinstance(r, ssl.SSLSocket):
-                r.close()
-    # The engines come back: a new client is served.
-    end = time.monotonic() + 5
-    while True:
-        try:
-            sk = s.sock()
-            break
-        except (OSError, ssl.SSLError):
-            assert time.monotonic() < end, "pool not released"
-            time.sleep(0.05)
-    assert healthz(sk) == (200, b"ok")
-    sk.close()
+        for c in held:
+            c.close()
 
 
 def test_refused_tls_counted():
-    """The same over a server with both listeners: refused_tls in
-    /metrics counts the connections the full pool closed."""
+    """The same over a server with both listeners: refused{reason="tls"}
+    in /metrics counts the connections a pool full of proven ones
+    closed."""
     crt, key = tls_util.pair("ec-pkcs8")
-    s = conftest.Server(PairTransport(crt, key, plain=True), [])
+    s = conftest.Server(PairTransport(crt, key, plain=True), ["--echo"])
     try:
-        held = [s.sock() for _ in range(POOL)]
+        held = [echo_over_tls(s) for _ in range(POOL)]
         refused = 0
         for _ in range(3):
             try:
@@ -458,10 +456,11 @@ def test_refused_tls_counted():
                              "Connection: close\r\n\r\n")
         finally:
             c.close()
-        m = re.search(rb"^vkws_refused_tls_total (\d+)$", resp.body, re.M)
+        m = re.search(rb'^vkws_refused_total\{reason="tls"\} (\d+)$',
+                      resp.body, re.M)
         assert m and int(m.group(1)) == 3, resp.body[:3000]
-        for sk in held:
-            sk.close()
+        for c in held:
+            c.close()
     finally:
         s.check_stop()
 

@@ -896,6 +896,347 @@ test_rx_text(void)
 	CHECK_EQ(ws_rx_accept(&rx, &f, NULL, 0), WS_ERR_NOT_CONT);
 }
 
+/*
+ * Payloads in pieces (ws_rx_begin, ws_rx_payload). A frame header is made
+ * by hand; its payload is masked with key, then handed over in pieces of
+ * step bytes (the last one shorter), each placed against the guard page.
+ * The unmasked pieces are appended to out, with their opcode and FIN bit
+ * in ops/fins. Returns the first error, or what the last piece returned.
+ */
+#define PIECES_MAX 4096
+
+struct pieces {
+	uint8_t out[PIECES_MAX];
+	size_t n;		/* bytes in out */
+	size_t count;		/* pieces handed out */
+	uint8_t ops[PIECES_MAX];
+	uint8_t fins[PIECES_MAX];
+	size_t err_at;		/* payload offset of the failing piece */
+};
+
+static int
+feed_frame(struct ws_rx *rx, struct pieces *pc, int fin, int op,
+    const uint8_t *data, size_t n, size_t step)
+{
+	static const uint8_t key[4] = { 0x9b, 0x01, 0xe7, 0x42 };
+	static uint8_t masked[PIECES_MAX];
+	struct ws_frame f;
+	struct ws_piece piece;
+	size_t off = 0, k;
+	int r;
+
+	rx_frame(&f, fin, op, n);
+	f.masked = 1;
+	memcpy(f.mask, key, 4);
+	memcpy(masked, data, n);
+	ws_unmask(masked, n, key, 0);
+	if ((r = ws_rx_begin(rx, &f)) < 0)
+		return r;
+	do {
+		uint8_t *q;
+
+		k = n - off < step ? n - off : step;
+		q = edge(masked + off, k);
+		piece.opcode = 0xff;
+		piece.fin = 0xff;
+		r = ws_rx_payload(rx, q, k, &piece);
+		if (r < 0) {
+			pc->err_at = off;
+			CHECK_EQ(piece.opcode, 0xff);	/* not written */
+			return r;
+		}
+		/* A frame ends with its last byte, not before. */
+		CHECK_EQ(r, off + k == n);
+		memcpy(pc->out + pc->n, q, k);
+		pc->n += k;
+		pc->ops[pc->count] = piece.opcode;
+		pc->fins[pc->count] = piece.fin;
+		pc->count++;
+		off += k;
+	} while (off < n);
+	return r;
+}
+
+/* The pieces form one valid message: the opcode first, then
+ * continuations, FIN on the last one only. */
+static void
+check_pieces(int line, const struct pieces *pc, int op, const void *data,
+    size_t n)
+{
+	int before = check_fail;
+	size_t i;
+
+	CHECK(pc->count > 0);
+	CHECK_EQ(pc->n, n);
+	CHECK_MEM(pc->out, data, n);
+	for (i = 0; i < pc->count; i++) {
+		CHECK_EQ(pc->ops[i], i == 0 ? op : WS_OP_CONT);
+		CHECK_EQ(pc->fins[i], i == pc->count - 1);
+	}
+	if (check_fail != before)
+		fprintf(stderr, "  (pieces from line %d)\n", line);
+}
+#define CHECK_PIECES(pc, op, data, n) \
+	check_pieces(__LINE__, pc, op, data, n)
+
+static void
+test_pieces_whole_and_bytewise(void)
+{
+	static struct pieces pc;
+	const uint8_t *m = (const uint8_t *)mixed;
+	struct ws_rx rx, saved;
+	size_t s, step;
+
+	/* One frame, whole, byte by byte, and in steps of every size. */
+	for (step = 1; step <= MIXED_LEN; step++) {
+		memset(&rx, 0, sizeof(rx));
+		memset(&pc, 0, sizeof(pc));
+		CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_TEXT, m, MIXED_LEN,
+		    step), 1);
+		CHECK_PIECES(&pc, WS_OP_TEXT, m, MIXED_LEN);
+		CHECK_EQ(pc.count, (MIXED_LEN + step - 1) / step);
+		CHECK_EQ(rx.in_message, 0);
+		CHECK_EQ(rx.f_open, 0);
+		CHECK_EQ(rx.msg_len, 0);
+	}
+	/* The message in two frames cut at every byte, each frame whole
+	 * and byte by byte: the same pieces as the bytes go. */
+	for (s = 0; s <= MIXED_LEN; s++) {
+		for (step = 1; step <= MIXED_LEN; step += MIXED_LEN - 1) {
+			memset(&rx, 0, sizeof(rx));
+			memset(&pc, 0, sizeof(pc));
+			CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_TEXT, m, s,
+			    step), 1);
+			CHECK_EQ(rx.in_message, 1);
+			CHECK_EQ(rx.msg_len, s);
+			CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_CONT, m + s,
+			    MIXED_LEN - s, step), 1);
+			CHECK_PIECES(&pc, WS_OP_TEXT, m, MIXED_LEN);
+			CHECK_EQ(rx.in_message, 0);
+		}
+	}
+	/* Empty frames: alone, first, in the middle and last. */
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_BINARY, NULL, 0, 1), 1);
+	CHECK_PIECES(&pc, WS_OP_BINARY, "", 0);
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_TEXT, NULL, 0, 1), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_CONT, m, 3, 2), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_CONT, NULL, 0, 1), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_CONT, NULL, 0, 1), 1);
+	CHECK_PIECES(&pc, WS_OP_TEXT, m, 3);
+	CHECK_EQ(pc.count, 5);
+
+	/* A control frame between frames leaves the message alone, and a
+	 * character split around it is completed after it. */
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_TEXT, m, 4, 1), 1);
+	saved = rx;
+	{
+		struct ws_frame f;
+		rx_frame(&f, 1, WS_OP_PING, 2);
+		CHECK_EQ(ws_rx_accept(&rx, &f, (const uint8_t *)"\xff\xff",
+		    2), 1);
+		CHECK_MEM(&rx, &saved, sizeof(rx));
+		/* ... and is never taken in pieces. */
+		CHECK_EQ(ws_rx_begin(&rx, &f), WS_ERR_OPCODE);
+		CHECK_MEM(&rx, &saved, sizeof(rx));
+	}
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_CONT, m + 4, MIXED_LEN - 4,
+	    1), 1);
+	CHECK_PIECES(&pc, WS_OP_TEXT, m, MIXED_LEN);
+
+	/* Binary payloads are not UTF-8 checked, in pieces either. */
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_BINARY,
+	    (const uint8_t *)"\xc0\x80\xff", 3, 1), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_CONT,
+	    (const uint8_t *)"\xe2", 1, 1), 1);
+	CHECK_PIECES(&pc, WS_OP_BINARY, "\xc0\x80\xff\xe2", 4);
+	/* A text message after it starts with a fresh UTF-8 state. */
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_TEXT,
+	    (const uint8_t *)"\xc2\xa2", 2, 1), 1);
+	CHECK_PIECES(&pc, WS_OP_TEXT, "\xc2\xa2", 2);
+}
+
+/* The pieces agree with ws_rx_accept() on whole frames. */
+static void
+test_pieces_agree_with_accept(void)
+{
+	static struct pieces pc;
+	static const char *const texts[] = {
+		"Hello", "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+		"\xed\xa0\x80", "\xf4\x90\x80\x80", "ok\xe2\x82", "\xc0\xaf",
+		"a\xf0\x9f\x98", "\xef\xbf\xbf", "\xf0\x90\x80\x80",
+	};
+	struct ws_frame f;
+	struct ws_rx a, b;
+	uint8_t buf[32];
+	size_t i, n, step;
+	int ra, rb;
+
+	for (i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		n = strlen(texts[i]);
+		for (step = 1; step <= n; step++) {
+			memset(&a, 0, sizeof(a));
+			memset(&b, 0, sizeof(b));
+			memset(&pc, 0, sizeof(pc));
+			memcpy(buf, texts[i], n);
+			rx_frame(&f, 1, WS_OP_TEXT, n);
+			ra = ws_rx_accept(&a, &f, buf, n);
+			rb = feed_frame(&b, &pc, 1, WS_OP_TEXT,
+			    (const uint8_t *)texts[i], n, step);
+			CHECK_EQ(ra, rb);
+			if (ra == 1)
+				CHECK_PIECES(&pc, WS_OP_TEXT, texts[i], n);
+		}
+	}
+}
+
+/* A bad byte fails the piece that holds it: the bytes before it pass,
+ * whatever the cut, and nothing after the error does. */
+static void
+test_pieces_utf8_fail_fast(void)
+{
+	static struct pieces pc;
+	static uint8_t big[PIECES_MAX];
+	static const size_t at[] = { 0, 1, 2000, PIECES_MAX - 2,
+	    PIECES_MAX - 1 };
+	struct ws_piece piece;
+	struct ws_rx rx;
+	size_t i, step;
+	uint8_t b = 'x';
+
+	for (i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+		for (step = 1; step <= PIECES_MAX; step *= 8) {
+			memset(big, 'a', sizeof(big));
+			big[at[i]] = 0xff;
+			memset(&rx, 0, sizeof(rx));
+			memset(&pc, 0, sizeof(pc));
+			CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_TEXT, big,
+			    sizeof(big), step), WS_ERR_UTF8);
+			CHECK_EQ(pc.err_at, at[i] / step * step);
+			CHECK_EQ(pc.n, at[i] / step * step);
+			/* The frame is closed: no later piece is taken. */
+			CHECK_EQ(ws_rx_payload(&rx, &b, 1, &piece),
+			    WS_ERR_CONT);
+		}
+	}
+	/* A bad byte in a continuation fails that continuation. */
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_TEXT,
+	    (const uint8_t *)"abc", 3, 1), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_CONT,
+	    (const uint8_t *)"d\xed\xa0", 3, 1), WS_ERR_UTF8);
+	CHECK_EQ(pc.err_at, 2);
+	CHECK_EQ(pc.n, 5);	/* "abc", then "d" and the lead byte ED */
+	/* A message may not end inside a character: the last piece fails,
+	 * while a non-final frame may end inside one. */
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 0, WS_OP_TEXT,
+	    (const uint8_t *)"a\xe2\x82", 3, 1), 1);
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_CONT,
+	    (const uint8_t *)"\xac\xe2\x82", 3, 1), WS_ERR_UTF8);
+	CHECK_EQ(pc.err_at, 2);
+	memset(&rx, 0, sizeof(rx));
+	memset(&pc, 0, sizeof(pc));
+	CHECK_EQ(feed_frame(&rx, &pc, 1, WS_OP_TEXT,
+	    (const uint8_t *)"\xe2\x82", 2, 2), WS_ERR_UTF8);
+	CHECK_EQ(pc.n, 0);
+}
+
+/* Order and misuse: what ws_rx_accept() refuses, and calls out of
+ * turn, change nothing. */
+static void
+test_pieces_order(void)
+{
+	struct ws_frame f;
+	struct ws_piece piece;
+	struct ws_rx rx, saved;
+	uint8_t b[4] = { 1, 2, 3, 4 };
+
+	memset(&rx, 0, sizeof(rx));
+	rx_frame(&f, 1, WS_OP_CONT, 1);
+	CHECK_EQ(ws_rx_begin(&rx, &f), WS_ERR_CONT);
+	CHECK_EQ(ws_rx_payload(&rx, b, 1, &piece), WS_ERR_CONT);
+	rx_frame(&f, 0, WS_OP_BINARY, 4);
+	CHECK_EQ(ws_rx_begin(&rx, &f), 0);
+	CHECK_EQ(rx.f_open, 1);
+	CHECK_EQ(rx.f_left, 4);
+	/* No second frame while one is open, and no piece past its end. */
+	saved = rx;
+	CHECK_EQ(ws_rx_begin(&rx, &f), WS_ERR_NOT_CONT);
+	CHECK_EQ(ws_rx_payload(&rx, b, 5, &piece), WS_ERR_CONT);
+	CHECK_MEM(&rx, &saved, sizeof(rx));
+	CHECK_EQ(ws_rx_payload(&rx, b, 4, &piece), 1);
+	CHECK_EQ(piece.opcode, WS_OP_BINARY);
+	CHECK_EQ(piece.fin, 0);
+	/* The message is open: a new one is refused, by the header parser
+	 * as well, and a continuation taken. */
+	rx_frame(&f, 1, WS_OP_TEXT, 0);
+	CHECK_EQ(ws_rx_begin(&rx, &f), WS_ERR_NOT_CONT);
+	{
+		static const uint8_t h[] = { 0x81, 0x80, 1, 2, 3, 4 };
+		static const uint8_t c[] = { 0x80, 0x80, 1, 2, 3, 4 };
+		struct ws_frame g;
+
+		ERR_AT(h, 1, WS_ERR_NOT_CONT, 1, &rx, MAX_ANY);
+		PREFIXES(&g, c, sizeof(c), 6, 1, &rx, MAX_ANY);
+		CHECK_EQ(ws_rx_begin(&rx, &g), 0);
+		CHECK_EQ(ws_rx_payload(&rx, NULL, 0, &piece), 1);
+		CHECK_EQ(piece.opcode, WS_OP_CONT);
+		CHECK_EQ(piece.fin, 1);
+		CHECK_EQ(rx.in_message, 0);
+		ERR_AT(c, 1, WS_ERR_CONT, 1, &rx, MAX_ANY);
+	}
+}
+
+/* A frame far larger than any buffer, taken a slice at a time: the
+ * state counts down without holding anything, and the mask key stays in
+ * phase across pieces of odd sizes. */
+static void
+test_pieces_huge_frame(void)
+{
+	static const uint8_t key[4] = { 0x11, 0x22, 0x44, 0x88 };
+	static uint8_t p[4099];
+	struct ws_frame f;
+	struct ws_piece piece;
+	struct ws_rx rx;
+	uint64_t len = (uint64_t)1 << 40, k;
+	size_t i;
+	int ok = 1;
+
+	memset(&rx, 0, sizeof(rx));
+	rx_frame(&f, 1, WS_OP_BINARY, 0);
+	f.payload_len = len;
+	f.masked = 1;
+	memcpy(f.mask, key, 4);
+	CHECK_EQ(ws_rx_begin(&rx, &f), 0);
+	for (k = 0; k < 1000; k++) {
+		memset(p, 0, sizeof(p));
+		ws_unmask(p, sizeof(p), key, (k * sizeof(p)) & 3u);
+		/* Unmasked in place by the codec: zeros again. */
+		if (ws_rx_payload(&rx, p, sizeof(p), &piece) != 0)
+			ok = 0;
+		for (i = 0; i < sizeof(p); i++)
+			if (p[i] != 0)
+				ok = 0;
+		if (piece.opcode != (k == 0 ? WS_OP_BINARY : WS_OP_CONT) ||
+		    piece.fin)
+			ok = 0;
+	}
+	CHECK(ok);
+	CHECK_EQ(rx.f_left, len - 1000 * sizeof(p));
+	CHECK_EQ(rx.msg_len, 1000 * sizeof(p));
+	CHECK_EQ(rx.in_message, 1);
+}
+
 /* RFC 6455 5.5.1, 7.4: close payloads. */
 static void
 test_close(void)
@@ -1038,6 +1379,11 @@ main(void)
 	test_utf8_truncated();
 	test_utf8_split();
 	test_rx_text();
+	test_pieces_whole_and_bytewise();
+	test_pieces_agree_with_accept();
+	test_pieces_utf8_fail_fast();
+	test_pieces_order();
+	test_pieces_huge_frame();
 	test_close();
 	test_err_close_code();
 	test_key_valid();
