@@ -64,6 +64,11 @@ struct vkws_counts vkws_count;
 static const struct vkws_hooks *hooks;
 
 static void conn_free(struct conn *c);
+/* Not inlined: sanitizer builds give each inlined frame its own
+ * redzones, and the caller would pass the stack frame ceiling. */
+static void loop_pass(void) __attribute__((noinline));
+static void conn_accept(int lfd, int tls) __attribute__((noinline));
+static void conn_flush(struct conn *c) __attribute__((noinline));
 static void conn_flush(struct conn *c);
 static void id_assign(struct conn *c);
 static ssize_t sock_writev(struct conn *c, struct iovec *iov, int n);
@@ -1768,9 +1773,6 @@ conn_events(const struct conn *c)
 	return ev;
 }
 
-/* Not inlined: sanitizer builds give each inlined frame its own
- * redzones, and vkws_serve() would pass the stack frame ceiling. */
-static void loop_pass(void) __attribute__((noinline));
 
 static void
 loop_pass(void)

@@ -85,7 +85,11 @@
 /* Queue segments (8 bytes each): a queue points at chunks through
  * them, one per chunk of a frame, so a shared frame costs each reader a
  * few segments, not its bytes. */
+#ifdef VKWS_PROFILE_BENCH
+#define VKWS_POOL_SEGS 65000	/* the most a 16-bit index reaches */
+#else
 #define VKWS_POOL_SEGS (VKWS_POOL_CHUNKS * 16)
+#endif
 /* Low-water mark (free chunks): below it a connection that already has
  * more than VKWS_TX_SLOW bytes queued is a slow consumer (1013), new HTTP
  * requests are answered 503 and history keeps no new chunks, so the
