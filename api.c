@@ -351,7 +351,7 @@ out_delivered(struct json_out *o, int n)
 static uint64_t g_http, g_ws, g_authed, g_closing, g_uptime, g_bodies;
 static struct vkws_store_stats g_store;
 static uint64_t g_store_broken;
-static uint64_t g_pool_free, g_pool_min, g_rx_free;
+static uint64_t g_pool_free, g_pool_min, g_rx_free, g_segs_free;
 
 /* /metrics and getStats, one table: getStats keys are these names
  * without the vkws_ prefix (PROTOCOL.md 7). */
@@ -445,6 +445,8 @@ static const struct metric {
 	    "history).", &g_pool_free },
 	{ "pool_chunks_free_min", "gauge",
 	    "Fewest free chunks the pool has had.", &g_pool_min },
+	{ "pool_segments_free", "gauge",
+	    "Free queue segments of the memory pool.", &g_segs_free },
 	{ "receive_buffers_free", "gauge",
 	    "Free receive buffers for frames split across reads.", &g_rx_free },
 	{ "auth_ok_total", "counter", "Successful authentications.",
@@ -529,6 +531,7 @@ gauges_update(void)
 		g_pool_free = ps.chunks_free;
 		g_pool_min = ps.chunks_low;
 		g_rx_free = ps.rx_free;
+		g_segs_free = ps.segs_free;
 	}
 	g_uptime = (uint64_t)(vkws_now_ms() - t_start) / 1000;
 	vkws_store_get_stats(&g_store);

@@ -49,6 +49,10 @@ static size_t rx_nfree;
  * pin the chunk of every frame packed beside it. */
 static uint16_t shared_cur = VKWS_NONE16;
 static uint16_t blob_cur = VKWS_NONE16;
+/* Private bytes (replies to one connection) are packed apart from the
+ * shared frames, so that frames shared one after another stay contiguous
+ * and a reader's queue covers a run of them with one segment. */
+static uint16_t priv_cur = VKWS_NONE16;
 
 void
 vkws_pool_init(size_t n)
@@ -77,7 +81,7 @@ vkws_pool_init(size_t n)
 		rx_free_head = (uint16_t)i;
 	}
 	rx_nfree = VKWS_RX_BUFS;
-	shared_cur = blob_cur = VKWS_NONE16;
+	shared_cur = blob_cur = priv_cur = VKWS_NONE16;
 }
 
 /* ---- Chunks --------------------------------------------------------- */
@@ -254,7 +258,7 @@ vkws_q_put(struct vkws_q *q, const void *p, size_t n, int start)
 			/* New bytes go behind the last ones packed, so the
 			 * close frames of a thousand slow readers fill a few
 			 * chunks, not a thousand. */
-			if ((c = pack_room(&shared_cur, 1)) == VKWS_NONE16)
+			if ((c = pack_room(&priv_cur, 1)) == VKWS_NONE16)
 				return -1;
 			if ((s = seg_get()) == VKWS_NONE16)
 				return -1;
@@ -337,7 +341,8 @@ vkws_q_shared(struct vkws_q *f, const void *a, size_t an, const void *b,
     size_t bn)
 {
 	const void *part[2] = { a, b };
-	size_t plen[2] = { an, bn }, i;
+	const size_t plen[2] = { an, bn };
+	size_t i;
 	int start = 1;
 
 	f->head = f->tail = VKWS_NONE16;

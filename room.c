@@ -484,14 +484,19 @@ announce(struct conn *c, int k)
 	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 	    (size_t)k);
 
+	struct fan fa;
+
 	c->quiet &= (uint16_t)~(1u << k);
 	if (n == 0)
 		return;
+	/* One frame for all of them, stored once (pool.c). */
+	fan_init(&fa, out_buf, n);
 	for (node = mem_next[node]; node != NODE_NONE; ) {
 		uint32_t next = mem_next[node];
-		(void)vkws_deliver(node_conn(node), out_buf, n);
+		(void)fan_deliver(&fa, node_conn(node));
 		node = next;
 	}
+	(void)fan_done(&fa, 0);
 }
 
 void
@@ -783,13 +788,16 @@ vkws_leave(struct conn *c, struct room *r)
 		uint32_t me = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 		    (size_t)k), node;
 		size_t n = member_note(r, "user_leave", c);
+		struct fan fa;
 
+		fan_init(&fa, out_buf, n);
 		for (node = r->head; n > 0 && node != me &&
 		    node != NODE_NONE; ) {
 			uint32_t next = mem_next[node];
-			(void)vkws_deliver(node_conn(node), out_buf, n);
+			(void)fan_deliver(&fa, node_conn(node));
 			node = next;
 		}
+		(void)fan_done(&fa, 0);
 		member_unlink(c, r, k);
 	} else {
 		member_unlink(c, r, k);

@@ -440,7 +440,7 @@ vkws_uid_set(struct conn *c, const char *p, size_t n)
 int
 vkws_info_set(struct conn *c, const char *p, size_t n)
 {
-	uint16_t k, off;
+	uint16_t k = VKWS_NONE16, off = 0;
 
 	if (n > VKWS_USERINFO_MAX)
 		return -1;
