@@ -5,6 +5,7 @@
 #   make test       install test deps if missing, build, run every test (asan too)
 #   make asan       the test suite against an ASan+UBSan build
 #   make lint       cppcheck and clang-tidy
+#   make mutants    the mutation check: every mutant of tests/mutants/list
 #   make clean
 
 CC      ?= cc
@@ -16,7 +17,7 @@ PYTHON  ?= /usr/bin/python3
 WARN = -Wall -Wextra -Wpedantic -Wconversion -Wsign-conversion -Wshadow \
        -Wstrict-prototypes -Wmissing-prototypes -Wcast-qual -Wformat=2 \
        -Wundef -Wvla -Wimplicit-fallthrough -fno-common \
-       -Wframe-larger-than=1024 -Werror
+       -Wframe-larger-than=$(STACK_MAX) -Werror
 CPPFLAGS += -D_POSIX_C_SOURCE=200809L -DJSMN_STRICT -DJSMN_PARENT_LINKS
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 $(WARN)
@@ -154,7 +155,7 @@ $(O):
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
              python3-pytest curl openssl chromium nodejs npm strace \
-             $(PKG_DEPS)
+             iproute2 node-typescript redis-server $(PKG_DEPS)
 # make deb and its test (tests/test_packaging.py): dpkg-buildflags,
 # lintian, systemd-analyze.
 PKG_DEPS   = dpkg-dev lintian systemd
@@ -284,17 +285,48 @@ deb: vkws
 	    $(MAKE) O=$(DEB_O) $(DEB_O)/vkws
 	sh packaging/debian/build.sh $(DEB_O)/vkws ./vkws $(DEB_O)
 
-.PHONY: deb
+# The flag table of README "Command line and config file", from ./vkws.
+readme-flags: vkws
+	@sh packaging/flags-md.sh ./vkws
+
+.PHONY: deb readme-flags
 
 # ---- The built-in chat page (issue 8) ----------------------------------
 # web/embed.sh turns the files of web/ into byte arrays in
 # $(O)/web_assets.c (POSIX sh, od, cksum, awk); web.c serves them at
-# GET /, /app.js, /style.css and /favicon.svg.
-WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg
+# GET /, /app.js, /style.css, /favicon.svg and /vkws.js (issue 16).
+WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg \
+             web/vkws.js
 
-$(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O)
+# The client library (issue 16): web/vkws.js is the one source;
+# clients/js/vkws.js, the npm package's copy, is refreshed from it here
+# and checked byte for byte by tests/client/unit.test.mjs.
+clients/js/vkws.js: web/vkws.js
+	cp web/vkws.js $@
+
+# Its unit tests (Node's test runner, a fake socket); tests/run runs
+# them too. The tests against a real server are tests/test_client_js.py.
+.PHONY: test-js
+test-js: clients/js/vkws.js
+	node --test tests/client/*.test.mjs
+
+# Every build refreshes the package's copy of the library too.
+$(O)/web_assets.c: web/embed.sh $(WEB_FILES) clients/js/vkws.js | $(O)
 	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
 
 $(O)/web_assets.o: $(O)/web_assets.c web.h vkws.h
 	@echo "  CC      $@"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -I. -c -o $@ $<
+
+# ---- The mutation check (issue 18) -------------------------------------
+# make mutants [MUTANTS="jwt-* api-*"]: each mutant of tests/mutants/list
+# (one changed line: a parser check, a limit, a security check, a log
+# recovery path) built in a scratch copy of the tree and run against the
+# fast test that must fail with it in; prints killed / SURVIVED / error
+# per mutant and the score, and fails unless every one is killed. The
+# working tree is never touched. make test runs the mutants marked
+# "sample" (tests/run), under a minute.
+mutants: deps-test
+	$(PYTHON) tests/mutants/run $(MUTANTS)
+
+.PHONY: mutants

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "core.h"
 #include "json.h"
 #include "store.h"
@@ -44,24 +45,30 @@ api_init(struct vkws_config *c)
 {
 	cfg = c;
 	t_start = vkws_now_ms();
+	if (vkws_cluster_init(c) < 0)	/* issue 15 */
+		return -1;
 	return vkws_chat_init(c);
 }
 
 static void
 api_stop(void)
 {
+	vkws_cluster_stop();
 	vkws_store_close();
 }
 
 static size_t
 api_static_size(void)
 {
-	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out);
+	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
+	    vkws_chat_static_size() +
+	    vkws_cluster_static_size();	/* issue 15: static either way */
 }
 
-/* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1. */
-static int
-is_loopback(const uint8_t ip[16])
+/* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1.
+ * Not static: tests/test_loopback.c checks it with peers off loopback. */
+int
+vkws_is_loopback(const uint8_t ip[16])
 {
 	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 	    0xFF, 0xFF };
@@ -155,6 +162,14 @@ static const char json_type[] = "application/json; charset=utf-8";
 
 /* The parameter a -2 is about, named in its msg. */
 static const char *bad_param;
+/* Cluster (issue 15): the connection whose call api_call() runs (NULL
+ * for a call another node sent), and whether the call went to other
+ * nodes to be answered later (vkws_api_reply()). */
+static struct conn *api_conn;
+static int api_keep, api_held;
+/* body_need while a call waits for other nodes: the connection reads no
+ * further request until its answer is out. */
+#define API_HELD UINT32_MAX
 
 static int
 bad(const char *name)
@@ -304,6 +319,10 @@ out_client(struct json_out *o, const struct vkws_client *ci)
 	out_bool(o, ci->tls);
 	json_out_lit(o, ",\"queuedBytes\":");
 	json_out_uint(o, ci->queued_bytes);
+	if (vkws_cluster_on()) {	/* issue 15 */
+		json_out_lit(o, ",\"node\":");
+		json_out_str(o, vkws_cluster_node(), strlen(vkws_cluster_node()));
+	}
 	if (ci->tls && ci->cipher != NULL) {
 		json_out_lit(o, ",\"cipher\":");
 		json_out_str(o, ci->cipher, strlen(ci->cipher));
@@ -472,6 +491,20 @@ static const struct metric {
 	    &g_store.log_bytes },
 	{ "store_broken", "gauge", "1 while the log cannot be written.",
 	    &g_store_broken },
+	/* Cluster (issue 15): 0 and unused without --redis. */
+	{ "cluster_up", "gauge", "1 while the link to Redis serves.",
+	    &vkws_count.cluster_up },
+	{ "cluster_nodes", "gauge", "Live nodes of the cluster, this one "
+	    "included.", &vkws_count.cluster_nodes },
+	{ "cluster_published_total", "counter",
+	    "Operations this node sent through Redis to the cluster.",
+	    &vkws_count.cluster_published },
+	{ "cluster_received_total", "counter",
+	    "Cluster messages this node received from Redis.",
+	    &vkws_count.cluster_received },
+	{ "cluster_reconnects_total", "counter",
+	    "Times the link to Redis came back after it was lost.",
+	    &vkws_count.cluster_reconnects },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -937,6 +970,21 @@ m_get_room_history(const struct call *q, struct json_out *o)
 		return n;
 	if ((e = p_int(q, "limit", 0, INT32_MAX, &limit)) == VKWS_EINVAL)
 		return e;
+	/* Cluster (issue 15): the room's history is in Redis. */
+	if (vkws_cluster_on() && api_conn != NULL && limit != 0) {
+		e = vkws_cluster_history(api_conn, s_room, (size_t)n,
+		    limit < 0 ? 0 : (uint32_t)limit,
+		    vkws_room_find(s_room, (size_t)n) != NULL, api_keep);
+		if (e == 1) {
+			api_held = 1;
+			return 0;
+		}
+		if (e < 0) {
+			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
+			    NULL;
+			return e;
+		}
+	}
 	if ((r = vkws_room_find(s_room, (size_t)n)) == NULL)
 		return VKWS_ENOTFOUND;
 	/* PROTOCOL.md 7: the newest limit messages, oldest first. */
@@ -1057,6 +1105,22 @@ api_call(const char *body, size_t n)
 		e = VKWS_EUNKNOWN;
 		goto fail;
 	}
+	/* Cluster (issue 15): a call that reaches other nodes goes to them
+	 * through Redis and is answered once they have (or -7). */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
+		e = vkws_cluster_api(api_conn, m->name, body, n, s_cid,
+		    cn > 0 ? (size_t)cn : 0, api_keep);
+		if (e == 1) {
+			api_held = 1;
+			return 0;
+		}
+		if (e < 0) {
+			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
+			    NULL;
+			goto fail;
+		}
+	}
 	if ((e = m->fn(&q, &o)) < 0)
 		goto fail;
 	json_out_lit(&o, "}");
@@ -1078,6 +1142,8 @@ fail:
 		json_out_lit(&o, "\"}");
 	} else if (e == VKWS_ELIMIT && bad_param != NULL) {
 		json_out_lit(&o, "\"reply too large\"}");
+	} else if (e == VKWS_ESTORE && bad_param != NULL) {
+		json_out_lit(&o, "\"cluster unavailable\"}");
 	} else {
 		json_out_str(&o, vkws_strerror(e), strlen(vkws_strerror(e)));
 		json_out_lit(&o, "}");
@@ -1096,7 +1162,15 @@ api_answer(struct conn *c, const char *body, size_t n, int keep)
 	size_t len;
 
 	vkws_store_get_stats(&before);
+	api_conn = c;
+	api_keep = keep;
+	api_held = 0;
 	len = api_call(body, n);
+	api_conn = NULL;
+	if (api_held) {		/* cluster: answered later */
+		c->body_need = API_HELD;
+		return;
+	}
 	vkws_store_get_stats(&after);
 	if (vkws_store_unsynced() && vkws_chat_commit() < 0 &&
 	    after.records != before.records) {
@@ -1111,9 +1185,27 @@ api_answer(struct conn *c, const char *body, size_t n, int keep)
 		json_out_lit(&o, "}");
 		len = o.n;
 	}
-
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
 	    api_out, len, keep);
+}
+
+/* Cluster (issue 15): run a call another node sent, here only. */
+size_t
+vkws_api_run(const char *body, size_t n, const char **out)
+{
+	*out = api_out;
+	return api_call(body, n);
+}
+
+/* Cluster (issue 15): the answer to a call held for other nodes; the
+ * connection then reads its next request. */
+void
+vkws_api_reply(struct conn *c, const char *json, size_t n, int keep)
+{
+	c->body_need = 0;
+	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n", json_type,
+	    json, n, keep);
+	c->held = 1;	/* the core looks at what came meanwhile */
 }
 
 /* ---- Routes --------------------------------------------------------- */
@@ -1160,7 +1252,7 @@ route_api(struct conn *c, const struct http_req *r, const uint8_t *body,
 
 	vkws_count.api_requests++;
 	if (cfg->api_key_len == 0 || (!cfg->api_remote &&
-	    !is_loopback(c->ip)))
+	    !vkws_is_loopback(c->ip)))
 		return refuse(c, 403, NULL, "Forbidden", len, expect, avail,
 		    used, keep);
 	/* RFC 7235 2.1: the scheme is case-insensitive; then blanks, then
@@ -1225,6 +1317,8 @@ http_body(struct conn *c, const uint8_t *p, size_t n)
 	size_t k = n < c->body_need ? n : c->body_need;
 	struct body *b;
 
+	if (c->body_need == API_HELD)
+		return 0;	/* a call waits for other nodes */
 	c->body_need -= (uint32_t)k;
 	if (c->body_slot == VKWS_NO_ROOM)
 		return k;	/* a body being skipped */
@@ -1246,6 +1340,13 @@ route_healthz(struct conn *c, const struct http_req *r, const uint8_t *body,
 	(void)body;
 	(void)avail;
 	(void)used;
+	/* Cluster (issue 15): 503 while the link to Redis is down. */
+	if (vkws_cluster_on() && !vkws_cluster_up()) {
+		vkws_http_reply(c, 503, "Cache-Control: no-store\r\n",
+		    "text/plain; charset=utf-8", "cluster unavailable", 19,
+		    keep);
+		return keep;
+	}
 	vkws_http_reply(c, 200, "Cache-Control: no-store\r\n",
 	    "text/plain; charset=utf-8", "ok", 2, keep);
 	return keep;
@@ -1431,4 +1532,6 @@ const struct vkws_hooks vkws_api_hooks = {
 	.http_body = http_body,
 	.after_pass = after_pass,
 	.reload = reload,
+	.poll_fds = vkws_cluster_poll_fds,	/* issue 15 */
+	.poll_ready = vkws_cluster_poll_ready,
 };

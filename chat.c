@@ -2,14 +2,17 @@
  * chat.c: the chat protocol of PROTOCOL.md sections 2 and 3 on /ws
  * connections: authentication, requests and their acks, keepalive, the
  * rate limit. Written on top of the room and user operations of the core
- * (core.h); it reaches sockets only through the core's queues. No
- * allocation: requests are parsed into one static token array.
+ * (core.h); it reaches sockets only through the core's queues. With
+ * --fsync batch a chat's ack waits, with its frame, in a static table
+ * until the log sync of the loop pass (vkws_chat_commit). No allocation:
+ * requests are parsed into one static token array.
  */
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "core.h"
 #include "json.h"
 
@@ -118,6 +121,45 @@ reply_id(struct conn *c, const char *id, size_t idn, int code)
 	send_text(c, &o);
 }
 
+/* The reply to a request answered later (the cluster, issue 15): id is
+ * the request's id source (idn 0: none), msg NULL for the usual text. */
+void
+vkws_chat_ack(struct conn *c, const char *id, size_t idn, int code,
+    const char *msg)
+{
+	struct json_out o;
+
+	if (idn == 0 && code == 0)
+		return;
+	if (msg == NULL)
+		msg = vkws_strerror(code);
+	json_out_init(&o, reply_buf, sizeof(reply_buf));
+	if (idn > 0) {
+		json_out_lit(&o, "{\"type\":\"ack\",\"id\":");
+		json_out_raw(&o, id, idn);
+		json_out_lit(&o, ",\"code\":");
+	} else
+		json_out_lit(&o, "{\"type\":\"error\",\"code\":");
+	json_out_int(&o, code);
+	if (code != 0) {
+		json_out_lit(&o, ",\"msg\":");
+		json_out_str(&o, msg, strlen(msg));
+	}
+	json_out_lit(&o, "}");
+	send_text(c, &o);
+}
+
+/* Cluster (issue 15): an operation that could not go to Redis. */
+static void
+cluster_refused(struct conn *c, const struct req *q, int code)
+{
+	const char *id = NULL;
+	size_t idn = id_raw(q, &id);
+
+	vkws_chat_ack(c, id, idn, code, code == VKWS_ESTORE ?
+	    "cluster unavailable" : NULL);
+}
+
 static void
 reply(struct conn *c, const struct req *q, int code)
 {
@@ -152,11 +194,17 @@ struct pend {
 };
 /* The longest id text: 6 bytes (\uXXXX) per byte, and its quotes. */
 #define ID_RAW_MAX (6 * VKWS_REQ_ID_MAX + 2)
-_Static_assert(VKWS_PENDING_BYTES >= 2 * (VKWS_MAX_OUT + ID_RAW_MAX) -
-    2 * ID_RAW_MAX, "a largest chat always fits after a commit");
+_Static_assert(VKWS_PENDING_BYTES >= VKWS_MAX_OUT + ID_RAW_MAX,
+    "a largest chat always fits after a commit");
 static struct pend pend[VKWS_PENDING_CHATS];
 static char pend_buf[VKWS_PENDING_BYTES];
 static size_t npend, pend_used;
+
+size_t
+vkws_chat_static_size(void)
+{
+	return sizeof(pend) + sizeof(pend_buf);
+}
 
 int
 vkws_chat_commit(void)
@@ -297,7 +345,12 @@ auth_accept(struct conn *c, const struct req *q)
 	if (first && cfg->default_room[0] != '\0') {
 		size_t n = strlen(cfg->default_room);
 		struct room *r;
-		if (vkws_join_check(c, cfg->default_room, n, &r) == 0)
+		if (vkws_join_check(c, cfg->default_room, n, &r) != 0)
+			return;
+		/* Cluster (issue 15): through Redis while it serves; else
+		 * here, registered with Redis when it is back. */
+		if (!vkws_cluster_up() || vkws_cluster_join(c,
+		    cfg->default_room, n, 0, NULL, 0) != 0)
 			vkws_join(c, cfg->default_room, n, 0);
 	}
 }
@@ -437,6 +490,15 @@ do_chat(struct conn *c, const struct req *q)
 		reply(c, q, VKWS_EPERM);
 		return;
 	}
+	if (vkws_cluster_on()) {	/* issue 15: Redis gives the seq */
+		const char *id = NULL;
+		size_t idn = id_raw(q, &id);
+		vkws_room_announce(c, r);
+		if ((len = vkws_cluster_chat(c, r, text_buf, (size_t)tn, id,
+		    idn)) < 0)
+			cluster_refused(c, q, len);
+		return;
+	}
 	/* Room for one more waiting chat, whatever its size: else the
 	 * ones before it are synced and sent first. */
 	if (npend == VKWS_PENDING_CHATS || pend_used + ID_RAW_MAX +
@@ -452,7 +514,7 @@ do_chat(struct conn *c, const struct req *q)
 			vkws_count.store_failures++;
 		/* The chats before it in this pass were written whole: their
 		 * acks go first, after the sync they wait for. */
-		if (npend > 0)
+		if (len == VKWS_ESTORE && npend > 0)
 			(void)vkws_chat_commit();
 		reply(c, q, len);
 		return;
@@ -479,7 +541,7 @@ do_private(struct conn *c, const struct req *q)
 		reply(c, q, VKWS_EINVAL);
 		return;
 	}
-	if (!vkws_user_exists(uid, (size_t)un)) {
+	if (!vkws_cluster_on() && !vkws_user_exists(uid, (size_t)un)) {
 		reply(c, q, VKWS_ENOTFOUND);
 		return;
 	}
@@ -493,6 +555,15 @@ do_private(struct conn *c, const struct req *q)
 	json_out_lit(&o, "}");
 	if (!json_out_ok(&o)) {
 		reply(c, q, VKWS_ELIMIT);
+		return;
+	}
+	if (vkws_cluster_on()) {	/* issue 15: to every node */
+		const char *id = NULL;
+		size_t idn = id_raw(q, &id);
+		int e = vkws_cluster_private(c, uid, (size_t)un, o.p, o.n, id,
+		    idn);
+		if (e < 0)
+			cluster_refused(c, q, e);
 		return;
 	}
 	reply(c, q, 0);
@@ -515,6 +586,14 @@ do_join(struct conn *c, const struct req *q)
 	}
 	if ((e = vkws_join_check(c, room, (size_t)n, &r)) < 0) {
 		reply(c, q, e);
+		return;
+	}
+	if (e == 0 && vkws_cluster_on()) {	/* issue 15: through Redis */
+		const char *id = NULL;
+		size_t idn = id_raw(q, &id);
+		if ((e = vkws_cluster_join(c, room, (size_t)n,
+		    (uint64_t)since, id, idn)) < 0)
+			cluster_refused(c, q, e);
 		return;
 	}
 	reply(c, q, 0);

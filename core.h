@@ -7,6 +7,7 @@
 #ifndef VKWS_CORE_H
 #define VKWS_CORE_H
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -119,6 +120,9 @@ struct vkws_counts {
 	uint64_t api_requests;
 	uint64_t store_failures;
 	uint64_t rooms;		/* rooms in the table */
+	/* The cluster link (cluster.c, issue 15). */
+	uint64_t cluster_up, cluster_nodes, cluster_published,
+	    cluster_received, cluster_reconnects;
 };
 
 extern struct conn vkws_conns[VKWS_SLOTS];
@@ -174,6 +178,7 @@ void vkws_q_drop_unsent(struct vkws_q *q);
 uint16_t vkws_rx_get(void);
 void vkws_rx_put(uint16_t k);
 uint8_t *vkws_rx_mem(uint16_t k);
+size_t vkws_rx_free_count(void);
 struct vkws_pool_stats {
 	size_t chunks, chunks_free, chunks_low;	/* low: fewest free seen */
 	size_t segs, segs_free, rx, rx_free;
@@ -222,6 +227,8 @@ size_t vkws_admit_static_size(void);
 uint16_t vkws_admit_addr_add(const uint8_t ip[16], unsigned *before);
 void vkws_admit_addr_del(uint16_t ent);
 int vkws_admit_addr_upgrade(uint16_t ent);
+/* Close a slow consumer: 1013, its unsent frames dropped. */
+void vkws_close_slow(struct conn *c);
 /* Start the closing handshake with code and an ASCII reason. */
 void vkws_close(struct conn *c, uint16_t code, const char *reason);
 /* Flush, shut the write side and drop the connection at EOF. */
@@ -240,6 +247,11 @@ const char *vkws_conn_addr(const struct conn *c);
 size_t vkws_client_id(const struct conn *c, char *out);
 /* The open WebSocket a clientId names, or NULL. */
 struct conn *vkws_conn_by_id(const char *s, size_t n);
+/* Cluster (issue 15): clientIds become "PREFIX-hex", unique over every
+ * node; p[0..n) is kept by reference and must live as long as the
+ * process. The counter starts at seed (random), so a node restarted
+ * under the same name never hands out an id of its earlier life. */
+void vkws_client_id_prefix(const char *p, size_t n, uint64_t seed);
 
 /* ---- Rooms, users and history (room.c) -------------------------------- */
 
@@ -259,6 +271,9 @@ int vkws_room_is_default(const struct room *r);
 int vkws_join_check(const struct conn *c, const char *name, size_t n,
     struct room **rp);
 void vkws_join(struct conn *c, const char *name, size_t n, uint64_t since);
+/* The first half of vkws_join: create, link, user_join to the members;
+ * no user_list, no history. NULL if it could not. */
+struct room *vkws_join_member(struct conn *c, const char *name, size_t n);
 /* Leave: check (0, VKWS_ENOTFOUND, VKWS_EPERM), then do. */
 int vkws_leave_check(const struct conn *c, const char *name, size_t n,
     struct room **rp);
@@ -284,6 +299,29 @@ void vkws_user_added(struct conn *c);
 int vkws_user_exists(const char *uid, size_t n);
 void vkws_user_removed(struct conn *c);
 void vkws_rooms_init(struct vkws_config *c);
+
+/* Cluster hook points (issue 15). Observers of membership changes, each
+ * called after room.c has done its local part; any may be NULL. */
+struct vkws_room_obs {
+	void (*joined)(struct conn *c, struct room *r);
+	void (*left)(struct conn *c, struct room *r);
+	void (*user_added)(struct conn *c);
+	void (*user_removed)(struct conn *c);
+	/* createRoom set maxClients and persistent: -1 answers -7. */
+	int (*room_set)(struct room *r);
+	/* deleteRoom removed r (its members are gone already). */
+	void (*room_deleted)(struct room *r);
+};
+void vkws_room_settings(const struct room *r, uint32_t *max_clients,
+    int *persistent);
+void vkws_room_observe(const struct vkws_room_obs *o);
+/* Queue p[0..n) to r's members on this node; returns how many. */
+int vkws_room_send(struct room *r, const char *p, size_t n);
+/* A chat message of r stored by the cluster: seq and local history. */
+void vkws_room_chat_seen(struct room *r, uint64_t seq, const char *p,
+    size_t n);
+void vkws_conn_rooms(struct conn *c,
+    void (*fn)(struct conn *, struct room *));
 size_t vkws_rooms_static_size(void);
 
 /* ---- Storage (store.c) ---------------------------------------------- */
@@ -430,6 +468,15 @@ struct vkws_hooks {
 	void (*after_pass)(void);
 	/* SIGHUP (the core reloads the TLS pair itself). */
 	void (*reload)(void);
+	/* Descriptors a layer owns besides the connection table (the
+	 * cluster link, issue 15). Before poll(): act on the layer's timers
+	 * that passed, fill at most max entries of p (fd, events) and lower
+	 * *next to the layer's next deadline (monotonic ms); returns the
+	 * entries filled. After poll(): the same entries with revents.
+	 * Either may be NULL. */
+	size_t (*poll_fds)(struct pollfd *p, size_t max, int64_t now,
+	    int64_t *next);
+	void (*poll_ready)(const struct pollfd *p, size_t n);
 };
 
 void vkws_hooks_set(const struct vkws_hooks *h);
@@ -437,14 +484,24 @@ extern const struct vkws_hooks vkws_api_hooks;	/* api.c */
 
 /* ---- The protocol layer (api.c, chat.c, web.c) ------------------------ */
 
+/* chat.c: the reply to a request answered later (the cluster, issue
+ * 15); id[0..idn) is the request's id as JSON source, msg NULL for the
+ * usual text of code. */
+void vkws_chat_ack(struct conn *c, const char *id, size_t idn, int code,
+    const char *msg);
 /* chat.c: seed the generator behind reconnect spreads. */
 int vkws_chat_init(struct vkws_config *c);
 /* chat.c: sync the log (vkws_store_sync) and send the acks and chat
  * messages that waited for it: code 0 and the messages if it succeeded,
  * -7 and no message if not. Returns 0, or -1 if the sync failed. */
 int vkws_chat_commit(void);
+/* chat.c: static bytes of the acks waiting for the sync, for --budget. */
+size_t vkws_chat_static_size(void);
 /* Whether json[0..n) is one valid JSON object. */
 int vkws_json_is_object(const char *json, size_t n);
+/* Whether a peer address (IPv4 mapped to IPv6) is on loopback, where
+ * /api answers without --api-remote (PROTOCOL.md 4); api.c. */
+int vkws_is_loopback(const uint8_t ip[16]);
 /* The chat hooks (chat.c), gathered into vkws_api_hooks by api.c. */
 int vkws_token_ok(const struct http_req *r);
 void vkws_ws_opened(struct conn *c, const struct http_req *r);

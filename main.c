@@ -44,7 +44,8 @@ static const char usage_tail[] =
 "A --config file holds the same flags, one per line as 'name value'\n"
 "without the dashes (a flag without a value: its bare name); '#' starts\n"
 "a comment; quote a value with spaces (\"...\" or '...'). Flags given on\n"
-"the command line override the file. SIGHUP reads it again.\n";
+"the command line override the file. SIGHUP reads it again and applies\n"
+"every setting but those that take a restart.\n";
 
 static const char hint[] = "try vkws --help\n";
 
@@ -82,9 +83,11 @@ static const struct flag flags[] = {
 	{ "listen", "ADDR:PORT", F_ADDR, 0, FIELD(listen), 0, 0,
 	  "plain listener (default 127.0.0.1:8080; '' off;\n"
 	  "port 0 picks a free one; [::1]:PORT for IPv6;\n"
-	  "numeric addresses only, no host names)" },
+	  "numeric addresses only, no host names);\n"
+	  "a change takes a restart" },
 	{ "tls-listen", "ADDR:PORT", F_ADDR, 0, FIELD(tls_listen), 0, 0,
-	  "TLS listener (with --cert and --key)" },
+	  "TLS listener (with --cert and --key); a change\n"
+	  "takes a restart" },
 	{ "cert", "FILE", F_STR, 1, FIELD(cert), 0, 0,
 	  "PEM certificate chain; read again on SIGHUP" },
 	{ "key", "FILE", F_STR, 1, FIELD(key), 0, 0,
@@ -98,23 +101,27 @@ static const struct flag flags[] = {
 	  "JWT secret, one trailing newline stripped;\n"
 	  "read again on SIGHUP" },
 	{ "api-key", "K", F_KEY, 1, SPAN(api_key, api_key_len), 0, 0,
-	  "key for POST /api (or VKWS_API_KEY)" },
+	  "key for POST /api (or VKWS_API_KEY; none: /api\n"
+	  "answers 403)" },
 	{ "api-key-file", "FILE", F_STR, 1, FIELD(api_key_file), 0, 0,
 	  "key for POST /api, one trailing newline\n"
 	  "stripped; read again on SIGHUP" },
 	{ "api-remote", NULL, F_BOOL, 1, FIELD(api_remote), 0, 0,
 	  "/api answers peers off loopback too" },
 	{ "allowed-origin", "O", F_ORIGIN, 1, SPAN(origins, norigins), 0, 0,
-	  "allowed Origin of upgrades (repeatable, up to 8)" },
+	  "allowed Origin of upgrades (repeatable, up to 8;\n"
+	  "none: any origin)" },
 	{ "default-room", "R", F_STR, 1, FIELD(default_room), 0, 0,
 	  "room joined at auth (default general; '' none)" },
 	{ "no-auto-rooms", NULL, F_BOOL, 1, FIELD(no_auto_rooms), 0, 0,
 	  "join does not create rooms" },
 	{ "max-conns", "N", F_UINT, 1, FIELD(max_conns), 1, VKWS_MAX_CONNS,
-	  "WebSocket connections (at most the compiled limit)" },
-	{ "pool-chunks", "N", F_UINT, 0, FIELD(pool_chunks), VKWS_POOL_MIN,
+	  "WebSocket connections (default and most: the\n"
+	  "compiled VKWS_MAX_CONNS, 1024; small profile 64)" },
+	{ "pool-chunks", "N", F_UINT, 0, FIELD(pool_chunks), 1,
 	  VKWS_POOL_CHUNKS, "chunks of the memory pool used (send queues,\n"
-	  "client data, history; see --budget)" },
+	  "client data, history; see --budget; two largest\n"
+	  "frames at least)" },
 	{ "sndbuf", "BYTES", F_UINT, 0, FIELD(sndbuf), 0, VKWS_SNDBUF_MAX,
 	  "kernel send buffer per connection (SO_SNDBUF);\n"
 	  "0: the kernel's autotuning (default)" },
@@ -131,7 +138,8 @@ static const struct flag flags[] = {
 	{ "reconnect-burst", "N", F_UINT, 1, FIELD(reconnect_burst), 1,
 	  VKWS_RECONNECT_MAX, "upgrades at once per address or user (20)" },
 	{ "history", "N", F_UINT, 1, FIELD(history), 0, VKWS_HISTORY,
-	  "chat messages kept and replayed per room" },
+	  "chat messages kept and replayed per room (50;\n"
+	  "small profile 20)" },
 	{ "rate", "N", F_UINT, 1, FIELD(rate), 0, 100000,
 	  "messages per second per connection (default 50;\n0: off)" },
 	{ "rate-burst", "N", F_UINT, 1, FIELD(rate_burst), 0, 1000000,
@@ -151,7 +159,19 @@ static const struct flag flags[] = {
 	{ "active-window", "S", F_UINT, 1, FIELD(active_window), 0, 86400,
 	  "getActiveConnections window (60)" },
 	{ "data-dir", "DIR", F_STR, 0, FIELD(data_dir), 0, 0,
-	  "keep history and persistent rooms on disk" },
+	  "keep history and persistent rooms on disk; a\n"
+	  "change takes a restart" },
+	/* Cluster mode (issue 15). */
+	{ "redis", "ADDR", F_STR, 0, FIELD(redis), 0, 0,
+	  "cluster mode: HOST:PORT or unix:PATH of the Redis\n"
+	  "that every node shares (not with --data-dir)" },
+	{ "cluster", "NAME", F_STR, 0, FIELD(cluster), 0, 0,
+	  "cluster name, prefix of every Redis key (vkws)" },
+	{ "node", "ID", F_STR, 0, FIELD(node), 0, 0,
+	  "this node's name, up to 8 of [A-Za-z0-9_.-]\n"
+	  "(default: 8 random hex digits)" },
+	{ "node-ttl", "S", F_UINT, 0, FIELD(node_ttl), 1, 3600,
+	  "seconds before a dead node leaves listings (10)" },
 	{ "fsync", "MODE", F_FSYNC, 1, FIELD(fsync_mode), 0, 0,
 	  "always | batch (default) | never (lossy on power\n"
 	  "loss): when logged chat reaches the disk" },
@@ -207,6 +227,8 @@ flag_find(const char *name)
 static const struct flag *
 flag_arg(const char *a)
 {
+	if (a == NULL)
+		return NULL;
 	if (strcmp(a, "-h") == 0)
 		return flag_find("help");
 	if (a[0] != '-' || a[1] != '-')
@@ -319,10 +341,15 @@ flag_set(struct src *s, struct vkws_config *c, const struct flag *f,
     const char *v)
 {
 	char *field = (char *)c + f->off;
-	size_t n = v != NULL ? strlen(v) : 0;
 	const char *why = NULL;
 	int bit = s->file != NULL ? 1 : 2;
 	int first = !(s->seen[f - flags] & bit);
+	size_t n;
+
+	/* A flag without a value (F_BOOL) is given NULL. */
+	if (v == NULL)
+		v = "";
+	n = strlen(v);
 
 	s->seen[f - flags] |= (unsigned char)bit;
 	if (f->type == F_ADDR && !addr_ok(v, &why)) {
@@ -624,8 +651,13 @@ config_load(struct vkws_config *c, int argc, char **argv, int first,
 		return -2;
 	for (i = first; i < argc; i++) {
 		const struct flag *f = flag_arg(argv[i]);
-		const char *v = f->arg != NULL ? argv[++i] : NULL;
+		const char *v = NULL;
 
+		/* The first pass has checked each flag and value. */
+		if (f == NULL || (f->arg != NULL && i + 1 >= argc))
+			return -1;
+		if (f->arg != NULL)
+			v = argv[++i];
 		if (f->type != F_CMD && flag_set(&s, c, f, v) < 0)
 			return -1;
 	}

@@ -500,6 +500,12 @@ vkws_rx_put(uint16_t k)
 	rx_nfree++;
 }
 
+size_t
+vkws_rx_free_count(void)
+{
+	return rx_nfree;
+}
+
 uint8_t *
 vkws_rx_mem(uint16_t k)
 {

@@ -15,6 +15,14 @@
 #include "store.h"
 
 static struct vkws_config *cfg;
+/* Who watches membership changes (the cluster layer, issue 15). */
+static const struct vkws_room_obs *obs;
+
+void
+vkws_room_observe(const struct vkws_room_obs *o)
+{
+	obs = o;
+}
 
 /* ---- Users ---------------------------------------------------------- */
 
@@ -123,6 +131,11 @@ struct room {
 	uint64_t life;		/* which life of this name (store.h), 0 none */
 	uint64_t seq;		/* seq of the last stored chat message */
 	uint64_t dropped;	/* highest seq no longer kept, 0: none */
+	/* First seq stored but not yet sent to the members (its ack waits
+	 * for the sync, chat.c), 0: none. A join replays history only
+	 * below it: the joiner, a member by then, gets those messages live
+	 * with everyone else, so never twice. */
+	uint64_t unsent;
 	uint32_t h_off;		/* history ring: oldest entry */
 	uint32_t h_len;		/* history ring: bytes used */
 	uint32_t h_count;	/* history ring: entries */
@@ -140,13 +153,17 @@ static uint32_t mem_next[NODES], mem_prev[NODES];
 static size_t hist_chunks;
 /* One encoded outgoing frame, queued to as many connections as need it. */
 static char out_buf[VKWS_MAX_OUT];
+/* Tokens to check a replayed chat frame: at most one per two bytes of
+ * its userInfo, plus its own fields. */
+#define REPLAY_TOKENS (32 + VKWS_USERINFO_MAX / 2)
+static jsmntok_t rtok[REPLAY_TOKENS];
 
 size_t
 vkws_rooms_static_size(void)
 {
 	return sizeof(rooms) + sizeof(room_head) + sizeof(mem_next) +
 	    sizeof(mem_prev) + sizeof(out_buf) +
-	    sizeof(user_head);
+	    sizeof(user_head) + sizeof(rtok);
 }
 
 static size_t
@@ -362,8 +379,7 @@ vkws_deliver(struct conn *c, const char *p, size_t n)
 		return 0;
 	if (vkws_tx_frame(c, WS_OP_TEXT, p, n) == 0)
 		return 1;
-	vkws_count.dropped_slow++;
-	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+	vkws_close_slow(c);
 	return 0;
 }
 
@@ -400,8 +416,7 @@ fan_deliver(struct fan *fa, struct conn *c)
 		return 0;
 	if (vkws_tx_shared(c, &fa->f, fa->n) == 0)
 		return 1;
-	vkws_count.dropped_slow++;
-	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+	vkws_close_slow(c);
 	return 0;
 }
 
@@ -639,7 +654,8 @@ vkws_history_write(const struct room *r, uint64_t since, size_t limit,
 	for (i = 0; i < r->h_count; i++) {
 		ring_read(r, off, &len, 4);
 		ring_read(r, off + 4, &seq, 8);
-		if (i >= skip && seq > since && o->n + len + 2 < o->cap) {
+		if (i >= skip && seq > since && (r->unsent == 0 ||
+		    seq < r->unsent) && o->n + len + 2 < o->cap) {
 			if (!first)
 				json_out_lit(o, ",");
 			first = 0;
@@ -686,22 +702,19 @@ vkws_join_check(const struct conn *c, const char *name, size_t n,
  * be: members, c included, get user_join; then c gets user_list and
  * history (since: seq > since, else the last --history messages).
  */
-void
-vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
+struct room *
+vkws_join_member(struct conn *c, const char *name, size_t n)
 {
 	struct room *r = vkws_room_find(name, n);
-	struct json_out o;
-	uint32_t node;
-	size_t mark;
-	int k, complete;
+	int k;
 
 	if (r == NULL && (r = room_create(name, n)) == NULL)
-		return;
+		return NULL;
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
 		if (c->rooms[k] == VKWS_NO_ROOM)
 			break;
 	if (k == VKWS_ROOMS_PER_CONN)
-		return;
+		return NULL;
 	member_link(c, r, k);
 	if (young(c)) {
 		size_t jn = member_note(r, "user_join", c);
@@ -710,6 +723,22 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 			(void)vkws_deliver(c, out_buf, jn);
 	} else
 		notify_member(r, "user_join", c);
+	if (obs != NULL && obs->joined != NULL)
+		obs->joined(c, r);
+	return r;
+}
+
+void
+vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
+{
+	struct room *r;
+	struct json_out o;
+	uint32_t node;
+	size_t mark;
+	int complete;
+
+	if ((r = vkws_join_member(c, name, n)) == NULL)
+		return;
 
 	/* user_list: as many members as one frame holds; the rest are
 	 * counted in "more" (README: limits). */
@@ -803,6 +832,8 @@ vkws_leave(struct conn *c, struct room *r)
 		member_unlink(c, r, k);
 		notify_member(r, "user_leave", c);
 	}
+	if (obs != NULL && obs->left != NULL)
+		obs->left(c, r);
 	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
 		room_remove(r);
 }
@@ -825,6 +856,8 @@ void
 vkws_user_added(struct conn *c)
 {
 	user_link(c);
+	if (obs != NULL && obs->user_added != NULL)
+		obs->user_added(c);
 }
 
 /* A chat connection is going: leave every room, unindex the user. */
@@ -832,8 +865,11 @@ void
 vkws_user_removed(struct conn *c)
 {
 	(void)leave_all(c);
-	if (c->authed)
+	if (c->authed) {
 		user_unlink(c);
+		if (obs != NULL && obs->user_removed != NULL)
+			obs->user_removed(c);
+	}
 }
 
 /* ---- Chat ----------------------------------------------------------- */
@@ -865,6 +901,8 @@ vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
 	if (vkws_store_chat(r->name, r->name_len, r->life, seq, o.p, o.n) < 0)
 		return VKWS_ESTORE;
 	r->seq = seq;
+	if (r->unsent == 0)
+		r->unsent = seq;
 	vkws_history_add(r, seq, o.p, o.n);
 	*frame = o.p;
 	return (int)o.n;
@@ -873,6 +911,9 @@ vkws_chat_encode(const struct conn *c, struct room *r, const char *text,
 int
 vkws_chat_send(struct room *r, const char *p, size_t n)
 {
+	/* Every chat of r encoded before this send goes out in the same
+	 * commit (or at once), before any join can run. */
+	r->unsent = 0;
 	return room_send(r, p, n);
 }
 
@@ -887,6 +928,36 @@ vkws_room_name(const struct room *r, char *out)
 {
 	memcpy(out, r->name, r->name_len);
 	return r->name_len;
+}
+
+/* ---- For the cluster layer (issue 15) ------------------------------- */
+
+int
+vkws_room_send(struct room *r, const char *p, size_t n)
+{
+	return room_send(r, p, n);
+}
+
+/* A chat message another node stored: r's seq moves on and the frame is
+ * kept as local history. */
+void
+vkws_room_chat_seen(struct room *r, uint64_t seq, const char *p, size_t n)
+{
+	if (seq <= r->seq)
+		return;
+	r->seq = seq;
+	vkws_history_add(r, seq, p, n);
+}
+
+/* Call fn for every room c is in. */
+void
+vkws_conn_rooms(struct conn *c, void (*fn)(struct conn *, struct room *))
+{
+	int k;
+
+	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
+		if (c->rooms[k] != VKWS_NO_ROOM)
+			fn(c, &rooms[c->rooms[k]]);
 }
 
 void
@@ -975,8 +1046,18 @@ vkws_create_room(const char *room, size_t n, long max_clients,
 	if (vkws_store_room(r->name, r->name_len, r->max_clients,
 	    r->persistent, r->life, r->created_at) < 0)
 		return VKWS_ESTORE;
+	if (obs != NULL && obs->room_set != NULL && obs->room_set(r) < 0)
+		return VKWS_ESTORE;
 	room_info(r, out);
 	return 0;
+}
+
+void
+vkws_room_settings(const struct room *r, uint32_t *max_clients,
+    int *persistent)
+{
+	*max_clients = r->max_clients;
+	*persistent = r->persistent;
 }
 
 int
@@ -1028,6 +1109,8 @@ vkws_delete_room(const char *room, size_t n)
 		struct conn *c = node_conn(node);
 		member_unlink(c, r, (int)(node % VKWS_ROOMS_PER_CONN));
 	}
+	if (obs != NULL && obs->room_deleted != NULL)
+		obs->room_deleted(r);
 	room_remove(r);
 	return 0;
 }
@@ -1357,11 +1440,6 @@ vkws_get_client_data(const char *cid, size_t cn, const char **json)
 
 /* ---- Replay of the log (store.c) ------------------------------------ */
 
-/* A replayed chat frame needs at most one token per two bytes of its
- * userInfo, plus its own fields. */
-#define REPLAY_TOKENS (32 + VKWS_USERINFO_MAX / 2)
-static jsmntok_t rtok[REPLAY_TOKENS];
-
 /*
  * Whether f[0..fn) is what vkws_chat_encode() writes for room and seq: a
  * JSON object in valid UTF-8 (json_parse checks it) with type "chat",
@@ -1395,10 +1473,12 @@ chat_valid(const char *room, size_t n, uint64_t seq, const char *f,
 	    json_is_number(&d, t);
 }
 
-/* A room starts a new life: no history, seq from 0. */
+/* A room starts a new life: no history, seq from 0, created now (a
+ * ROOM2 record of the life may say when). */
 static void
 room_restart(struct room *r, uint64_t life)
 {
+	r->created_at = vkws_wall_ms();
 	r->h_off = 0;
 	r->h_len = 0;
 	r->h_count = 0;

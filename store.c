@@ -11,6 +11,8 @@
  * replay cuts off. A write that fails marks the log broken: requests that
  * need it get -7 until a compaction from memory succeeds again, which is
  * also how the server comes back after a full disk or a lost directory.
+ * Replay trusts no record for its checksum alone: what records say is
+ * checked (store.h), and every life of a room is told apart.
  *
  * No allocation, no stdio: one static read buffer for replay, one static
  * write buffer for compaction, open/pread/writev/fdatasync/rename.
@@ -378,8 +380,9 @@ crash_point(const char *step)
 	}
 }
 
-/* Test builds only: VKWS_SYNC_FAIL=1 makes the sync of --fsync batch
- * fail with EIO, as a disk that loses a write would. */
+/* Test builds only: VKWS_SYNC_FAIL=1 makes the log's fdatasync (of
+ * --fsync batch and always) fail with EIO, as a disk that loses a write
+ * would. */
 static int
 data_sync(int fd)
 {
@@ -511,7 +514,7 @@ append(const struct vkws_rec *r)
 	dirty = 1;
 	if (cfg->fsync_mode == VKWS_FSYNC_ALWAYS) {
 		stats.syncs++;
-		if (fdatasync(log_fd) < 0)
+		if (data_sync(log_fd) < 0)
 			goto bad;
 	}
 	log_size += total;

@@ -482,10 +482,6 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	if (rn > 0)
 		memcpy(p + 2, reason, rn);
 	hn = ws_header_build(h, 1, WS_OP_CLOSE, rn + 2);
-	/* A slow reader is told at once: what it has not begun to read
-	 * goes back to the pool. */
-	if (code == WS_CLOSE_TRY_AGAIN)
-		vkws_q_drop_unsent(&c->tx);
 	if (!vkws_q_can_put(hn + rn + 2))
 		vkws_q_drop_unsent(&c->tx);
 	if (vkws_q_can_put(hn + rn + 2)) {
@@ -498,6 +494,18 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	count_close(code);
 	if (c->close_rcvd)
 		vkws_linger(c);
+}
+
+/* A slow consumer (1013): what it has not begun to read goes back to
+ * the pool at once, and the close frame follows a whole frame. */
+void
+vkws_close_slow(struct conn *c)
+{
+	if (c->state != S_WS || c->close_sent)
+		return;
+	vkws_count.dropped_slow++;
+	vkws_q_drop_unsent(&c->tx);
+	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
 }
 
 /*
@@ -827,8 +835,19 @@ vkws_http_may_keep(const struct conn *c)
 static uint8_t *
 rx_own(struct conn *c)
 {
-	if (c->rx_buf == VKWS_NONE16 &&
-	    (c->rx_buf = vkws_rx_get()) == VKWS_NONE16)
+	uint16_t s;
+
+	if (c->rx_buf != VKWS_NONE16)
+		return vkws_rx_mem(c->rx_buf);
+	/* None free: the oldest unproven connection holding one gives it
+	 * up, as it would give up its slot (PROTOCOL.md 8). */
+	for (s = up_head; vkws_rx_free_count() == 0 && s != VKWS_NO_SLOT;) {
+		struct conn *o = &vkws_conns[s];
+		s = o->up_next;
+		if (o != c && o->rx_buf != VKWS_NONE16)
+			evict(o, &vkws_count.evicted_unproven);
+	}
+	if ((c->rx_buf = vkws_rx_get()) == VKWS_NONE16)
 		return NULL;
 	return vkws_rx_mem(c->rx_buf);
 }
@@ -1018,8 +1037,7 @@ echo_piece(struct conn *c, uint8_t *p, size_t n)
 			return 0;	/* the pool is dry: c is gone */
 	} else if (!tx_room(c, hn + n)) {
 		/* A slow reader while the pool is low, or no pool left. */
-		vkws_count.dropped_slow++;
-		vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+		vkws_close_slow(c);
 		return 0;
 	} else {
 		tx_put(c, h, hn, 1);
@@ -1369,6 +1387,20 @@ conn_free(struct conn *c)
 
 /* ---- Accept --------------------------------------------------------- */
 
+/* The peer address as 16 bytes, IPv4 mapped to IPv6 (::ffff:a.b.c.d),
+ * so both families count alike per address (PROTOCOL.md 8). */
+static void
+ip_of(const struct sockaddr_storage *ss, uint8_t ip[16])
+{
+	memset(ip, 0, 16);
+	if (ss->ss_family == AF_INET6)
+		memcpy(ip, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	else if (ss->ss_family == AF_INET) {
+		ip[10] = ip[11] = 0xFF;
+		memcpy(ip + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	}
+}
+
 /* Record the peer address of a new connection (IPv4 mapped to IPv6);
  * its text is made only when asked for (vkws_conn_addr()). */
 static void
@@ -1453,10 +1485,13 @@ conn_accept(int lfd, int tls)
 {
 	int i, fd, one = 1;
 
+	/* Static: this is inlined into the loop, whose frame is bounded. */
+	static struct sockaddr_storage ss;
+	static uint8_t ip[16];
+
 	for (i = 0; i < VKWS_ACCEPT_BURST; i++) {
-		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		struct conn *c, peer;
+		struct conn *c;
 		unsigned before;
 		uint16_t ent;
 		uint8_t d;
@@ -1482,8 +1517,8 @@ conn_accept(int lfd, int tls)
 			close(fd);
 			continue;
 		}
-		addr_set(&peer, &ss);
-		ent = vkws_admit_addr_add(peer.ip, &before);
+		ip_of(&ss, ip);
+		ent = vkws_admit_addr_add(ip, &before);
 		if ((c = admit(before, &over)) == NULL) {
 			vkws_count.refused_per_ip++;
 			vkws_admit_addr_del(ent);
@@ -1500,9 +1535,7 @@ conn_accept(int lfd, int tls)
 		d = c->dirty;
 		memset(c, 0, sizeof(*c));
 		c->dirty = d;
-		memcpy(c->ip, peer.ip, sizeof(c->ip));
-		c->port = peer.port;
-		c->v6 = peer.v6;
+		addr_set(c, &ss);
 		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
@@ -1740,8 +1773,8 @@ listen_open(const char *spec, char *shown, size_t shown_cap)
  * self-pipe and the listeners, marked in pslot by these values. */
 enum { P_SIGNAL = UINT16_MAX, P_LISTEN = UINT16_MAX - 1,
     P_LISTEN_TLS = UINT16_MAX - 2 };
-static struct pollfd pfd[VKWS_SLOTS + 3];
-static uint16_t pslot[VKWS_SLOTS + 3];
+static struct pollfd pfd[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
+static uint16_t pslot[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
 
 /* What c waits for: input only while its buffers can take it. */
 static short
@@ -1778,7 +1811,7 @@ static void
 loop_pass(void)
 {
 	int64_t now = vkws_now_ms(), next = INT64_MAX;
-	nfds_t n = 0, i;
+	nfds_t n = 0, i, extra;
 	size_t s;
 	int timeout, r;
 
@@ -1860,6 +1893,10 @@ loop_pass(void)
 		next = accept_pause_until;
 	if (stopping && stop_deadline < next)
 		next = stop_deadline;
+	/* A layer's own descriptors (hooks->poll_fds) go last. */
+	extra = n;
+	if (hooks->poll_fds != NULL)
+		n += hooks->poll_fds(pfd + n, VKWS_EXTRA_FDS, now, &next);
 
 	if (next == INT64_MAX)
 		timeout = -1;
@@ -1874,7 +1911,9 @@ loop_pass(void)
 	if (r < 0)
 		return;	/* EINTR: the self-pipe says what came */
 
-	for (i = 0; i < n; i++) {
+	if (hooks->poll_ready != NULL && n > extra)
+		hooks->poll_ready(pfd + extra, n - extra);
+	for (i = 0; i < extra; i++) {
 		struct conn *c;
 
 		if (pfd[i].revents == 0 && (pslot[i] >= VKWS_SLOTS ||
@@ -2019,6 +2058,11 @@ vkws_serve(struct vkws_config *c)
 		    shown);
 		(void)!write(STDOUT_FILENO, line, (size_t)n);
 	}
+	/* Cluster (issue 15): the node's name, once it listens. */
+	if (c->redis[0] != '\0') {
+		n = snprintf(line, sizeof(line), "node %s\n", c->node);
+		(void)!write(STDOUT_FILENO, line, (size_t)n);
+	}
 	while (!stopping || (draining() && vkws_now_ms() < stop_deadline))
 		loop_pass();
 	hooks->stop();
@@ -2087,7 +2131,22 @@ static uint64_t id_counter;
 static void
 id_assign(struct conn *c)
 {
-	c->id = (++id_counter << 16) | vkws_slot_of(c);
+	/* 44 bits of counter: a clientId is at most 15 hex digits after a
+	 * cluster node's "NODE-" (VKWS_CLIENT_ID_MAX). */
+	c->id = ((++id_counter & ((UINT64_C(1) << 44) - 1)) << 16) |
+	    vkws_slot_of(c);
+}
+
+/* "NODE-" before every clientId in a cluster (issue 15). */
+static const char *id_prefix;
+static size_t id_prefix_len;
+
+void
+vkws_client_id_prefix(const char *p, size_t n, uint64_t seed)
+{
+	id_prefix = p;
+	id_prefix_len = n;
+	id_counter = seed;
 }
 
 size_t
@@ -2098,13 +2157,19 @@ vkws_client_id(const struct conn *c, char *out)
 	uint64_t v = c->id;
 	size_t n = 0, i;
 
+	if (id_prefix_len > 0) {
+		memcpy(out, id_prefix, id_prefix_len);
+		out[id_prefix_len] = '-';
+		out += id_prefix_len + 1;
+	}
+
 	do {
 		tmp[n++] = hex[v & 15];
 		v >>= 4;
 	} while (v != 0);
 	for (i = 0; i < n; i++)
 		out[i] = tmp[n - 1 - i];
-	return n;
+	return n + (id_prefix_len > 0 ? id_prefix_len + 1 : 0);
 }
 
 struct conn *
@@ -2114,6 +2179,14 @@ vkws_conn_by_id(const char *s, size_t n)
 	size_t i, slot;
 	struct conn *c;
 
+	if (id_prefix_len > 0) {
+		if (n <= id_prefix_len + 1 ||
+		    memcmp(s, id_prefix, id_prefix_len) != 0 ||
+		    s[id_prefix_len] != '-')
+			return NULL;
+		s += id_prefix_len + 1;
+		n -= id_prefix_len + 1;
+	}
 	if (n == 0 || n > 16)
 		return NULL;
 	for (i = 0; i < n; i++) {

@@ -26,12 +26,14 @@
 #define VKWS_HISTORY 50
 #endif
 
-/* Largest incoming WebSocket message, all fragments (bytes). PROTOCOL.md
- * 7 asks for at least 16 KiB. */
+/* Largest incoming WebSocket message on /ws, all fragments (bytes).
+ * PROTOCOL.md 7 asks for at least 16 KiB. /echo streams (vkws.c,
+ * echo_input) and holds no message, so it has no limit. */
 #define VKWS_MAX_MSG 16384
 /* Receive buffer per slot: the fragments of an open message, then one
  * partial frame, which may be a control frame of up to 2 + 4 + 125 bytes
- * or the header of the next fragment. */
+ * or the header of the next fragment. On /echo: one partial header or
+ * control frame, or payload read but not yet taken by the send queue. */
 #define VKWS_RX_BUF (VKWS_MAX_MSG + 256)
 /* Largest request head (bytes); a larger one is answered 431. */
 #define VKWS_MAX_HEAD 8192
@@ -79,8 +81,8 @@
 #define VKWS_POOL_CHUNKS 8192	/* 32 MiB */
 #define VKWS_RX_BUFS 256
 #else
-#define VKWS_POOL_CHUNKS 1152	/* 4.5 MiB: 64 largest frames and more */
-#define VKWS_RX_BUFS 32
+#define VKWS_POOL_CHUNKS 640	/* 2.5 MiB: 36 largest frames */
+#define VKWS_RX_BUFS 96		/* more than --max-per-ip (64) partial heads */
 #endif
 /* Queue segments (8 bytes each): a queue points at chunks through
  * them, one per chunk of a frame, so a shared frame costs each reader a
@@ -117,7 +119,9 @@
 
 /* Identity and client data. */
 #define VKWS_UID_MAX 64		/* bytes of a user id (PROTOCOL.md 7) */
-#define VKWS_CLIENT_ID_MAX 24	/* bytes of a clientId string */
+/* bytes of a clientId string: 16 hex digits, or in a cluster "NODE-"
+ * and at most 15 (vkws.c keeps the counter part to 44 bits) */
+#define VKWS_CLIENT_ID_MAX 24
 #define VKWS_USERINFO_MAX 2048	/* bytes of a connection's userInfo JSON */
 #define VKWS_TOKEN_MAX 4096	/* bytes of a JWT */
 #define VKWS_TOKEN_TTL_MAX 315360000	/* vkws token --ttl: ten years (s) */
@@ -251,6 +255,57 @@ _Static_assert(VKWS_SLOTS < 65535, "a slot index fits 16 bits");
  * connection can always be told why it is closed. */
 #define VKWS_CLOSE_RESERVE (2 + 125)
 
+/* ---- The cluster link (cluster.c, issue 15) ------------------------- */
+
+/* Bytes of a --node ID: 8 random hex digits by default; kept short
+ * because it is part of every clientId. */
+#define VKWS_NODE_ID_MAX 8
+_Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
+    "a cluster clientId fits");
+/* Bytes of a --cluster NAME, the prefix of every Redis key. */
+#define VKWS_CLUSTER_NAME_MAX 32
+/* Requests queued to Redis (bytes): a few hundred chat messages of
+ * typical size, and at least one request of the largest kind (a
+ * broadcast of a whole API body). Full: the operation answers -7. */
+#define VKWS_REDIS_OUT (2 * VKWS_MAX_OUT)
+/* Replies and pub/sub messages read from Redis (bytes): at least one
+ * whole reply, the largest being a join's history and member list. */
+#define VKWS_REDIS_IN (2 * VKWS_MAX_OUT)
+/* Requests whose replies are awaited, each with what to do with its
+ * reply (an ack to send, a join to finish): enough for a thousand
+ * clients joining in one burst (a router's 64 in the small profile).
+ * Full: -7. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_REDIS_PENDING 256
+#else
+#define VKWS_REDIS_PENDING 2048
+#endif
+/* Bytes of their request ids and room names, freed as replies come:
+ * 32 a request on average. Full: -7. */
+#define VKWS_REDIS_PENDING_BYTES (32 * VKWS_REDIS_PENDING)
+/* Leaves waiting for room in the link's output (bytes; about 60 a
+ * leave): a node closing every connection at once. Full: the node
+ * registers itself with Redis again. */
+#define VKWS_LEAVE_BACKLOG (64 * VKWS_MAX_CONNS)
+/* Members a cluster user_list names; the rest are counted in "more". */
+#define VKWS_CLUSTER_LIST_MAX 256
+/* Values of one parsed Redis reply: a join's history and members. */
+#define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
+/* Server API calls waiting for other nodes' answers at once (each holds
+ * a reply buffer of VKWS_API_OUT bytes); more answer -7. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_CLUSTER_HELD 1
+#else
+#define VKWS_CLUSTER_HELD 4
+#endif
+/* How long such a call waits for the nodes (ms): then it is answered
+ * with what came. */
+#define VKWS_CLUSTER_WAIT_MS 3000
+/* Seconds before a node that stops heart-beating leaves every listing. */
+#define VKWS_NODE_TTL 10
+/* pollfd entries a layer may add (hooks->poll_fds): the two links. */
+#define VKWS_EXTRA_FDS 2
+
 /* ---- Run-time configuration ---------------------------------------- */
 
 #define VKWS_ADDR_MAX 64	/* "ADDR:PORT" of a listener */
@@ -272,6 +327,10 @@ struct vkws_config {
 	char key[VKWS_PATH_MAX];
 	char secret_file[VKWS_PATH_MAX];
 	char data_dir[VKWS_PATH_MAX];
+	char redis[VKWS_PATH_MAX];	/* --redis HOST:PORT or unix:PATH */
+	char cluster[VKWS_CLUSTER_NAME_MAX + 1];	/* --cluster NAME */
+	char node[VKWS_NODE_ID_MAX + 1];	/* --node ID, empty: random */
+	unsigned node_ttl;	/* --node-ttl, seconds */
 	uint8_t secret[VKWS_SECRET_MAX];
 	size_t secret_len;
 	char api_key_file[VKWS_PATH_MAX];	/* re-read on SIGHUP */

@@ -114,6 +114,7 @@ static struct {
 	size_t size;
 	double duration, warmup;
 	int pid;
+	int port2, pid2;	/* fanout: a second node (cluster bench) */
 	const char *secret;
 	const char *room;
 	int window;
@@ -124,7 +125,7 @@ static struct {
 	int ep;
 	struct conn *c;		/* nconns entries, + 1 publisher in fanout */
 	int ntotal;
-	struct sockaddr_in sa;
+	struct sockaddr_in sa, sa2;
 	enum phase phase;
 	uint64_t t_begin, t_phase, t_meas, t_end, t_last_rx, t_next_pub;
 	uint64_t t_progress;	/* last time a connection opened or died */
@@ -290,9 +291,24 @@ mint_token(const char *secret, const char *uid)
 	return tok;
 }
 
-/* utime + stime of a process, in clock ticks; -1 if unreadable. */
+static int64_t proc_cpu1(int pid);
+
+/* utime + stime of the server (both nodes with --pid2), in clock ticks;
+ * -1 if unreadable. */
 static int64_t
 proc_cpu(int pid)
+{
+	int64_t a = proc_cpu1(pid), b;
+
+	if (a < 0 || pid != g.pid || g.pid2 <= 0)
+		return a;
+	b = proc_cpu1(g.pid2);
+	return b < 0 ? -1 : a + b;
+}
+
+/* utime + stime of a process, in clock ticks; -1 if unreadable. */
+static int64_t
+proc_cpu1(int pid)
 {
 	char path[64], buf[1024], *p;
 	unsigned long long ut = 0, st = 0;
@@ -517,8 +533,11 @@ conn_start(struct conn *c)
 	ev.events = EPOLLOUT | EPOLLIN;
 	ev.data.ptr = c;
 	c->out_armed = 1;
+	/* --port2: every other subscriber goes to the second node. */
 	if (epoll_ctl(g.ep, EPOLL_CTL_ADD, c->fd, &ev) < 0 ||
-	    (connect(c->fd, (struct sockaddr *)&g.sa, sizeof g.sa) < 0 &&
+	    (connect(c->fd, (struct sockaddr *)(g.port2 > 0 &&
+	    c->role == R_SUB && (c->id & 1) ? &g.sa2 : &g.sa),
+	    sizeof g.sa) < 0 &&
 	    errno != EINPROGRESS)) {
 		if (g.verbose)
 			perror("wsload: connect");
@@ -1562,6 +1581,9 @@ usage(FILE *f)
 "  --rate R         fanout: publish R messages per second (window still caps)\n"
 "  --room R         fanout: room name (bench)\n"
 "  --secret S       HS256 secret to mint tokens with (claim uid)\n"
+"  --port2 P        fanout: every other subscriber connects to this port (a\n"
+"                   second node of a cluster); the publisher stays on --port\n"
+"  --pid2 PID       the second node's pid: its CPU time is added\n"
 "  --pid PID        the server's pid: report its CPU time per message (and\n"
 "                   VmRSS in idle mode) from /proc\n"
 "  --batch N        connections being opened at once (256)\n"
@@ -1591,6 +1613,8 @@ parse_args(int argc, char **argv)
 		{ "room", required_argument, NULL, 'R' },
 		{ "secret", required_argument, NULL, 'S' },
 		{ "pid", required_argument, NULL, 'i' },
+		{ "port2", required_argument, NULL, 'q' },
+		{ "pid2", required_argument, NULL, 'j' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -1684,6 +1708,8 @@ parse_args(int argc, char **argv)
 		case 's': g.size = (size_t)v; size_set = 1; break;
 		case 'W': g.window = (int)v; break;
 		case 'i': g.pid = (int)v; break;
+		case 'q': g.port2 = (int)v; break;
+		case 'j': g.pid2 = (int)v; break;
 		case 'b': g.batch = (int)v; break;
 		case 'n': g.maxmsgs = (uint64_t)v; break;
 		}
@@ -1754,6 +1780,8 @@ parse_args(int argc, char **argv)
 		snprintf(g.host, sizeof g.host, "127.0.0.1");
 	g.sa.sin_family = AF_INET;
 	g.sa.sin_port = htons((uint16_t)g.port);
+	g.sa2 = g.sa;
+	g.sa2.sin_port = htons((uint16_t)g.port2);
 	if (inet_pton(AF_INET, g.host, &g.sa.sin_addr) != 1 ||
 	    (ntohl(g.sa.sin_addr.s_addr) >> 24) != 127) {
 		fprintf(stderr, "wsload: --host must be in 127.0.0.0/8\n");

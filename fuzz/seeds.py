@@ -369,6 +369,36 @@ STORE = {
     "room-long-name": LOG_HEAD + rec(4, bytes([200]) + b"r" * 200),
 }
 
+# ---- resp: Redis replies as the cluster link reads them (issue 15) ------
+
+RESP = {
+    "simple": b"+OK\r\n",
+    "error": b"-ERR unknown command\r\n",
+    "int": b":-42\r\n:9223372036854775807\r\n",
+    "bulk": b"$5\r\nhello\r\n$0\r\n\r\n$-1\r\n",
+    "array": b"*2\r\n$3\r\nfoo\r\n:7\r\n*-1\r\n*0\r\n",
+    "message": b"*3\r\n$7\r\nmessage\r\n$9\r\nvkws:room\r\n"
+               b"$13\r\n{\"seq\":1,\"x\"}\r\n",
+    "push": b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n",
+    "subscribe": b"*3\r\n$9\r\nsubscribe\r\n$4\r\nvkws\r\n:1\r\n",
+    "resp3": b"_\r\n#t\r\n#f\r\n,1.5\r\n,-inf\r\n"
+             b"(123456789012345678901234567890\r\n!5\r\nERROR\r\n"
+             b"=7\r\ntxt:abc\r\n",
+    "map": b"%2\r\n+server\r\n$5\r\nredis\r\n+proto\r\n:3\r\n"
+           b"~2\r\n+a\r\n+b\r\n",
+    "attr": b"|1\r\n+ttl\r\n:3600\r\n*2\r\n:1\r\n:2\r\n",
+    "nested": b"*3\r\n*2\r\n:1\r\n:2\r\n*0\r\n+x\r\n" +
+              b"*1\r\n" * 9 + b":1\r\n",
+    "history": b"*2\r\n:17\r\n*2\r\n$10\r\n{\"seq\":16}\r\n"
+               b"$10\r\n{\"seq\":17}\r\n",
+    "bad_line": b"+a\rb\r\n",
+    "bad_type": b"@\r\n",
+    "bad_len": b"$536870913\r\n",
+    "stream": b"$?\r\n;4\r\nHell\r\n;0\r\n",
+    "bad_num": b":12x\r\n",
+    "big_count": b"*100000\r\n",
+}
+
 
 def write(target, vectors):
     d = os.path.join(CORPUS, target)
@@ -388,6 +418,7 @@ def main():
     write("json", JSON_BIN)
     write("jwt", JWT)
     write("store", STORE)
+    write("resp", RESP)
 
 
 if __name__ == "__main__":

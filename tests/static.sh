@@ -12,6 +12,12 @@
 #   cppcheck   warning, style, performance, portability
 #   clang-tidy bugprone, cert, clang-analyzer (.clang-tidy says which
 #              checks are off and why)
+#   ct-equal   vkws_ct_equal (the JWT signature and API key compare)
+#              has no branch, early return or data-dependent loop bound:
+#              an early-exit compare answers the same, only slower for a
+#              longer matching prefix, so no behaviour test can see it
+#              (issue 18); tests/mutants/list holds the mutant it kills
+# "sh tests/static.sh ct-equal" runs that source check alone.
 # Binaries of the other builds (armhf, arm64, static, small) are checked
 # when present; tests/cross.sh builds them first in make test.
 MAKE=${MAKE:-make}
@@ -27,6 +33,49 @@ ALLOC='(malloc|calloc|realloc|free|strdup|strndup|reallocarray|posix_memalign|al
 HIDDEN='(fopen|fopen64|fdopen|freopen|popen|tmpfile|open_memstream|fmemopen|asprintf|vasprintf|getline|getdelim|getaddrinfo|getnameinfo|gethostbyname|qsort|opendir|fdopendir|scandir|regcomp|setvbuf|strerror_l|wordexp|glob)(@.*)?$'
 log=${TMPDIR:-/tmp}/vkws-static.$$
 trap 'rm -f "$log"' EXIT
+
+# ---- ct-equal: a constant-time compare, checked in its source --------
+# The function's text, comments out; then: the pointers it reads through
+# are volatile (the compiler may not stop early on its own), its one loop
+# is "for (i = 0; i < n; i++)" (a bound on the length, never on the
+# data), it has no if, ?:, &&, ||, while, switch, break, continue or goto,
+# and one return, its last statement.
+ct_equal() {
+	body=$(awk '/^vkws_ct_equal\(/ { on = 1 } on { print } on && /^}/ { exit }' \
+	    auth.c | sed 's,/\*.*\*/,,g')
+	why=""
+	[ -n "$body" ] || why="vkws_ct_equal not found in auth.c"
+	code=$(printf '%s\n' "$body" | sed 's/"[^"]*"//g')
+	[ -n "$why" ] || printf '%s\n' "$code" |
+	    grep -q 'const volatile unsigned char \*x = a, \*y = b;' ||
+	    why="the bytes are not read through volatile pointers"
+	[ -n "$why" ] || [ "$(printf '%s\n' "$code" | grep -c 'for *(')" = 1 ] ||
+	    why="not exactly one loop"
+	[ -n "$why" ] || printf '%s\n' "$code" |
+	    grep -Eq '^[[:space:]]*for \(i = 0; i < n; i\+\+\)$' ||
+	    why="the loop is not for (i = 0; i < n; i++)"
+	bad_tok=$(printf '%s\n' "$code" | grep -Eo \
+	    '(\<(if|while|switch|break|continue|goto|do)\>|\?|&&|\|\|)' |
+	    sort -u | tr '\n' ' ')
+	[ -n "$why" ] || [ -z "$bad_tok" ] ||
+	    why="branches or short-circuits: $bad_tok"
+	[ -n "$why" ] || [ "$(printf '%s\n' "$code" | grep -c '\<return\>')" = 1 ] ||
+	    why="more than one return"
+	[ -n "$why" ] || printf '%s\n' "$code" | grep -v '^[[:space:]]*$' |
+	    tail -2 | head -1 | grep -q '^[[:space:]]*return ' ||
+	    why="the return is not the last statement"
+	if [ -z "$why" ]; then
+		ok "vkws_ct_equal: no branch, early return or data-dependent bound"
+	else
+		bad "vkws_ct_equal is not constant-time: $why"
+	fi
+}
+if [ "$1" = ct-equal ]; then
+	ct_equal
+	echo "$pass passed, $fail failed"
+	[ "$fail" = 0 ]
+	exit
+fi
 
 # ---- builds ----------------------------------------------------------
 if $MAKE -s build/vkws >"$log" 2>&1; then
@@ -103,7 +152,7 @@ for dir in build build-clang build-armhf build-arm64 build-static \
 	s=$(for o in $objs; do
 		case $o in */main.o) continue ;; esac
 		$NM -g --defined-only "$o" | awk '{print $3}'
-	done | grep -Ev '^(vkws_|ws_|http_|json_|jwt_|tls_|store_)')
+	done | grep -Ev '^(vkws_|ws_|http_|json_|jwt_|tls_|store_|resp_)')
 	m=$($NM -g --defined-only "$dir/main.o" 2>/dev/null |
 	    awk '{print $3}' | grep -v '^main$')
 	if [ -z "$s$m" ]; then
@@ -156,6 +205,8 @@ else
 	bad "clang-tidy: $(grep -E 'warning:|error:' "$log" | sort -u |
 	    head -30)"
 fi
+
+ct_equal
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -166,6 +166,7 @@ def test_chat_page_in_chromium(server, transport, tmp_path):
     assert rc == 0, "chat.mjs failed:\n%s\n%s" % (out[-6000:], err[-6000:])
     assert "== all checks passed" in lines
     for name in ("alice-desktop", "alice-phone", "bob-phone",
+                 "bob-phone-scrolled", "bob-phone-members",
                  "bob-desktop", "carol-desktop"):
         assert os.path.getsize(os.path.join(
             OUT_DIR, "%s%s.png" % (cfg["prefix"], name))) > 1000

@@ -180,6 +180,22 @@ def test_readme_says_what_make_test_installs():
     assert "binfmt" in sec and re.search(r"\d+ MB", sec)
 
 
+def test_readme_flag_table_is_the_binarys():
+    """The README's flag table is `make readme-flags` output: every flag
+    of the table, described as --help describes it."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    block = re.search(r"<!-- flags:begin[^\n]*\n(.*?)<!-- flags:end -->",
+                      readme, re.S)
+    assert block, "README has no flags:begin/flags:end block"
+    p = subprocess.run(["sh", "packaging/flags-md.sh", vkws_bin()],
+                       capture_output=True, cwd=ROOT, timeout=20)
+    assert p.returncode == 0, p.stderr
+    assert block.group(1) == p.stdout.decode(), "run make readme-flags"
+    for name in help_flags():
+        assert "| `--%s` |" % name in block.group(1), name
+
+
 # ---- the config file ----------------------------------------------------
 
 def write(path, text):
@@ -213,7 +229,8 @@ def test_every_flag_of_the_table_is_a_config_key(tmp_path):
     samples = {"ADDR:PORT": "127.0.0.1:0", "FILE": "/dev/null",
                "N": "1", "S": "5", "BYTES": "4096", "MODE": "never",
                "K": "key", "O": "http://a.example", "R": "lobby",
-               "DIR": str(tmp_path)}
+               "DIR": str(tmp_path), "ADDR": "127.0.0.1:6379",
+               "NAME": "vkws", "ID": "n1"}
     lines = []
     for name, arg in help_flags().items():
         if name in ("config", "budget", "version", "help"):
@@ -317,8 +334,11 @@ def test_sighup_applies_the_file_all_or_nothing(tmp_path):
         assert auth_code(s, mint("one")) != 0
         assert api_status(s, "key-two") == 200
         assert api_status(s, "key-one") == 401
-        keep = s.ws("/ws")
+        # max-conns bounds authenticated (proven) connections.
+        keep = s.ws("/ws?token=" + mint("two"))
         try:
+            while json.loads(keep.recv_message()[1]).get("type") != "auth":
+                pass
             r = s.raw()
             r.sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: "
                            b"websocket\r\nConnection: Upgrade\r\n"

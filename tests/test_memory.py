@@ -232,11 +232,6 @@ def test_slow_consumer_storm_stored_once():
             (rss_start, rss_max)
         if not sanitized(s):
             assert rss_max < b["total"], (rss_max, b["total"])
-        # The slow member, reading at last: data it had, then 1013.
-        c = slow[0]
-        c.sock.setblocking(True)
-        c.sock.settimeout(10)
-        c.expect_close(1013, skip_data=True, timeout=10)
     finally:
         for c in slow:
             c.close()

@@ -258,6 +258,76 @@ test_corrupt_bytes(void)
 	}
 }
 
+/* Recompute the CRC of an encoded record (head[0..hn) and frame[0..fn))
+ * after a test changed its payload, so only the payload check can see
+ * the change. */
+static void
+recrc(uint8_t *head, size_t hn, const char *frame, size_t fn)
+{
+	uint32_t crc = vkws_crc32(vkws_crc32(0, head, 5),
+	    head + VKWS_REC_HEAD, hn - VKWS_REC_HEAD);
+
+	if (fn > 0)
+		crc = vkws_crc32(crc, frame, fn);
+	head[5] = (uint8_t)crc;
+	head[6] = (uint8_t)(crc >> 8);
+	head[7] = (uint8_t)(crc >> 16);
+	head[8] = (uint8_t)(crc >> 24);
+}
+
+/*
+ * Records with a good CRC and a payload the decoder must refuse (issue
+ * 18: each of these checks was found untested by a mutant): a header
+ * record of another log version (a newer binary's log is not read as
+ * this one's), a header record with another magic, a room name of length
+ * 0 in a chat, room and deletion record.
+ */
+static void
+test_good_crc_bad_payload(void)
+{
+	static uint8_t head[VKWS_REC_FIXED + 16];
+	static struct vkws_rec d;
+	static const int named[] = { VKWS_REC_CHAT, VKWS_REC_ROOM,
+	    VKWS_REC_DELETED };
+	struct vkws_rec r;
+	size_t hn, i;
+
+	r = mk(VKWS_REC_HEADER, NULL, 0, NULL);
+	hn = vkws_rec_encode(head, &r);
+	CHECK_EQ(vkws_rec_decode(head, hn, &d), (int)hn);
+	CHECK_EQ(d.version, VKWS_LOG_VERSION);
+	r.version = VKWS_LOG_VERSION + 1;
+	hn = vkws_rec_encode(head, &r);
+	CHECK_EQ(vkws_rec_decode(head, hn, &d), VKWS_REC_EPAYLOAD);
+	r.version = 0;
+	hn = vkws_rec_encode(head, &r);
+	CHECK_EQ(vkws_rec_decode(head, hn, &d), VKWS_REC_EPAYLOAD);
+
+	for (i = 0; i < 4; i++) {
+		r = mk(VKWS_REC_HEADER, NULL, 0, NULL);
+		hn = vkws_rec_encode(head, &r);
+		head[VKWS_REC_HEAD + i] ^= 0x20;	/* "VKWL" -> "vKWL"... */
+		recrc(head, hn, NULL, 0);
+		CHECK_EQ(vkws_rec_decode(head, hn, &d), VKWS_REC_EPAYLOAD);
+	}
+
+	for (i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+		/* Room "a": its length byte set to 0, the 'a' left in place
+		 * (the record length still counts it). */
+		r = mk(named[i], "a", 7, named[i] == VKWS_REC_CHAT ? "x" :
+		    NULL);
+		hn = vkws_rec_encode(head, &r);
+		if (r.frame_len > 0)
+			memcpy(head + hn, r.frame, r.frame_len);
+		CHECK_EQ(vkws_rec_decode(head, hn + r.frame_len, &d),
+		    (int)(hn + r.frame_len));
+		head[VKWS_REC_HEAD] = 0;
+		recrc(head, hn, r.frame, r.frame_len);
+		CHECK_EQ(vkws_rec_decode(head, hn + r.frame_len, &d),
+		    VKWS_REC_EPAYLOAD);
+	}
+}
+
 static void
 test_scan_whole(void)
 {
@@ -561,6 +631,7 @@ main(void)
 	test_roundtrip();
 	test_limits();
 	test_corrupt_bytes();
+	test_good_crc_bad_payload();
 	test_scan_whole();
 	test_scan_truncated();
 	test_scan_corrupt_middle();

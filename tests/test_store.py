@@ -271,6 +271,7 @@ def test_kill9_keeps_every_acked_message(server, transport, tmp_path):
                 text = "r%d-%d" % (rnd, i)
                 ids[a.send({"type": "chat", "content": text})] = text
             codes, copies = {}, {}
+            killed = False
             deadline = time.monotonic() + DEADLINE
             try:
                 while len(codes) < PER_ROUND and \
@@ -280,10 +281,19 @@ def test_kill9_keeps_every_acked_message(server, transport, tmp_path):
                         codes[m["id"]] = m["code"]
                         if len(codes) == kill_after:
                             os.kill(s.proc.pid, signal.SIGKILL)
+                            killed = True
                     elif m.get("type") == "chat":
                         copies[m["message"]] = m["seq"]
-            except (wsraw.Closed, OSError, AssertionError):
-                pass        # the kill cut the connection
+            except (wsraw.Closed, OSError):
+                # The kill cut the connection; before it, the server
+                # must not have.
+                assert killed, "connection lost before the kill"
+            except wsraw.Timeout:
+                # A killed server may leave the socket silent for a
+                # moment; a live one must answer.
+                assert killed, "no answer from the live server"
+            assert killed, "fewer than %d acks before the deadline" \
+                % kill_after
             a.close()
             assert len(codes) >= kill_after
             assert set(codes.values()) == {0}, codes
@@ -333,6 +343,42 @@ def test_torn_tail_is_cut(server, tmp_path):
     assert b.chat("again") == (0, 6)
     b.close()
     assert "torn tail" in s.stderr()
+    assert glob.glob(str(tmp_path / "log.corrupt-*")) == []
+
+
+@pytest.mark.parametrize("into", ["half", "head3", "byte1"])
+def test_torn_tail_restarted_twice(server, tmp_path, into):
+    """The message appended after a torn tail must survive the restart
+    after that (issue 18): the tail is cut exactly at the last whole
+    record, so the next record follows it and the log stays whole."""
+    s = server(*flags(tmp_path))
+    fill(s, 6)
+    assert s.stop() == 0
+    offs, data = record_offsets(log_path(tmp_path))
+    last = offs[-1]
+    cut = {"half": last + (len(data) - last) // 2,  # inside the frame
+           "head3": last + 3,                       # inside the length
+           "byte1": last + 1}[into]
+    with open(log_path(tmp_path), "r+b") as f:
+        f.truncate(cut)
+    s = server(*flags(tmp_path))
+    b = Client(s, "bob")
+    assert texts(b.history()) == ["m%d" % i for i in range(5)]
+    assert b.chat("after-torn") == (0, 6)
+    b.close()
+    assert "torn tail" in s.stderr()
+    assert s.stop() == 0
+    assert os.path.getsize(log_path(tmp_path)) > last
+    assert open(log_path(tmp_path), "rb").read()[:last] == data[:last]
+    # The second restart: the log replays whole, nothing is set aside.
+    s = server(*flags(tmp_path))
+    c = Client(s, "carol")
+    assert texts(c.history()) == ["m%d" % i for i in range(5)] + \
+        ["after-torn"]
+    assert c.chat("second") == (0, 7)
+    c.close()
+    err = s.stderr()
+    assert "torn tail" not in err and "corrupt" not in err, err
     assert glob.glob(str(tmp_path / "log.corrupt-*")) == []
 
 

@@ -261,24 +261,63 @@ def test_curl_healthz(tls_server):
         assert p.stdout == b"ok"
 
 
-def test_old_protocol_versions_refused(tls_server):
-    """TLS 1.2 only: a client that insists on TLS 1.1 gets no session."""
-    s = tls_server()
+def version_ctx(lo, hi):
+    """A client context offering TLS versions lo..hi with every cipher
+    suite OpenSSL has (CBC and RC4-era ones included), or None if this
+    OpenSSL cannot."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1
-            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+            ctx.minimum_version = lo
+            ctx.maximum_version = hi
         ctx.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
-        pytest.skip("this OpenSSL cannot offer TLS 1.1")
-    raw = socket.create_connection((HOST, s.port), timeout=5)
-    with pytest.raises((ssl.SSLError, OSError)):
-        ctx.wrap_socket(raw, server_hostname="localhost").close()
-    raw.close()
+        return None
+    return ctx
+
+
+# What OpenSSL reports when the server refuses the protocol version (a
+# record or alert in a version the client did not offer, or the
+# protocol_version alert), as against a refused cipher suite
+# (handshake_failure), which is what a server with TLS 1.0-1.1 enabled
+# but only AEAD suites would answer.
+VERSION_REFUSED = ("WRONG_VERSION_NUMBER", "TLSV1_ALERT_PROTOCOL_VERSION",
+                   "UNSUPPORTED_PROTOCOL")
+
+
+def test_old_protocol_versions_refused(tls_server):
+    """TLS 1.2 only (PROTOCOL.md): a client offering TLS 1.0 or 1.1 with
+    every cipher suite is refused for its version, not for its suites;
+    one offering 1.0 to 1.2 gets 1.2, and so does a 1.2-only one."""
+    s = tls_server()
+    V = ssl.TLSVersion
+    for lo, hi in ((V.TLSv1, V.TLSv1_1), (V.TLSv1_1, V.TLSv1_1),
+                   (V.TLSv1, V.TLSv1)):
+        ctx = version_ctx(lo, hi)
+        assert ctx is not None, "this OpenSSL cannot offer %s" % hi
+        raw = socket.create_connection((HOST, s.port), timeout=5)
+        try:
+            with pytest.raises(ssl.SSLError) as e:
+                ctx.wrap_socket(raw, server_hostname="localhost").close()
+        finally:
+            raw.close()
+        assert e.value.reason in VERSION_REFUSED, (
+            "TLS %s..%s refused for another reason: %r" % (lo.name, hi.name,
+                                                           e.value))
+    for lo in (V.TLSv1, V.TLSv1_2):
+        ctx = version_ctx(lo, V.TLSv1_2)
+        raw = socket.create_connection((HOST, s.port), timeout=5)
+        t = ctx.wrap_socket(raw, server_hostname="localhost")
+        try:
+            assert t.version() == "TLSv1.2", t.version()
+            t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            assert t.recv(100).startswith(b"HTTP/1.1 200"), "no 200"
+        finally:
+            t.close()
     sk = s.sock()
     assert healthz(sk) == (200, b"ok")
     sk.close()

@@ -928,7 +928,8 @@ feed_frame(struct ws_rx *rx, struct pieces *pc, int fin, int op,
 	rx_frame(&f, fin, op, n);
 	f.masked = 1;
 	memcpy(f.mask, key, 4);
-	memcpy(masked, data, n);
+	if (n > 0)
+		memcpy(masked, data, n);
 	ws_unmask(masked, n, key, 0);
 	if ((r = ws_rx_begin(rx, &f)) < 0)
 		return r;

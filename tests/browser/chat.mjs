@@ -189,6 +189,73 @@ async function shot(u, file) {
 	    cfg.prefix + file) });
 }
 
+/* Where the header, the send box and the members panel are on screen. */
+async function layout(u) {
+	return u.page.evaluate(() => {
+		const box = (sel) => {
+			const e = document.querySelector(sel);
+			const r = e.getBoundingClientRect();
+			const cs = getComputedStyle(e);
+			return { top: r.top, bottom: r.bottom, left: r.left,
+			    right: r.right, shown: cs.display !== 'none' &&
+			    cs.visibility !== 'hidden' && r.height > 0 };
+		};
+		return { h: window.innerHeight, w: window.innerWidth,
+		    scrollY: window.scrollY,
+		    page: document.documentElement.scrollHeight,
+		    header: box('header.bar'), send: box('#send-form'),
+		    text: box('#send-text'), members: box('#members'),
+		    toggle: box('#members-toggle'), logs: box('#logs') };
+	});
+}
+
+/*
+ * On a 390 px phone: the header at the top and the send box at the
+ * bottom of the screen, whatever the length of the conversation; the
+ * members behind a toggle, not under the send box.
+ */
+async function phoneChecks(alice, bob) {
+	step('phone layout at 390 px');
+	for (let i = 1; i <= 30; i++) {
+		await alice.page.fill('#send-text', 'filler line ' + i);
+		await alice.page.click('#send');
+	}
+	await seeMsg(bob, '#general', 'filler line 30');
+	await show(bob, '#general');
+	/* Scroll everything that can scroll, as a thumb would. */
+	await bob.page.mouse.move(200, 500);
+	await bob.page.mouse.wheel(0, 3000);
+	await bob.page.evaluate(() => {
+		window.scrollTo(0, 100000);
+		document.getElementById('logs').scrollTop = 0;
+	});
+	const l = await layout(bob);
+	check(l.w === 390, 'bob\'s screen is 390 px wide');
+	check(l.scrollY === 0 && l.page <= l.h, 'the page itself does not ' +
+	    'scroll (' + l.page + ' px in ' + l.h + ')');
+	check(l.header.shown && l.header.top === 0, 'the header stays at ' +
+	    'the top');
+	check(l.send.shown && l.text.shown && l.send.bottom <= l.h &&
+	    l.send.top > l.h / 2, 'the send box stays at the bottom of the ' +
+	    'screen (' + Math.round(l.send.top) + '..' +
+	    Math.round(l.send.bottom) + ' of ' + l.h + ')');
+	check(l.logs.bottom <= l.send.top, 'the messages end above the ' +
+	    'send box');
+	check(!l.members.shown && l.toggle.shown, 'the members are behind ' +
+	    'the Members toggle');
+	await shot(bob, 'bob-phone-scrolled.png');
+	await bob.page.click('#members-toggle');
+	const m = await layout(bob);
+	check(m.members.shown && m.members.right <= m.w &&
+	    m.members.bottom <= m.h, 'Members opens the list on the screen');
+	await bob.page.locator('#member-list button[data-user="alice"]')
+	    .waitFor();
+	check(await fits(bob), 'no horizontal scrolling with the list open');
+	await shot(bob, 'bob-phone-members.png');
+	await bob.page.click('#members-close');
+	check(!(await layout(bob)).members.shown, 'Close hides it again');
+}
+
 /* ---- The scenario ---------------------------------------------------- */
 
 async function run(browser) {
@@ -202,8 +269,9 @@ async function run(browser) {
 	await seeSys(alice, '#general', 'Bob joined');
 	await alice.page.locator('#member-list button[data-user="bob"]')
 	    .waitFor();
+	/* bob's phone shows the members behind a toggle. */
 	await bob.page.locator('#member-list button[data-user="alice"]')
-	    .waitFor();
+	    .waitFor({ state: 'attached' });
 	check(true, 'alice sees bob join general; bob lists alice');
 	const carol = await openUser(browser, 'carol',
 	    { width: 1280, height: 800 }, false);
@@ -215,12 +283,17 @@ async function run(browser) {
 	await join(alice, 'lobby');
 	await seeSys(bob, '#lobby', 'Alice joined');
 	await bob.page.locator('#member-list button[data-user="alice"]')
-	    .waitFor();
+	    .waitFor({ state: 'attached' });
 	check(true, 'bob sees alice join lobby and lists her');
 
 	step('chat reaches every member, sender included');
 	await say(alice, '#lobby', 'hello lobby from alice');
 	await seeMsg(bob, '#lobby', 'hello lobby from alice');
+	await say(bob, '#lobby', 'hello lobby from bob');
+	await seeMsg(alice, '#lobby', 'hello lobby from bob');
+	check(await alice.page.locator(logSel('#lobby') +
+	    ' li.msg.own .who').first().textContent() === 'Alice',
+	    'alice\'s own room message is labelled with her name');
 	await say(bob, '#general', 'hi general from bob');
 	await seeMsg(alice, '#general', 'hi general from bob');
 	await seeMsg(carol, '#general', 'hi general from bob');
@@ -250,6 +323,13 @@ async function run(browser) {
 	await alice.page.fill('#send-text', 'psst, bob only');
 	await alice.page.click('#send');
 	await seeMsg(alice, '@bob', 'psst, bob only', 'out');
+	check(await alice.page.locator(logSel('@bob') +
+	    ' li.msg.out .who').first().textContent() === 'Alice',
+	    'her own private message is labelled with her name too');
+	const dmMembers = await alice.page.locator('#member-list button')
+	    .evaluateAll((bs) => bs.map((b) => b.dataset.user).sort());
+	check(JSON.stringify(dmMembers) === '["alice","bob"]',
+	    'the members column of the private chat lists alice and bob');
 	await seeNote(bob, 'private', 'psst, bob only');
 	await seeMsg(bob, '@alice', 'psst, bob only', 'in');
 	/* Whatever the server queued for carol before the marker has come
@@ -310,7 +390,9 @@ async function run(browser) {
 		    'hist');
 		const rejoin = alice.sent.map((s) => JSON.parse(s)).find(
 		    (m) => m.type === 'join' && m.room === 'lobby');
-		check(rejoin && rejoin.since > 0, 'alice rejoined lobby with ' +
+		/* since is the seq before her last (seq 2): that message
+		 * comes back as the anchor that shows the room is the same. */
+		check(rejoin && rejoin.since === 1, 'alice rejoined lobby with ' +
 		    'since ' + (rejoin && rejoin.since));
 		check(await countMsgs(alice, '#lobby',
 		    'hello lobby from alice') === 1 &&
@@ -343,6 +425,12 @@ async function run(browser) {
 	    (cfg.dataDir ? 'with --data-dir' : 'without --data-dir') + ')');
 	await say(bob, '#lobby', 'lobby once alice is back');
 	await seeMsg(alice, '#lobby', 'lobby once alice is back');
+	for (const u of [alice, bob]) {
+		await seeNote(u, 'system', 'Reconnected');
+		check(await u.page.locator('#notes li.note').filter(
+		    { hasText: 'restarting' }).count() === 0, u.name +
+		    ': "restarting" was replaced by "Reconnected"');
+	}
 	check(await countMsgs(alice, '#lobby', 'lobby after the restart') ===
 	    1, 'and shows it once');
 	check(true, 'live chat flows again after the reconnect');
@@ -354,12 +442,20 @@ async function run(browser) {
 	bp.setDefaultTimeout(T);
 	await bp.goto(base + '/#token=' + cfg.tokens.alice.slice(0, -4) +
 	    'AAAA');
+	/* On a phone the notifications are behind their header button;
+	 * the reason is shown in the token form that opens. */
 	await bp.locator('#notes li.note[data-kind="error"]').filter(
-	    { hasText: 'Authentication failed' }).waitFor();
+	    { hasText: 'Authentication failed' }).waitFor(
+	    { state: 'attached' });
 	await bp.locator('#login:not([hidden])').waitFor();
+	await bp.locator('#login-msg').filter(
+	    { hasText: 'Authentication failed' }).waitFor();
 	check(await bp.locator('#status').getAttribute('data-state') ===
 	    'offline' && await bp.locator('#reconnect').isHidden(),
 	    'the page says why, asks for a token and does not reconnect');
+	check(await bp.locator('#join-form button').isDisabled() &&
+	    await bp.locator('#dm-form button').isDisabled(),
+	    'signed out, Join and Open are both disabled');
 	await bp.screenshot({ path: path.join(cfg.out, cfg.prefix +
 	    'bad-token-phone.png') });
 	await bad.close();
@@ -380,6 +476,7 @@ async function run(browser) {
 	check([alice, bob, carol].every((u) => u.sockets.length > 0 &&
 	    u.sockets.every((s) => s === ws)), 'every socket went to ' + ws);
 	await shot(alice, 'alice-desktop.png');
+	await phoneChecks(alice, bob);
 	await shot(bob, 'bob-phone.png');
 	await shot(carol, 'carol-desktop.png');
 	await alice.page.setViewportSize({ width: 390, height: 844 });
