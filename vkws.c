@@ -2089,7 +2089,7 @@ vkws_budget(int fd)
 	    "  connection slots   %9zu  (%d + %d spare) x %zu\n"
 	    "  chunk pool         %9zu  %d x %d: send queues, client data,"
 	    " history\n"
-	    "  queue segments     %9zu  %d x 8\n"
+	    "  queue segments     %9zu  %zu x 8\n"
 	    "  receive buffers    %9zu  %d x %d, for split frames\n"
 	    "  shared read buffer %9zu\n"
 	    "  rooms              %9zu  %d rooms\n"
@@ -2107,7 +2107,7 @@ vkws_budget(int fd)
 	    sizeof(struct conn),
 	    (size_t)VKWS_POOL_CHUNKS * VKWS_CHUNK, VKWS_POOL_CHUNKS,
 	    VKWS_CHUNK,
-	    (size_t)VKWS_POOL_SEGS * 8, VKWS_POOL_SEGS,
+	    (size_t)VKWS_POOL_SEGS * 8, (size_t)VKWS_POOL_SEGS,
 	    (size_t)VKWS_RX_BUFS * VKWS_RX_BUF, VKWS_RX_BUFS, VKWS_RX_BUF,
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,

@@ -90,7 +90,7 @@
 #ifdef VKWS_PROFILE_BENCH
 #define VKWS_POOL_SEGS 65000	/* the most a 16-bit index reaches */
 #else
-#define VKWS_POOL_SEGS (VKWS_POOL_CHUNKS * 16)
+#define VKWS_POOL_SEGS ((size_t)VKWS_POOL_CHUNKS * 16)
 #endif
 /* Low-water mark (free chunks): below it a connection that already has
  * more than VKWS_TX_SLOW bytes queued is a slow consumer (1013), new HTTP
@@ -203,7 +203,7 @@ _Static_assert(VKWS_RX_BUF >= VKWS_MAX_MSG + 14 + 131,
 _Static_assert(VKWS_POOL_SEGS < 65535 && VKWS_RX_BUFS < 65535,
     "pool indexes fit 16 bits");
 /* Fewest chunks --pool-chunks may leave: two largest frames. */
-#define VKWS_POOL_MIN (2 * (VKWS_TX_BUF / VKWS_CHUNK + 2))
+#define VKWS_POOL_MIN ((size_t)2 * (VKWS_TX_BUF / VKWS_CHUNK + 2))
 _Static_assert(VKWS_POOL_CHUNKS >= VKWS_POOL_MIN,
     "the pool holds two largest frames");
 _Static_assert(VKWS_USERINFO_MAX <= VKWS_CHUNK, "userInfo fits a chunk");
