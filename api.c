@@ -370,6 +370,7 @@ out_delivered(struct json_out *o, int n)
 static uint64_t g_http, g_ws, g_authed, g_closing, g_uptime, g_bodies;
 static struct vkws_store_stats g_store;
 static uint64_t g_store_broken;
+static uint64_t g_pool_free, g_pool_min, g_rx_free, g_segs_free;
 
 /* /metrics and getStats, one table: getStats keys are these names
  * without the vkws_ prefix (PROTOCOL.md 7). */
@@ -458,6 +459,15 @@ static const struct metric {
 	    &vkws_count.timeouts_handshake },
 	{ "queue_high_water_bytes", "gauge",
 	    "Largest send queue seen (bytes).", &vkws_count.queue_hwm },
+	{ "pool_chunks_free", "gauge",
+	    "Free chunks of the memory pool (send queues, client data, "
+	    "history).", &g_pool_free },
+	{ "pool_chunks_free_min", "gauge",
+	    "Fewest free chunks the pool has had.", &g_pool_min },
+	{ "pool_segments_free", "gauge",
+	    "Free queue segments of the memory pool.", &g_segs_free },
+	{ "receive_buffers_free", "gauge",
+	    "Free receive buffers for frames split across reads.", &g_rx_free },
 	{ "auth_ok_total", "counter", "Successful authentications.",
 	    &vkws_count.auth_ok },
 	{ "auth_failures_total", "counter", "Failed authentications.",
@@ -547,6 +557,14 @@ gauges_update(void)
 				g_closing++;
 		} else if (c->state == S_LINGER)
 			g_closing++;
+	}
+	{
+		struct vkws_pool_stats ps;
+		vkws_pool_stats(&ps);
+		g_pool_free = ps.chunks_free;
+		g_pool_min = ps.chunks_low;
+		g_rx_free = ps.rx_free;
+		g_segs_free = ps.segs_free;
 	}
 	g_uptime = (uint64_t)(vkws_now_ms() - t_start) / 1000;
 	vkws_store_get_stats(&g_store);
@@ -729,7 +747,10 @@ m_broadcast_to_all(const struct call *q, struct json_out *o)
 
 	if ((e = p_data(q, &p, &n)) < 0)
 		return e;
-	out_delivered(o, vkws_broadcast_to_all(p, n));
+	/* -5: the pool could not hold the frame. */
+	if ((e = vkws_broadcast_to_all(p, n)) < 0)
+		return e;
+	out_delivered(o, e);
 	return 0;
 }
 
@@ -1059,9 +1080,14 @@ api_call(const char *body, size_t n)
 	json_out_lit(&o, "{\"code\":0,\"data\":");
 	/* PROTOCOL.md 7: a body that is not a JSON object with a string
 	 * method is -2; params, when present, must be an object. */
-	if (json_parse(&q.d, api_toks, VKWS_API_TOKENS, body, n) < 0 ||
-	    !json_is_object(&q.d, 0))
+	if ((t = json_parse(&q.d, api_toks, VKWS_API_TOKENS, body, n)) < 0 ||
+	    !json_is_object(&q.d, 0)) {
+		/* More values than the token table holds (PROFILE=small
+		 * keeps a smaller one): a limit, not a bad request. */
+		if (t == JSON_ERR_TOO_MANY)
+			e = VKWS_ELIMIT;
 		goto fail;
+	}
 	t = json_get(&q.d, 0, "method");
 	if (!json_is_string(&q.d, t)) {
 		e = bad("method");

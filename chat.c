@@ -305,8 +305,13 @@ auth_accept(struct conn *c, const struct req *q)
 	 * clock the loop sleeps by, so the timer reads no wall clock. */
 	c->exp = claims.has_exp ? vkws_now_ms() + (claims.exp * 1000 -
 	    vkws_wall_ms()) : 0;
-	memcpy(c->info, claims.info, claims.info_len);
-	c->info_len = (uint16_t)claims.info_len;
+	/* userInfo takes pool memory; with none free the server is out of
+	 * memory for this client (PROTOCOL.md: 1013). */
+	if (vkws_info_set(c, claims.info, claims.info_len) < 0) {
+		vkws_count.dropped_slow++;
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		return;
+	}
 	/* Proven now (PROTOCOL.md 8): off the unproven budget, onto
 	 * --max-conns, which may be full of proven ones. */
 	if (first && vkws_conn_prove(c) < 0) {
@@ -315,9 +320,12 @@ auth_accept(struct conn *c, const struct req *q)
 		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server full");
 		return;
 	}
+	if (first && vkws_uid_set(c, claims.uid, claims.uid_len) < 0) {
+		vkws_count.dropped_slow++;
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		return;
+	}
 	if (first) {
-		memcpy(c->uid, claims.uid, claims.uid_len);
-		c->uid_len = (uint8_t)claims.uid_len;
 		c->authed = 1;
 		c->t_ping = vkws_now_ms() + (int64_t)cfg->ping_interval * 1000;
 		if (vkws_count.ws_pending > 0)
@@ -331,7 +339,7 @@ auth_accept(struct conn *c, const struct req *q)
 	json_out_lit(&o, ",\"code\":0,\"msg\":\"连接成功\",\"clientId\":\"");
 	json_out_raw(&o, id, vkws_client_id(c, id));
 	json_out_lit(&o, "\",\"userId\":");
-	json_out_str(&o, c->uid, c->uid_len);
+	json_out_str(&o, vkws_uid(c), c->uid_len);
 	json_out_lit(&o, "}");
 	send_text(c, &o);
 	if (first && cfg->default_room[0] != '\0') {
@@ -363,7 +371,7 @@ authenticate(struct conn *c, const struct req *q, const char *tok, size_t n)
 		return;
 	}
 	if (c->authed && (claims.uid_len != c->uid_len ||
-	    memcmp(claims.uid, c->uid, c->uid_len) != 0)) {
+	    memcmp(claims.uid, vkws_uid(c), c->uid_len) != 0)) {
 		send_auth_fail(c, q, VKWS_EPERM);
 		return;
 	}

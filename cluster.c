@@ -460,13 +460,13 @@ reg_user(const struct conn *c, int delta)
 	req_begin(4);
 	resp_enc_str(&enc, "HINCRBY");
 	resp_enc_arg(&enc, users_key, strlen(users_key));
-	resp_enc_arg(&enc, c->uid, c->uid_len);
+	resp_enc_arg(&enc, vkws_uid(c), c->uid_len);
 	resp_enc_arg(&enc, d, dn);
 	(void)req_commit(P_NONE);
 	req_begin(4);
 	resp_enc_str(&enc, "HINCRBY");
 	resp_enc_arg(&enc, nu_key, strlen(nu_key));
-	resp_enc_arg(&enc, c->uid, c->uid_len);
+	resp_enc_arg(&enc, vkws_uid(c), c->uid_len);
 	resp_enc_arg(&enc, d, dn);
 	(void)req_commit(P_NONE);
 }

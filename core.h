@@ -29,6 +29,14 @@ enum { K_NONE = 0, K_CHAT, K_ECHO };
 
 /* Room indexes a connection is in; VKWS_NO_ROOM marks a free entry. */
 #define VKWS_NO_ROOM 0xFFFF
+/* No chunk, segment or receive buffer (pool.c). */
+#define VKWS_NONE16 0xFFFF
+
+/* A queue of bytes in pool chunks: a list of segments (pool.c). */
+struct vkws_q {
+	uint16_t head, tail;	/* segments, VKWS_NONE16 if empty */
+	uint32_t len;		/* bytes */
+};
 /* No slot (list ends) and no address table entry. */
 #define VKWS_NO_SLOT 0xFFFF
 _Static_assert(VKWS_ROOMS_PER_CONN <= 16, "conn.quiet has a bit per room");
@@ -50,8 +58,10 @@ struct conn {
 	struct ws_rx rx;	/* fragmentation and UTF-8 state */
 	uint32_t frag;		/* rxbuf: bytes of the open message ... */
 	uint32_t raw;		/* ... then this many unparsed bytes */
-	uint32_t txoff;		/* send ring: first queued byte */
-	uint32_t txlen;		/* send ring: queued bytes */
+	struct vkws_q tx;	/* send queue (pool.c) */
+	uint16_t rx_buf;	/* receive buffer, VKWS_NONE16 if none */
+	uint16_t info_chunk;	/* userInfo chunk, VKWS_NONE16 if none */
+	uint16_t info_off;	/* userInfo: its offset in the chunk */
 	int64_t deadline;	/* handshake, closing or linger (ms) */
 	int64_t t_open;		/* upgrade time (monotonic ms) */
 	int64_t t_open_wall;	/* upgrade time (wall ms) */
@@ -60,7 +70,7 @@ struct conn {
 	int64_t exp;		/* token expiry (monotonic ms), 0: none */
 	uint64_t id;		/* clientId, unique in the process */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint64_t requests;	/* HTTP requests on this connection */
+	uint32_t requests;	/* HTTP requests on this connection */
 	uint32_t pings;
 	/* Rate limit: a token bucket in thousandths of a message. */
 	int64_t rate_tokens;
@@ -77,18 +87,16 @@ struct conn {
 	uint16_t quiet;		/* rooms[] entries whose user_join is held */
 	int64_t t_accept;	/* accept time (monotonic ms) */
 	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
-	char addr[48];		/* "ip:port" for getConnectionInfo */
+	uint16_t port;		/* peer port */
+	uint8_t v6;		/* the peer came over IPv6 */
 	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
 	uint32_t body_need;	/* /api: Content-Length still to come */
-	uint8_t uid_len;
-	char uid[VKWS_UID_MAX];
+	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
+	uint16_t uid_chunk, uid_off;
 	uint16_t info_len;
 	uint16_t nrooms;
 	uint16_t rooms[VKWS_ROOMS_PER_CONN];
 	uint16_t user_next;	/* next slot of the same user, or NONE */
-	/* userInfo JSON object: VKWS_USERINFO_MAX bytes in a table of its
-	 * own, so that a slot without client data never touches them. */
-	char *info;
 };
 
 /* Process-wide counters, the source of /metrics and getStats. */
@@ -132,6 +140,52 @@ vkws_slot_of(const struct conn *c)
  * largest echo of an incoming message. */
 #define VKWS_REPLY_ROOM (VKWS_MAX_MSG + WS_MAX_HEADER)
 
+/* ---- The pool (pool.c) ---------------------------------------------- */
+
+/* Use the first n chunks of the pool (--pool-chunks). */
+void vkws_pool_init(size_t n);
+/* Copy p[0..n) (n <= VKWS_CHUNK) whole into a chunk shared with other
+ * small texts; *k holds a reference (vkws_chunk_put() drops it). */
+int vkws_pool_blob(const void *p, size_t n, uint16_t *k, uint16_t *off);
+/* Chunks history may take in all. */
+size_t vkws_pool_history_max(void);
+/* A chunk with one reference and nothing written, or VKWS_NONE16. */
+uint16_t vkws_chunk_get(void);
+/* Drop a reference; the last one frees the chunk. */
+void vkws_chunk_put(uint16_t k);
+uint8_t *vkws_chunk_mem(uint16_t k);
+/* Free chunks (or a quarter of the free segments, if fewer). */
+size_t vkws_pool_free(void);
+/* Whether the pool is under its low-water mark. */
+int vkws_pool_low(void);
+/* Whether n bytes can be queued anywhere now. */
+int vkws_q_can_put(size_t n);
+/* Append private bytes; start: they begin a frame. 0, or -1. */
+int vkws_q_put(struct vkws_q *q, const void *p, size_t n, int start);
+/* Write a||b once as a frame to share; 0, or -1 (pool dry). */
+int vkws_q_shared(struct vkws_q *f, const void *a, size_t an,
+    const void *b, size_t bn);
+/* Point q at a shared frame (new segments, the same chunks). */
+int vkws_q_attach(struct vkws_q *q, const struct vkws_q *f);
+void vkws_q_free(struct vkws_q *q);
+/* Fill up to max iovecs with the first budget bytes; returns count. */
+int vkws_q_iov(const struct vkws_q *q, struct iovec *iov, int max,
+    size_t budget);
+void vkws_q_consume(struct vkws_q *q, size_t n);
+/* Drop the frames not yet begun (a slow reader being closed). */
+void vkws_q_drop_unsent(struct vkws_q *q);
+/* Receive buffers of VKWS_RX_BUF bytes, for frames split across reads. */
+uint16_t vkws_rx_get(void);
+void vkws_rx_put(uint16_t k);
+uint8_t *vkws_rx_mem(uint16_t k);
+size_t vkws_rx_free_count(void);
+struct vkws_pool_stats {
+	size_t chunks, chunks_free, chunks_low;	/* low: fewest free seen */
+	size_t segs, segs_free, rx, rx_free;
+};
+void vkws_pool_stats(struct vkws_pool_stats *s);
+size_t vkws_pool_static_size(void);
+
 /* ---- The core (vkws.c) ---------------------------------------------- */
 
 int64_t vkws_now_ms(void);	/* monotonic */
@@ -146,6 +200,18 @@ int vkws_tx_raw(struct conn *c, const void *p, size_t n);
 int vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
     const void *b, size_t bn);
 int vkws_tx_frame(struct conn *c, int op, const void *p, size_t n);
+/* A text frame encoded once into the pool, for many queues. */
+int vkws_tx_shared_make(struct vkws_q *f, int op, const void *p, size_t n);
+/* Queue the shared frame f (payload n bytes) for c: 0, or -1 as
+ * vkws_tx_frame(). */
+int vkws_tx_shared(struct conn *c, const struct vkws_q *f, size_t n);
+/* c's userInfo text (NULL if none) and setting it: 0, or -1 if the pool
+ * has no chunk for it. n == 0 drops it. */
+const char *vkws_info(const struct conn *c);
+/* c's user id (uid_len bytes), and setting it: 0, or -1 (pool dry). */
+const char *vkws_uid(const struct conn *c);
+int vkws_uid_set(struct conn *c, const char *p, size_t n);
+int vkws_info_set(struct conn *c, const char *p, size_t n);
 /* A chat connection authenticated: it leaves the unproven list. Returns
  * 0, or -1 if --max-conns proven connections are open already. */
 int vkws_conn_prove(struct conn *c);
@@ -161,6 +227,8 @@ size_t vkws_admit_static_size(void);
 uint16_t vkws_admit_addr_add(const uint8_t ip[16], unsigned *before);
 void vkws_admit_addr_del(uint16_t ent);
 int vkws_admit_addr_upgrade(uint16_t ent);
+/* Close a slow consumer: 1013, its unsent frames dropped. */
+void vkws_close_slow(struct conn *c);
 /* Start the closing handshake with code and an ASCII reason. */
 void vkws_close(struct conn *c, uint16_t code, const char *reason);
 /* Flush, shut the write side and drop the connection at EOF. */
@@ -172,6 +240,9 @@ int vkws_http_may_keep(const struct conn *c);
 void vkws_http_reply(struct conn *c, int status, const char *extra,
     const char *type, const void *body, size_t n, int keep);
 
+/* c's peer as "ip:port" ("[ip]:port" over IPv6), NUL-terminated, in a
+ * static buffer valid until the next call. */
+const char *vkws_conn_addr(const struct conn *c);
 /* Write c's clientId (at most VKWS_CLIENT_ID_MAX bytes, no NUL). */
 size_t vkws_client_id(const struct conn *c, char *out);
 /* The open WebSocket a clientId names, or NULL. */

@@ -118,6 +118,13 @@ static const struct flag flags[] = {
 	{ "max-conns", "N", F_UINT, 1, FIELD(max_conns), 1, VKWS_MAX_CONNS,
 	  "WebSocket connections (default and most: the\n"
 	  "compiled VKWS_MAX_CONNS, 1024; small profile 64)" },
+	{ "pool-chunks", "N", F_UINT, 0, FIELD(pool_chunks), 1,
+	  VKWS_POOL_CHUNKS, "chunks of the memory pool used (send queues,\n"
+	  "client data, history; see --budget; two largest\n"
+	  "frames at least)" },
+	{ "sndbuf", "BYTES", F_UINT, 0, FIELD(sndbuf), 0, VKWS_SNDBUF_MAX,
+	  "kernel send buffer per connection (SO_SNDBUF);\n"
+	  "0: the kernel's autotuning (default)" },
 	{ "max-pending", "N", F_UINT, 1, FIELD(max_pending), 1,
 	  VKWS_MAX_CONNS, "unproven connections (HTTP, TLS handshakes,\n"
 	  "WebSockets before auth); the oldest gives way (128)" },

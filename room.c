@@ -48,7 +48,7 @@ hash(const char *p, size_t n)
 static void
 user_link(struct conn *c)
 {
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
+	uint32_t b = hash(vkws_uid(c), c->uid_len) & (USER_BUCKETS - 1);
 
 	c->user_next = user_head[b];
 	user_head[b] = (uint16_t)vkws_slot_of(c);
@@ -57,7 +57,7 @@ user_link(struct conn *c)
 static void
 user_unlink(struct conn *c)
 {
-	uint32_t b = hash(c->uid, c->uid_len) & (USER_BUCKETS - 1);
+	uint32_t b = hash(vkws_uid(c), c->uid_len) & (USER_BUCKETS - 1);
 	uint16_t *p = &user_head[b];
 
 	while (*p != VKWS_NO_ROOM) {
@@ -80,7 +80,7 @@ user_next(const char *uid, size_t n, uint16_t *it)
 
 	for (; s != VKWS_NO_ROOM; s = vkws_conns[s].user_next) {
 		struct conn *c = &vkws_conns[s];
-		if (c->uid_len == n && memcmp(c->uid, uid, n) == 0 &&
+		if (c->uid_len == n && memcmp(vkws_uid(c), uid, n) == 0 &&
 		    c->state == S_WS && c->authed) {
 			*it = s;
 			return c;
@@ -113,6 +113,11 @@ _Static_assert((ROOM_BUCKETS & (ROOM_BUCKETS - 1)) == 0, "power of two");
 _Static_assert(VKWS_MAX_ROOMS < VKWS_NO_ROOM, "room index fits 16 bits");
 _Static_assert(VKWS_SLOTS < VKWS_NO_ROOM, "slot index fits 16 bits");
 
+/* A room's history ring is made of pool chunks, taken as it grows. */
+#define HIST_CHUNKS (VKWS_HISTORY_BYTES / VKWS_CHUNK)
+_Static_assert(VKWS_HISTORY_BYTES % VKWS_CHUNK == 0,
+    "a history ring is whole chunks");
+
 struct room {
 	uint8_t used;
 	uint8_t persistent;
@@ -134,6 +139,8 @@ struct room {
 	uint32_t h_off;		/* history ring: oldest entry */
 	uint32_t h_len;		/* history ring: bytes used */
 	uint32_t h_count;	/* history ring: entries */
+	uint32_t h_cap;		/* history ring: bytes of its chunks */
+	uint16_t h_chunk[HIST_CHUNKS];	/* pool chunks of the ring */
 };
 
 static struct room rooms[VKWS_MAX_ROOMS];
@@ -142,7 +149,8 @@ static struct room rooms[VKWS_MAX_ROOMS];
 static uint64_t life_next = 1, life_max;
 static uint16_t room_head[ROOM_BUCKETS];
 static uint32_t mem_next[NODES], mem_prev[NODES];
-static uint8_t hist[VKWS_MAX_ROOMS][VKWS_HISTORY_BYTES];
+/* Chunks all history rings hold (at most vkws_pool_history_max()). */
+static size_t hist_chunks;
 /* One encoded outgoing frame, queued to as many connections as need it. */
 static char out_buf[VKWS_MAX_OUT];
 /* Tokens to check a replayed chat frame: at most one per two bytes of
@@ -154,7 +162,7 @@ size_t
 vkws_rooms_static_size(void)
 {
 	return sizeof(rooms) + sizeof(room_head) + sizeof(mem_next) +
-	    sizeof(mem_prev) + sizeof(hist) + sizeof(out_buf) +
+	    sizeof(mem_prev) + sizeof(out_buf) +
 	    sizeof(user_head) + sizeof(rtok);
 }
 
@@ -209,6 +217,7 @@ room_create(const char *name, size_t n)
 	if (i == VKWS_MAX_ROOMS)
 		return NULL;
 	memset(&rooms[i], 0, sizeof(rooms[i]));
+	memset(rooms[i].h_chunk, 0xFF, sizeof(rooms[i].h_chunk));
 	rooms[i].used = 1;
 	rooms[i].name_len = (uint8_t)n;
 	memcpy(rooms[i].name, name, n);
@@ -230,6 +239,20 @@ vkws_room_is_default(const struct room *r)
 	return n == r->name_len && memcmp(r->name, cfg->default_room, n) == 0;
 }
 
+/* Give r's history chunks back to the pool. */
+static void
+hist_release(struct room *r)
+{
+	size_t k;
+
+	for (k = 0; k < r->h_cap / VKWS_CHUNK; k++) {
+		vkws_chunk_put(r->h_chunk[k]);
+		r->h_chunk[k] = VKWS_NONE16;
+		hist_chunks--;
+	}
+	r->h_cap = r->h_off = r->h_len = r->h_count = 0;
+}
+
 /* Take r out of the table without a log record. */
 static void
 room_remove_quiet(struct room *r)
@@ -243,6 +266,7 @@ room_remove_quiet(struct room *r)
 		}
 		p = &rooms[*p].hnext;
 	}
+	hist_release(r);
 	r->used = 0;
 	vkws_count.rooms--;
 }
@@ -325,12 +349,12 @@ vkws_out_user(struct json_out *o, const struct conn *c)
 	json_out_raw(o, id, vkws_client_id(c, id));
 	json_out_lit(o, "\",\"userId\":");
 	if (c->authed)
-		json_out_str(o, c->uid, c->uid_len);
+		json_out_str(o, vkws_uid(c), c->uid_len);
 	else
 		json_out_lit(o, "null");
 	json_out_lit(o, ",\"userInfo\":");
 	if (c->info_len > 0)
-		json_out_raw(o, c->info, c->info_len);
+		json_out_raw(o, vkws_info(c), c->info_len);
 	else
 		json_out_lit(o, "{}");
 	json_out_lit(o, "}");
@@ -355,24 +379,72 @@ vkws_deliver(struct conn *c, const char *p, size_t n)
 		return 0;
 	if (vkws_tx_frame(c, WS_OP_TEXT, p, n) == 0)
 		return 1;
-	vkws_count.dropped_slow++;
-	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
+	vkws_close_slow(c);
 	return 0;
 }
 
-/* Queue p[0..n) to every member of r; returns the number delivered. */
+/*
+ * A frame for many readers: written into pool chunks once, on first use,
+ * and every reader's queue points at those chunks (pool.c). A reader whose
+ * queue cannot take it is closed with 1013, as vkws_deliver() does.
+ */
+struct fan {
+	struct vkws_q f;
+	const char *p;
+	size_t n;
+	int made;		/* 0: not yet, 1: in the pool, -1: pool dry */
+};
+
+static void
+fan_init(struct fan *fa, const char *p, size_t n)
+{
+	fa->p = p;
+	fa->n = n;
+	fa->made = 0;
+}
+
+/* 1 if queued for c, else 0; -1 in *dry if the pool had no room. */
+static int
+fan_deliver(struct fan *fa, struct conn *c)
+{
+	if (c->state != S_WS || c->close_sent)
+		return 0;
+	if (fa->made == 0)
+		fa->made = vkws_tx_shared_make(&fa->f, WS_OP_TEXT, fa->p,
+		    fa->n) == 0 ? 1 : -1;
+	if (fa->made < 0)
+		return 0;
+	if (vkws_tx_shared(c, &fa->f, fa->n) == 0)
+		return 1;
+	vkws_close_slow(c);
+	return 0;
+}
+
+/* Drop the sender's references: the chunks live on in the queues. */
+static int
+fan_done(struct fan *fa, int sent)
+{
+	if (fa->made > 0)
+		vkws_q_free(&fa->f);
+	return fa->made < 0 ? VKWS_ELIMIT : sent;
+}
+
+/* Queue p[0..n) to every member of r; returns the number delivered, or
+ * VKWS_ELIMIT if the pool could not hold the frame. */
 static int
 room_send(struct room *r, const char *p, size_t n)
 {
 	uint32_t node = r->head;
+	struct fan fa;
 	int sent = 0;
 
+	fan_init(&fa, p, n);
 	while (node != NODE_NONE) {
 		uint32_t next = mem_next[node];
-		sent += vkws_deliver(node_conn(node), p, n);
+		sent += fan_deliver(&fa, node_conn(node));
 		node = next;
 	}
-	return sent;
+	return fan_done(&fa, sent);
 }
 
 /* Encode user_join / user_leave of who in r into out_buf; 0 if it
@@ -427,14 +499,19 @@ announce(struct conn *c, int k)
 	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 	    (size_t)k);
 
+	struct fan fa;
+
 	c->quiet &= (uint16_t)~(1u << k);
 	if (n == 0)
 		return;
+	/* One frame for all of them, stored once (pool.c). */
+	fan_init(&fa, out_buf, n);
 	for (node = mem_next[node]; node != NODE_NONE; ) {
 		uint32_t next = mem_next[node];
-		(void)vkws_deliver(node_conn(node), out_buf, n);
+		(void)fan_deliver(&fa, node_conn(node));
 		node = next;
 	}
+	(void)fan_done(&fa, 0);
 }
 
 void
@@ -453,49 +530,86 @@ vkws_room_announce(struct conn *c, const struct room *r)
 /* Each entry in a room's ring: [u32 length][u64 seq][chat frame]. */
 #define HENT 12
 
+/* Copy p[0..n) into the ring of r at off (taken modulo its size). */
 static void
-ring_write(uint8_t *ring, size_t off, const void *p, size_t n)
+ring_write(struct room *r, size_t off, const void *p, size_t n)
 {
-	size_t first = VKWS_HISTORY_BYTES - off;
+	const uint8_t *b = p;
 
-	if (first > n)
-		first = n;
-	memcpy(ring + off, p, first);
-	memcpy(ring, (const uint8_t *)p + first, n - first);
+	while (n > 0) {
+		size_t o = off % r->h_cap, in = o % VKWS_CHUNK;
+		size_t m = VKWS_CHUNK - in;
+
+		if (m > n)
+			m = n;
+		memcpy(vkws_chunk_mem(r->h_chunk[o / VKWS_CHUNK]) + in, b, m);
+		b += m;
+		n -= m;
+		off = o + m;
+	}
 }
 
 static void
-ring_read(const uint8_t *ring, size_t off, void *p, size_t n)
+ring_read(const struct room *r, size_t off, void *p, size_t n)
 {
-	size_t first = VKWS_HISTORY_BYTES - off;
+	uint8_t *b = p;
 
-	if (first > n)
-		first = n;
-	memcpy(p, ring + off, first);
-	memcpy((uint8_t *)p + first, ring, n - first);
+	while (n > 0) {
+		size_t o = off % r->h_cap, in = o % VKWS_CHUNK;
+		size_t m = VKWS_CHUNK - in;
+
+		if (m > n)
+			m = n;
+		memcpy(b, vkws_chunk_mem(r->h_chunk[o / VKWS_CHUNK]) + in, m);
+		b += m;
+		n -= m;
+		off = o + m;
+	}
 }
 
 static void
 hist_drop_oldest(struct room *r)
 {
-	uint8_t *ring = hist[room_index(r)];
 	uint32_t len;
 	uint64_t seq;
 
-	ring_read(ring, r->h_off, &len, 4);
-	ring_read(ring, (r->h_off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-	r->h_off = (uint32_t)((r->h_off + HENT + len) % VKWS_HISTORY_BYTES);
+	ring_read(r, r->h_off, &len, 4);
+	ring_read(r, r->h_off + 4, &seq, 8);
+	r->h_off = (uint32_t)((r->h_off + HENT + len) % r->h_cap);
 	r->h_len -= HENT + len;
 	r->h_count--;
 	r->dropped = seq;
 }
 
+/*
+ * One more chunk for the ring of r, if the ring is not wrapped (so its
+ * entries keep their offsets), is under VKWS_HISTORY_BYTES, and history
+ * as a whole is under its share of the pool with the pool above its
+ * low-water mark: traffic comes first. Returns whether it grew.
+ */
+static int
+hist_grow(struct room *r)
+{
+	uint16_t k;
+
+	if (r->h_count == 0)
+		r->h_off = 0;
+	if (r->h_cap >= VKWS_HISTORY_BYTES || r->h_off + r->h_len > r->h_cap ||
+	    hist_chunks >= vkws_pool_history_max() || vkws_pool_low() ||
+	    (k = vkws_chunk_get()) == VKWS_NONE16)
+		return 0;
+	r->h_chunk[r->h_cap / VKWS_CHUNK] = k;
+	r->h_cap += VKWS_CHUNK;
+	hist_chunks++;
+	return 1;
+}
+
 /* Keep a chat frame as the newest history entry of r, dropping the
- * oldest ones past --history or the ring's size. */
+ * oldest ones past --history or the ring's size. A ring that cannot
+ * grow (history's share of the pool is taken) keeps what fits. */
 void
 vkws_history_add(struct room *r, uint64_t seq, const char *p, size_t n)
 {
-	uint8_t *ring = hist[room_index(r)];
 	uint32_t len = (uint32_t)n;
 	size_t tail;
 
@@ -503,13 +617,20 @@ vkws_history_add(struct room *r, uint64_t seq, const char *p, size_t n)
 		r->dropped = seq;
 		return;
 	}
-	while (r->h_count > 0 && (r->h_count >= cfg->history ||
-	    r->h_len + HENT + n > VKWS_HISTORY_BYTES))
+	while (r->h_count > 0 && r->h_count >= cfg->history)
 		hist_drop_oldest(r);
-	tail = (r->h_off + r->h_len) % VKWS_HISTORY_BYTES;
-	ring_write(ring, tail, &len, 4);
-	ring_write(ring, (tail + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-	ring_write(ring, (tail + HENT) % VKWS_HISTORY_BYTES, p, n);
+	while (r->h_len + HENT + n > r->h_cap && hist_grow(r))
+		;
+	while (r->h_count > 0 && r->h_len + HENT + n > r->h_cap)
+		hist_drop_oldest(r);
+	if (r->h_len + HENT + n > r->h_cap) {
+		r->dropped = seq;
+		return;
+	}
+	tail = r->h_off + r->h_len;
+	ring_write(r, tail, &len, 4);
+	ring_write(r, tail + 4, &seq, 8);
+	ring_write(r, tail + HENT, p, n);
 	r->h_len += (uint32_t)(HENT + n);
 	r->h_count++;
 }
@@ -523,7 +644,6 @@ int
 vkws_history_write(const struct room *r, uint64_t since, size_t limit,
     struct json_out *o)
 {
-	const uint8_t *ring = hist[room_index(r)];
 	size_t off = r->h_off, i, skip = 0, first = 1;
 	uint32_t len;
 	uint64_t seq;
@@ -532,18 +652,17 @@ vkws_history_write(const struct room *r, uint64_t since, size_t limit,
 		skip = r->h_count - limit;
 	json_out_lit(o, "[");
 	for (i = 0; i < r->h_count; i++) {
-		ring_read(ring, off, &len, 4);
-		ring_read(ring, (off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
+		ring_read(r, off, &len, 4);
+		ring_read(r, off + 4, &seq, 8);
 		if (i >= skip && seq > since && (r->unsent == 0 ||
 		    seq < r->unsent) && o->n + len + 2 < o->cap) {
 			if (!first)
 				json_out_lit(o, ",");
 			first = 0;
-			ring_read(ring, (off + HENT) % VKWS_HISTORY_BYTES,
-			    o->p + o->n, len);
+			ring_read(r, off + HENT, o->p + o->n, len);
 			o->n += len;
 		}
-		off = (off + HENT + len) % VKWS_HISTORY_BYTES;
+		off = (off + HENT + len) % r->h_cap;
 	}
 	json_out_lit(o, "]");
 	return r->dropped <= since;
@@ -698,13 +817,16 @@ vkws_leave(struct conn *c, struct room *r)
 		uint32_t me = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 		    (size_t)k), node;
 		size_t n = member_note(r, "user_leave", c);
+		struct fan fa;
 
+		fan_init(&fa, out_buf, n);
 		for (node = r->head; n > 0 && node != me &&
 		    node != NODE_NONE; ) {
 			uint32_t next = mem_next[node];
-			(void)vkws_deliver(node_conn(node), out_buf, n);
+			(void)fan_deliver(&fa, node_conn(node));
 			node = next;
 		}
+		(void)fan_done(&fa, 0);
 		member_unlink(c, r, k);
 	} else {
 		member_unlink(c, r, k);
@@ -883,12 +1005,12 @@ client_info(const struct conn *c, struct vkws_client *out)
 	memset(out, 0, sizeof(*out));
 	out->client_id_len = vkws_client_id(c, out->client_id);
 	if (c->authed) {
-		out->user_id = c->uid;
+		out->user_id = vkws_uid(c);
 		out->user_id_len = c->uid_len;
 	}
-	out->user_info = c->info_len ? c->info : "{}";
+	out->user_info = c->info_len ? vkws_info(c) : "{}";
 	out->user_info_len = c->info_len ? c->info_len : 2;
-	out->remote_addr = c->addr;
+	out->remote_addr = vkws_conn_addr(c);
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
 		if (c->rooms[k] != VKWS_NO_ROOM) {
 			const struct room *r = &rooms[c->rooms[k]];
@@ -901,7 +1023,7 @@ client_info(const struct conn *c, struct vkws_client *out)
 	out->msgs_out = c->msgs_out;
 	out->bytes_in = c->bytes_in;
 	out->bytes_out = c->bytes_out;
-	out->queued_bytes = c->txlen;
+	out->queued_bytes = c->tx.len;
 	out->tls = c->tls;
 	out->cipher = vkws_tls_cipher(c);
 }
@@ -1046,15 +1168,17 @@ vkws_leave_all_rooms(const char *cid, size_t cn)
 int
 vkws_broadcast_to_all(const char *data, size_t dn)
 {
+	struct fan fa;
 	size_t s;
 	int sent = 0;
 
+	fan_init(&fa, data, dn);
 	for (s = 0; s < vkws_slot_hi; s++) {
 		struct conn *c = &vkws_conns[s];
 		if (c->state == S_WS && c->authed)
-			sent += vkws_deliver(c, data, dn);
+			sent += fan_deliver(&fa, c);
 	}
-	return sent;
+	return fan_done(&fa, sent);
 }
 
 int
@@ -1076,9 +1200,11 @@ vkws_broadcast_to_rooms(const char *const *names, const size_t *lens,
 	 * copy without a set: the mark is this call's serial. */
 	static uint32_t mark[VKWS_SLOTS];
 	static uint32_t serial;
+	struct fan fa;
 	size_t i;
 	int sent = 0, found = 0;
 
+	fan_init(&fa, data, dn);
 	/* cppcheck-suppress knownConditionTrueFalse ; it wraps in time */
 	if (++serial == 0) {
 		memset(mark, 0, sizeof(mark));
@@ -1096,11 +1222,12 @@ vkws_broadcast_to_rooms(const char *const *names, const size_t *lens,
 			size_t s = node / VKWS_ROOMS_PER_CONN;
 			if (mark[s] != serial) {
 				mark[s] = serial;
-				sent += vkws_deliver(&vkws_conns[s], data, dn);
+				sent += fan_deliver(&fa, &vkws_conns[s]);
 			}
 			node = next;
 		}
 	}
+	sent = fan_done(&fa, sent);
 	return found ? sent : VKWS_ENOTFOUND;
 }
 
@@ -1122,14 +1249,17 @@ vkws_send_to_user(const char *uid, size_t un, const char *data, size_t dn)
 {
 	uint16_t it = VKWS_NO_ROOM;
 	struct conn *c;
+	struct fan fa;
 	int sent = 0, found = 0;
 
+	fan_init(&fa, data, dn);
 	while ((c = user_next(uid, un, &it)) != NULL) {
 		found = 1;
-		sent += vkws_deliver(c, data, dn);
+		sent += fan_deliver(&fa, c);
 		if (it == VKWS_NO_ROOM)
 			break;
 	}
+	sent = fan_done(&fa, sent);
 	return found ? sent : VKWS_ENOTFOUND;
 }
 
@@ -1291,8 +1421,9 @@ vkws_set_client_data(const char *cid, size_t cn, const char *json,
 		return VKWS_ELIMIT;
 	if (!vkws_json_is_object(json, jn))
 		return VKWS_EINVAL;
-	memcpy(c->info, json, jn);
-	c->info_len = (uint16_t)jn;
+	/* The text takes a pool chunk: none free is a limit (-5). */
+	if (vkws_info_set(c, json, jn) < 0)
+		return VKWS_ELIMIT;
 	return 0;
 }
 
@@ -1303,7 +1434,7 @@ vkws_get_client_data(const char *cid, size_t cn, const char **json)
 
 	if (c == NULL)
 		return VKWS_ENOTFOUND;
-	*json = c->info_len ? c->info : "{}";
+	*json = c->info_len ? vkws_info(c) : "{}";
 	return c->info_len ? (int)c->info_len : 2;
 }
 
@@ -1492,21 +1623,18 @@ vkws_history_each(const char *room, size_t n, vkws_store_chat_fn *fn,
     void *arg)
 {
 	const struct room *r = vkws_room_find(room, n);
-	const uint8_t *ring;
 	size_t off, i;
 
 	if (r == NULL)
 		return;
-	ring = hist[room_index(r)];
 	off = r->h_off;
 	for (i = 0; i < r->h_count; i++) {
 		uint32_t len;
 		uint64_t seq;
-		ring_read(ring, off, &len, 4);
-		ring_read(ring, (off + 4) % VKWS_HISTORY_BYTES, &seq, 8);
-		ring_read(ring, (off + HENT) % VKWS_HISTORY_BYTES, out_buf,
-		    len);
+		ring_read(r, off, &len, 4);
+		ring_read(r, off + 4, &seq, 8);
+		ring_read(r, off + HENT, out_buf, len);
 		fn(r->name, r->name_len, seq, out_buf, len, arg);
-		off = (off + HENT + len) % VKWS_HISTORY_BYTES;
+		off = (off + HENT + len) % r->h_cap;
 	}
 }

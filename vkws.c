@@ -38,9 +38,6 @@
 #include "ws_frame.h"
 
 struct conn vkws_conns[VKWS_SLOTS];
-static uint8_t rxbuf[VKWS_SLOTS][VKWS_RX_BUF];
-static uint8_t txbuf[VKWS_SLOTS][VKWS_TX_BUF];
-static char infobuf[VKWS_SLOTS][VKWS_USERINFO_MAX];
 static uint8_t scratch[VKWS_SCRATCH];
 
 /* One past the highest slot in use: accept takes the lowest free slot,
@@ -67,6 +64,11 @@ struct vkws_counts vkws_count;
 static const struct vkws_hooks *hooks;
 
 static void conn_free(struct conn *c);
+/* Not inlined: sanitizer builds give each inlined frame its own
+ * redzones, and the caller would pass the stack frame ceiling. */
+static void loop_pass(void) __attribute__((noinline));
+static void conn_accept(int lfd, int tls) __attribute__((noinline));
+static void conn_flush(struct conn *c) __attribute__((noinline));
 static void conn_flush(struct conn *c);
 static void id_assign(struct conn *c);
 static ssize_t sock_writev(struct conn *c, struct iovec *iov, int n);
@@ -236,7 +238,7 @@ evict(struct conn *c, uint64_t *counter)
 size_t
 vkws_tx_free(const struct conn *c)
 {
-	return VKWS_TX_BUF - VKWS_CLOSE_RESERVE - c->txlen;
+	return VKWS_TX_BUF - VKWS_CLOSE_RESERVE - c->tx.len;
 }
 
 static void
@@ -248,39 +250,59 @@ mark_dirty(struct conn *c)
 	}
 }
 
-/* Append p[0..n) to the send ring; the caller has checked the room. */
 static void
-tx_put(struct conn *c, const void *p, size_t n)
+queued(struct conn *c)
 {
-	uint8_t *q = txbuf[vkws_slot_of(c)];
-	size_t tail = (c->txoff + c->txlen) % VKWS_TX_BUF;
-	size_t first = VKWS_TX_BUF - tail;
+	if (c->tx.len > vkws_count.queue_hwm)
+		vkws_count.queue_hwm = c->tx.len;
+	mark_dirty(c);
+}
 
+/* Whether a data frame of n bytes may be queued for c: within its cap,
+ * and, while the pool is low, only for a reader that keeps up. */
+static int
+tx_room(const struct conn *c, size_t n)
+{
+	if (n > vkws_tx_free(c))
+		return 0;
+	if (vkws_pool_low() && c->tx.len > VKWS_TX_SLOW)
+		return 0;
+	return vkws_q_can_put(n);
+}
+
+/* Append p[0..n) to the send queue; the caller has checked the room. */
+static void
+tx_put(struct conn *c, const void *p, size_t n, int start)
+{
 	if (n == 0)
 		return;	/* p may be NULL */
-	if (first > n)
-		first = n;
-	memcpy(q + tail, p, first);
-	memcpy(q, (const uint8_t *)p + first, n - first);
-	c->txlen += (uint32_t)n;
-	if (c->txlen > vkws_count.queue_hwm)
-		vkws_count.queue_hwm = c->txlen;
-	mark_dirty(c);
+	(void)vkws_q_put(&c->tx, p, n, start);
+	queued(c);
+}
+
+/* Bytes of a reply that could not be queued: the connection is
+ * dropped rather than left with half a response or frame. */
+static void
+tx_lost(struct conn *c)
+{
+	vkws_count.dropped_slow++;
+	vkws_q_free(&c->tx);
+	conn_free(c);
 }
 
 /*
  * Queue a||b, but write it to the socket at once when nothing is queued
- * before it: an HTTP reply that goes out whole never touches the slot's
- * send queue, so an idle connection costs no queue page. The caller has
- * checked the room.
+ * before it: a reply that goes out whole never touches the pool, so an
+ * idle connection holds no chunk. Returns 0, or -1 if the rest did not
+ * fit the pool (c is then freed).
  */
-static void
+static int
 tx_write_through(struct conn *c, const void *a, size_t an, const void *b,
     size_t bn)
 {
 	size_t done = 0;
 
-	if (c->txlen == 0 && !c->tls) {
+	if (c->tx.len == 0 && !c->tls) {
 		struct iovec iov[2];
 		ssize_t r;
 
@@ -292,19 +314,26 @@ tx_write_through(struct conn *c, const void *a, size_t an, const void *b,
 		if (r > 0)
 			done = (size_t)r;
 	}
+	if (done >= an + bn)
+		return 0;
+	if (!vkws_q_can_put(an + bn - done)) {
+		tx_lost(c);
+		return -1;
+	}
 	if (done < an)
-		tx_put(c, (const uint8_t *)a + done, an - done);
+		tx_put(c, (const uint8_t *)a + done, an - done, done == 0);
 	done = done > an ? done - an : 0;
 	if (done < bn)
-		tx_put(c, (const uint8_t *)b + done, bn - done);
+		tx_put(c, (const uint8_t *)b + done, bn - done, 0);
+	return 0;
 }
 
 int
 vkws_tx_raw(struct conn *c, const void *p, size_t n)
 {
-	if (n > vkws_tx_free(c))
+	if (n > vkws_tx_free(c) || !vkws_q_can_put(n))
 		return -1;
-	tx_put(c, p, n);
+	tx_put(c, p, n, 1);
 	return 0;
 }
 
@@ -331,11 +360,11 @@ vkws_tx_frame2(struct conn *c, int op, const void *a, size_t an,
 
 	if (c->state != S_WS || c->close_sent)
 		return -1;
-	if (hn + an + bn > vkws_tx_free(c))
+	if (!tx_room(c, hn + an + bn))
 		return -1;
-	tx_put(c, h, hn);
-	tx_put(c, a, an);
-	tx_put(c, b, bn);
+	tx_put(c, h, hn, 1);
+	tx_put(c, a, an, 0);
+	tx_put(c, b, bn, 0);
 	if (op == WS_OP_TEXT || op == WS_OP_BINARY)
 		count_out(c, an + bn);
 	return 0;
@@ -345,6 +374,91 @@ int
 vkws_tx_frame(struct conn *c, int op, const void *p, size_t n)
 {
 	return vkws_tx_frame2(c, op, p, n, NULL, 0);
+}
+
+/* Server frames are not masked (RFC 6455 5.1), so the header is the same
+ * for every reader and is shared with the payload. */
+int
+vkws_tx_shared_make(struct vkws_q *f, int op, const void *p, size_t n)
+{
+	uint8_t h[WS_MAX_HEADER];
+	size_t hn = ws_header_build(h, 1, op, (uint64_t)n);
+
+	return vkws_q_shared(f, h, hn, p, n);
+}
+
+int
+vkws_tx_shared(struct conn *c, const struct vkws_q *f, size_t n)
+{
+	if (c->state != S_WS || c->close_sent)
+		return -1;
+	if (f->len > vkws_tx_free(c) ||
+	    (vkws_pool_low() && c->tx.len > VKWS_TX_SLOW))
+		return -1;
+	if (vkws_q_attach(&c->tx, f) < 0)
+		return -1;
+	queued(c);
+	count_out(c, n);
+	return 0;
+}
+
+const char *
+vkws_info(const struct conn *c)
+{
+	if (c->info_chunk == VKWS_NONE16)
+		return NULL;
+	return (const char *)vkws_chunk_mem(c->info_chunk) + c->info_off;
+}
+
+const char *
+vkws_uid(const struct conn *c)
+{
+	if (c->uid_chunk == VKWS_NONE16)
+		return "";
+	return (const char *)vkws_chunk_mem(c->uid_chunk) + c->uid_off;
+}
+
+/* The user id, like userInfo, is packed with other small texts: the
+ * slot does not carry VKWS_UID_MAX bytes for every connection. */
+int
+vkws_uid_set(struct conn *c, const char *p, size_t n)
+{
+	uint16_t k = VKWS_NONE16, off = 0;
+
+	if (n > VKWS_UID_MAX || (n > 0 && vkws_pool_blob(p, n, &k, &off) < 0))
+		return -1;
+	if (c->uid_chunk != VKWS_NONE16)
+		vkws_chunk_put(c->uid_chunk);
+	c->uid_chunk = k;
+	c->uid_off = off;
+	c->uid_len = (uint8_t)n;
+	return 0;
+}
+
+/* userInfo is packed with other small texts into a shared chunk, so a
+ * client's few bytes of data do not hold a whole chunk. */
+int
+vkws_info_set(struct conn *c, const char *p, size_t n)
+{
+	uint16_t k = VKWS_NONE16, off = 0;
+
+	if (n > VKWS_USERINFO_MAX)
+		return -1;
+	/* "{}" is what a client without data shows: nothing to keep. */
+	if (n == 2 && p[0] == '{' && p[1] == '}')
+		n = 0;
+	if (n > 0 && vkws_pool_blob(p, n, &k, &off) < 0)
+		return -1;
+	if (c->info_chunk != VKWS_NONE16)
+		vkws_chunk_put(c->info_chunk);
+	c->info_chunk = VKWS_NONE16;
+	c->info_len = 0;
+	if (n > 0) {
+		c->info_chunk = k;
+		c->info_off = off;
+		c->info_len = (uint16_t)n;
+	}
+	return 0;
 }
 
 /*
@@ -368,14 +482,30 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	if (rn > 0)
 		memcpy(p + 2, reason, rn);
 	hn = ws_header_build(h, 1, WS_OP_CLOSE, rn + 2);
-	tx_put(c, h, hn);
-	tx_put(c, p, rn + 2);
+	if (!vkws_q_can_put(hn + rn + 2))
+		vkws_q_drop_unsent(&c->tx);
+	if (vkws_q_can_put(hn + rn + 2)) {
+		tx_put(c, h, hn, 1);
+		tx_put(c, p, rn + 2, 0);
+	}
 	c->close_sent = 1;
 	c->close_code = code;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
 	count_close(code);
 	if (c->close_rcvd)
 		vkws_linger(c);
+}
+
+/* A slow consumer (1013): what it has not begun to read goes back to
+ * the pool at once, and the close frame follows a whole frame. */
+void
+vkws_close_slow(struct conn *c)
+{
+	if (c->state != S_WS || c->close_sent)
+		return;
+	vkws_count.dropped_slow++;
+	vkws_q_drop_unsent(&c->tx);
+	vkws_close(c, WS_CLOSE_TRY_AGAIN, "send queue full");
 }
 
 /*
@@ -549,7 +679,9 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	}
 	/* The address's bucket first: a refused upgrade spends nothing of
 	 * its user's. */
-	if (vkws_count.proven >= cfg->max_conns) {
+	/* A pool under its low-water mark takes no new WebSocket: its last
+	 * chunks are for the connections already open. */
+	if (vkws_count.proven >= cfg->max_conns || vkws_pool_low()) {
 		refuse(c, &vkws_count.refused_full);
 		return;
 	}
@@ -577,7 +709,8 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 		vkws_linger(c);
 		return;
 	}
-	tx_write_through(c, extra, o.n, NULL, 0);
+	if (tx_write_through(c, extra, o.n, NULL, 0) < 0)
+		return;
 	c->state = S_WS;
 	c->kind = (uint8_t)kind;
 	id_assign(c);
@@ -695,23 +828,86 @@ vkws_http_may_keep(const struct conn *c)
 }
 
 /*
+ * The receive buffer of c, taken from the pool if it has none; NULL if
+ * every buffer is taken. A connection holds one only while a head or a
+ * frame is split across reads.
+ */
+static uint8_t *
+rx_own(struct conn *c)
+{
+	uint16_t s;
+
+	if (c->rx_buf != VKWS_NONE16)
+		return vkws_rx_mem(c->rx_buf);
+	/* None free: the oldest unproven connection holding one gives it
+	 * up, as it would give up its slot (PROTOCOL.md 8). */
+	for (s = up_head; vkws_rx_free_count() == 0 && s != VKWS_NO_SLOT;) {
+		struct conn *o = &vkws_conns[s];
+		s = o->up_next;
+		if (o != c && o->rx_buf != VKWS_NONE16)
+			evict(o, &vkws_count.evicted_unproven);
+	}
+	if ((c->rx_buf = vkws_rx_get()) == VKWS_NONE16)
+		return NULL;
+	return vkws_rx_mem(c->rx_buf);
+}
+
+/* Give the receive buffer back once nothing waits in it. */
+static void
+rx_trim(struct conn *c)
+{
+	if (c->rx_buf != VKWS_NONE16 && c->frag == 0 && c->raw == 0) {
+		vkws_rx_put(c->rx_buf);
+		c->rx_buf = VKWS_NONE16;
+	}
+}
+
+/* No receive buffer is free for the rest of a split head or frame: the
+ * server is out of memory for this connection (PROTOCOL.md: 503 before
+ * the upgrade, 1013 after). */
+static void
+rx_exhausted(struct conn *c)
+{
+	static const char retry[] = "Retry-After: 5\r\n";
+
+	c->raw = 0;
+	c->frag = 0;
+	vkws_count.dropped_slow++;
+	if (c->state == S_HTTP) {
+		vkws_count.http_errors++;
+		vkws_http_reply(c, 503, retry, "text/plain; charset=utf-8",
+		    "Service Unavailable", 19, 0);
+	} else if (c->state == S_WS) {
+		vkws_close(c, WS_CLOSE_TRY_AGAIN, "server busy");
+		vkws_linger(c);
+	}
+}
+
+/*
  * Handle the c->raw bytes at b: the slot's receive buffer, or the shared
  * read buffer when a read found the slot's empty. Only what is left over
  * (part of a head, or the first frames after an upgrade) is copied into
- * the slot, so a request that arrives whole never touches its pages.
+ * a receive buffer of the pool, so a request that arrives whole takes
+ * none.
  */
 static void
 http_input(struct conn *c, uint8_t *b)
 {
-	uint8_t *own = rxbuf[vkws_slot_of(c)];
+	uint8_t *own;
 
 	http_heads(c, b);
 	if (c->state != S_HTTP && c->state != S_WS)
 		return;
-	if (b != own && c->raw > 0)
+	if (c->raw > 0 && b == scratch) {
+		if ((own = rx_own(c)) == NULL) {
+			rx_exhausted(c);
+			return;
+		}
 		memcpy(own, b, c->raw);
+	}
 	if (c->state == S_WS && c->raw > 0)
 		ws_process(c);
+	rx_trim(c);
 }
 
 /* ---- WebSocket frames ----------------------------------------------- */
@@ -748,7 +944,8 @@ ws_close_frame(struct conn *c, const uint8_t *p, size_t n)
 	/* Echo the status code; an empty close gets an empty close. */
 	if (code == WS_CLOSE_NO_STATUS) {
 		uint8_t h[2] = { 0x88, 0 };
-		tx_put(c, h, 2);
+		if (vkws_q_can_put(2))
+			tx_put(c, h, 2, 1);
 		c->close_sent = 1;
 		count_close(WS_CLOSE_NO_STATUS);
 		vkws_linger(c);
@@ -759,7 +956,7 @@ ws_close_frame(struct conn *c, const uint8_t *p, size_t n)
 static void
 ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 {
-	uint8_t *msg = rxbuf[vkws_slot_of(c)];
+	uint8_t *msg;
 	int op, r;
 
 	switch (f->opcode) {
@@ -788,6 +985,10 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 	}
 	/* A fragment: keep it behind the earlier ones, which always lie
 	 * before the frame being read, so nothing unread is overwritten. */
+	if ((msg = rx_own(c)) == NULL) {
+		rx_exhausted(c);
+		return;
+	}
 	memmove(msg + c->frag, p, n);
 	c->frag += (uint32_t)n;
 	if (r == 1) {
@@ -831,11 +1032,16 @@ echo_piece(struct conn *c, uint8_t *p, size_t n)
 	if (c->close_sent)
 		return 0;	/* RFC 6455 7.1.2: data after our close is dropped */
 	hn = ws_header_build(h, pc.fin, pc.opcode, (uint64_t)n);
-	if (n >= VKWS_DIRECT_MIN && c->txlen == 0 && !c->tls)
-		tx_write_through(c, h, hn, p, n);
-	else {
-		tx_put(c, h, hn);
-		tx_put(c, p, n);
+	if (n >= VKWS_DIRECT_MIN && c->tx.len == 0 && !c->tls) {
+		if (tx_write_through(c, h, hn, p, n) < 0)
+			return 0;	/* the pool is dry: c is gone */
+	} else if (!tx_room(c, hn + n)) {
+		/* A slow reader while the pool is low, or no pool left. */
+		vkws_close_slow(c);
+		return 0;
+	} else {
+		tx_put(c, h, hn, 1);
+		tx_put(c, p, n, 0);
 	}
 	c->bytes_out += n;
 	vkws_count.bytes_out += n;
@@ -964,16 +1170,19 @@ ws_input(struct conn *c, uint8_t *p, size_t n)
 static void
 ws_process(struct conn *c)
 {
-	uint8_t *b = rxbuf[vkws_slot_of(c)] + c->frag;
+	uint8_t *own = vkws_rx_mem(c->rx_buf);
+	uint8_t *b = own + c->frag;
 	size_t used = ws_input(c, b, c->raw);
 
 	if (c->state != S_WS) {
 		c->raw = 0;
+		rx_trim(c);
 		return;
 	}
 	/* Fragments appended during ws_input() moved c->frag forward. */
-	memmove(rxbuf[vkws_slot_of(c)] + c->frag, b + used, c->raw - used);
+	memmove(own + c->frag, b + used, c->raw - used);
 	c->raw -= (uint32_t)used;
+	rx_trim(c);
 }
 
 /* ---- Socket I/O ----------------------------------------------------- */
@@ -1058,7 +1267,7 @@ tls_begin(struct conn *c)
 static void
 conn_read(struct conn *c)
 {
-	uint8_t *b = rxbuf[vkws_slot_of(c)];
+	uint8_t *b;
 	size_t room;
 	ssize_t r;
 
@@ -1075,10 +1284,11 @@ conn_read(struct conn *c)
 	room = VKWS_RX_BUF - c->frag - c->raw;
 	if (c->raw > 0) {
 		/* Continue a partial head or frame where it lies. */
+		b = vkws_rx_mem(c->rx_buf);
 		r = sock_read(c, b + c->frag + c->raw, room);
 	} else {
 		/* Whole heads and frames are handled in the shared buffer;
-		 * only a partial one is copied into the slot. */
+		 * only a partial one is copied into a receive buffer. */
 		r = sock_read(c, scratch, room);
 	}
 	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
@@ -1092,54 +1302,48 @@ conn_read(struct conn *c)
 	if (c->state == S_HTTP) {
 		int fresh = c->raw == 0;
 		c->raw += (uint32_t)r;
-		http_input(c, fresh ? scratch : b);
+		http_input(c, fresh ? scratch : vkws_rx_mem(c->rx_buf));
 	} else if (c->raw > 0) {
 		c->raw += (uint32_t)r;
 		ws_process(c);
 	} else {
 		size_t used = ws_input(c, scratch, (size_t)r);
 		if (c->state == S_WS && used < (size_t)r) {
+			if ((b = rx_own(c)) == NULL) {
+				rx_exhausted(c);
+				return;
+			}
 			memcpy(b + c->frag, scratch + used, (size_t)r - used);
 			c->raw = (uint32_t)((size_t)r - used);
 		}
+		rx_trim(c);
 	}
 }
 
 /* Write what is queued, at most VKWS_WRITE_CAP bytes per pass. */
+#define FLUSH_IOV 16
 static void
 conn_flush(struct conn *c)
 {
-	const uint8_t *q = txbuf[vkws_slot_of(c)];
 	size_t budget = VKWS_WRITE_CAP;
 
-	while (c->txlen > 0 && budget > 0) {
-		struct iovec iov[2];
-		size_t first = VKWS_TX_BUF - c->txoff;
-		ssize_t r;
+	while (c->tx.len > 0 && budget > 0) {
+		struct iovec iov[FLUSH_IOV];
+		int n = vkws_q_iov(&c->tx, iov, FLUSH_IOV, budget);
+		ssize_t r = sock_writev(c, iov, n);
 
-		if (first > c->txlen)
-			first = c->txlen;
-		if (first > budget)
-			first = budget;
-		iov[0].iov_base = (void *)(uintptr_t)(q + c->txoff);
-		iov[0].iov_len = first;
-		iov[1].iov_base = (void *)(uintptr_t)q;
-		iov[1].iov_len = c->txlen - first;
-		if (iov[1].iov_len > budget - first)
-			iov[1].iov_len = budget - first;
-		r = sock_writev(c, iov, iov[1].iov_len ? 2 : 1);
 		if (r < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				conn_free(c);
 			return;
 		}
-		c->txoff = (uint32_t)((c->txoff + (size_t)r) % VKWS_TX_BUF);
-		c->txlen -= (uint32_t)r;
+		vkws_q_consume(&c->tx, (size_t)r);
 		budget -= (size_t)r;
+		if (r == 0)
+			break;
 	}
-	if (c->txlen > 0)
+	if (c->tx.len > 0)
 		return;
-	c->txoff = 0;
 	if (vkws_tls_engine(c)) {
 		/* Records the engine still holds, then close_notify. */
 		if (c->state == S_LINGER && !c->shut)
@@ -1168,6 +1372,11 @@ conn_free(struct conn *c)
 	vkws_admit_addr_del(c->addr_ent);
 	c->addr_ent = VKWS_NO_SLOT;
 	vkws_tls_free(c);
+	vkws_q_free(&c->tx);
+	c->frag = c->raw = 0;
+	rx_trim(c);
+	(void)vkws_info_set(c, NULL, 0);
+	(void)vkws_uid_set(c, NULL, 0);
 	close(c->fd);
 	c->fd = -1;
 	c->state = S_FREE;
@@ -1192,31 +1401,42 @@ ip_of(const struct sockaddr_storage *ss, uint8_t ip[16])
 	}
 }
 
-/* Record the peer address of a new connection (IPv4 mapped to IPv6). */
+/* Record the peer address of a new connection (IPv4 mapped to IPv6);
+ * its text is made only when asked for (vkws_conn_addr()). */
 static void
 addr_set(struct conn *c, const struct sockaddr_storage *ss)
 {
-	char a[INET6_ADDRSTRLEN];
-	unsigned port;
-
 	memset(c->ip, 0, sizeof(c->ip));
-	a[0] = '\0';
+	c->port = 0;
+	c->v6 = ss->ss_family == AF_INET6;
 	if (ss->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
 		memcpy(c->ip, &s6->sin6_addr, 16);
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		port = ntohs(s6->sin6_port);
-		snprintf(c->addr, sizeof(c->addr), "[%s]:%u", a, port);
+		c->port = ntohs(s6->sin6_port);
 	} else if (ss->ss_family == AF_INET) {
 		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 		c->ip[10] = c->ip[11] = 0xFF;
 		memcpy(c->ip + 12, &s4->sin_addr, 4);
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		port = ntohs(s4->sin_port);
-		snprintf(c->addr, sizeof(c->addr), "%s:%u", a, port);
+		c->port = ntohs(s4->sin_port);
 	}
 }
 
+const char *
+vkws_conn_addr(const struct conn *c)
+{
+	static char out[INET6_ADDRSTRLEN + 8];
+	char a[INET6_ADDRSTRLEN];
+
+	a[0] = '\0';
+	if (c->v6) {
+		inet_ntop(AF_INET6, c->ip, a, sizeof(a));
+		snprintf(out, sizeof(out), "[%s]:%u", a, (unsigned)c->port);
+	} else {
+		inet_ntop(AF_INET, c->ip + 12, a, sizeof(a));
+		snprintf(out, sizeof(out), "%s:%u", a, (unsigned)c->port);
+	}
+	return out;
+}
 
 /* The lowest free slot, or NULL. */
 static struct conn *
@@ -1306,6 +1526,10 @@ conn_accept(int lfd, int tls)
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (cfg->sndbuf > 0) {
+			int sb = (int)cfg->sndbuf;
+			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
+		}
 		/* A slot freed by an eviction in this pass may still be on
 		 * the flush list: keep its mark so it is not listed twice. */
 		d = c->dirty;
@@ -1315,9 +1539,10 @@ conn_accept(int lfd, int tls)
 		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
+		c->tx.head = c->tx.tail = VKWS_NONE16;
+		c->rx_buf = c->info_chunk = c->uid_chunk = VKWS_NONE16;
 		c->addr_ent = ent;
 		c->over_ip = (uint8_t)over;
-		c->info = infobuf[vkws_slot_of(c)];
 		c->fd = fd;
 		c->state = S_HTTP;
 		if (vkws_slot_of(c) + 1 > vkws_slot_hi)
@@ -1557,7 +1782,7 @@ conn_events(const struct conn *c)
 {
 	short ev = 0;
 
-	if (c->txlen > 0)
+	if (c->tx.len > 0)
 		ev |= POLLOUT;
 	switch (c->state) {
 	case S_HTTP:
@@ -1580,6 +1805,7 @@ conn_events(const struct conn *c)
 		return vkws_tls_events(c, ev);
 	return ev;
 }
+
 
 static void
 loop_pass(void)
@@ -1605,11 +1831,11 @@ loop_pass(void)
 			continue;
 		/* Frames held back for lack of queue room go on once the
 		 * queue has drained. */
-		if (c->held && c->state == S_HTTP &&
+		if (c->held && c->state == S_HTTP && c->raw > 0 &&
 		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM) {
 			c->held = 0;
-			http_input(c, rxbuf[s]);
-		} else if (c->held && c->state == S_WS &&
+			http_input(c, vkws_rx_mem(c->rx_buf));
+		} else if (c->held && c->state == S_WS && c->raw > 0 &&
 		    vkws_tx_free(c) >= VKWS_REPLY_ROOM) {
 			c->held = 0;
 			ws_process(c);
@@ -1740,6 +1966,7 @@ vkws_config_default(struct vkws_config *c)
 	memcpy(c->listen, "127.0.0.1:8080", sizeof("127.0.0.1:8080"));
 	memcpy(c->default_room, "general", sizeof("general"));
 	c->max_conns = VKWS_MAX_CONNS;
+	c->pool_chunks = VKWS_POOL_CHUNKS;
 	c->max_pending = VKWS_MAX_PENDING;
 	c->max_per_ip = VKWS_MAX_PER_IP;
 	c->http_max_requests = VKWS_HTTP_MAX_REQUESTS;
@@ -1798,6 +2025,7 @@ vkws_serve(struct vkws_config *c)
 	raise_fd_limit();
 	/* A zeroed slot is S_FREE: the table is not written until used, so
 	 * its pages cost nothing before then. */
+	vkws_pool_init(c->pool_chunks);
 	vkws_rooms_init(c);
 	vkws_admit_init(c);
 	if (signals_init() < 0 || hooks->init(c) < 0)
@@ -1845,42 +2073,48 @@ vkws_serve(struct vkws_config *c)
 void
 vkws_budget(int fd)
 {
-	static char out[1024];
+	static char out[1536];
 	size_t rooms_sz = vkws_rooms_static_size();
 	size_t api_sz = hooks->static_size();
 	size_t tls_sz = vkws_tls_static_size();
 	size_t log_sz = vkws_store_static_size();
+	size_t pool_sz = vkws_pool_static_size();
 	size_t admit_sz = vkws_admit_static_size();
-	size_t total = sizeof(vkws_conns) + sizeof(rxbuf) + sizeof(txbuf) +
-	    sizeof(infobuf) + sizeof(scratch) + rooms_sz + api_sz + tls_sz +
-	    log_sz + admit_sz;
+	size_t total = sizeof(vkws_conns) + sizeof(dirty) + sizeof(scratch) +
+	    pool_sz + rooms_sz + api_sz + tls_sz + log_sz + admit_sz;
 	int n;
 
 	n = snprintf(out, sizeof(out),
 	    "static memory budget (bytes)\n"
 	    "  connection slots   %9zu  (%d + %d spare) x %zu\n"
-	    "  receive buffers    %9zu  %d x %d\n"
-	    "  send queues        %9zu  %d x %d\n"
-	    "  client data        %9zu  %d x %d\n"
+	    "  chunk pool         %9zu  %d x %d: send queues, client data,"
+	    " history\n"
+	    "  queue segments     %9zu  %zu x 8\n"
+	    "  receive buffers    %9zu  %d x %d, for split frames\n"
 	    "  shared read buffer %9zu\n"
-	    "  rooms and history  %9zu  %d rooms\n"
+	    "  rooms              %9zu  %d rooms\n"
 	    "  requests and API   %9zu\n"
 	    "  TLS engines        %9zu  %d x %zu, and the key pair\n"
 	    "  log buffers        %9zu\n"
 	    "  addresses, users   %9zu  %d entries\n"
-	    "  per connection     %9zu\n"
+	    "  per connection     %9zu  the slot; queues and buffers come"
+	    " from the pools\n"
+	    "  queue cap          %9d  per connection; slow past %d when"
+	    " under %d free chunks\n"
 	    "  per TLS connection %9zu\n"
 	    "  total              %9zu\n",
 	    sizeof(vkws_conns), VKWS_MAX_CONNS, VKWS_SPARE_SLOTS,
 	    sizeof(struct conn),
-	    sizeof(rxbuf), VKWS_SLOTS, VKWS_RX_BUF,
-	    sizeof(txbuf), VKWS_SLOTS, VKWS_TX_BUF,
-	    sizeof(infobuf), VKWS_SLOTS, VKWS_USERINFO_MAX,
+	    (size_t)VKWS_POOL_CHUNKS * VKWS_CHUNK, VKWS_POOL_CHUNKS,
+	    VKWS_CHUNK,
+	    (size_t)VKWS_POOL_SEGS * 8, (size_t)VKWS_POOL_SEGS,
+	    (size_t)VKWS_RX_BUFS * VKWS_RX_BUF, VKWS_RX_BUFS, VKWS_RX_BUF,
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
 	    admit_sz, VKWS_ADDR_TABLE,
-	    sizeof(struct conn) + VKWS_RX_BUF + VKWS_TX_BUF +
-	    VKWS_USERINFO_MAX, vkws_tls_conn_size(), total);
+	    sizeof(struct conn) + sizeof(dirty[0]), VKWS_TX_BUF,
+	    VKWS_TX_SLOW, VKWS_POOL_CHUNKS / VKWS_POOL_LOW_DIV,
+	    vkws_tls_conn_size(), total);
 	if (n > 0)
 		(void)!write(fd, out, (size_t)n);
 }

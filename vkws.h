@@ -42,15 +42,64 @@
 /* Bodies longer than what follows a head in the receive buffer are
  * read into one of these static buffers; when all are taken, POST /api
  * is answered 503 with Retry-After. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_API_BODIES 1
+#else
 #define VKWS_API_BODIES 4
+#endif
 /* jsmn tokens for one /api body: a value takes at least one byte and a
  * separator, so no body of VKWS_MAX_BODY bytes needs more. */
+#ifndef VKWS_PROFILE_SMALL
 #define VKWS_API_TOKENS (VKWS_MAX_BODY / 2 + 2)
+#else
+/* PROFILE=small keeps 4096 (80 KiB of the 640 the full table takes): a
+ * body of more JSON values than that is answered -5. */
+#define VKWS_API_TOKENS 4096
+#endif
 /* Largest frame the server sends (payload bytes): a broadcast of the
  * largest API body plus its envelope. */
 #define VKWS_MAX_OUT (VKWS_MAX_BODY + 1024)
-/* Send queue per slot: holds one largest frame with its header. */
+/* Largest --sndbuf (bytes): the kernel's send buffer of a connection is
+ * memory too; a router sets it low so a slow reader's bytes wait in the
+ * pool, where the queue cap sees them. */
+#define VKWS_SNDBUF_MAX (4 * 1024 * 1024)
+/* Most bytes one connection may have queued (its cap): one largest
+ * frame with its header. The bytes live in the shared chunk pool below,
+ * taken only while they are in flight; a reader whose queue would pass
+ * the cap is a slow consumer and is closed with 1013. */
 #define VKWS_TX_BUF (VKWS_MAX_OUT + 16)
+
+/* The chunk pool (pool.c): send queues, client data and room history
+ * are made of chunks of VKWS_CHUNK bytes from one static array. A frame
+ * sent to many (broadcast, room chat, notifications) is written into
+ * chunks once and every queue points at it. */
+#define VKWS_CHUNK 4096		/* bytes of one chunk: a page */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_POOL_CHUNKS 96	/* 384 KiB: a few largest frames */
+#define VKWS_RX_BUFS 8		/* receive buffers for split frames */
+#elif defined(VKWS_PROFILE_BENCH)
+#define VKWS_POOL_CHUNKS 8192	/* 32 MiB */
+#define VKWS_RX_BUFS 256
+#else
+#define VKWS_POOL_CHUNKS 640	/* 2.5 MiB: 36 largest frames */
+#define VKWS_RX_BUFS 96		/* more than --max-per-ip (64) partial heads */
+#endif
+/* Queue segments (8 bytes each): a queue points at chunks through
+ * them, one per chunk of a frame, so a shared frame costs each reader a
+ * few segments, not its bytes. */
+#ifdef VKWS_PROFILE_BENCH
+#define VKWS_POOL_SEGS 65000	/* the most a 16-bit index reaches */
+#else
+#define VKWS_POOL_SEGS ((size_t)VKWS_POOL_CHUNKS * 16)
+#endif
+/* Low-water mark (free chunks): below it a connection that already has
+ * more than VKWS_TX_SLOW bytes queued is a slow consumer (1013), new HTTP
+ * requests are answered 503 and history keeps no new chunks, so the
+ * last chunks go to readers that keep up. */
+#define VKWS_POOL_LOW_DIV 8	/* the mark is an eighth of the pool */
+#define VKWS_TX_SLOW 16384
+/* Chunks room history may hold in all (the rest is for traffic). */
+#define VKWS_HISTORY_SHARE 4	/* a quarter of the pool */
 /* Largest HTTP response head (bytes), and room a send queue must have
  * before the next request on the connection is read, so that a reply of
  * any size the server makes fits whole (pipelined requests wait). */
@@ -151,6 +200,13 @@ _Static_assert(VKWS_TX_BUF >= VKWS_MAX_OUT + 14,
     "a send queue holds one largest frame");
 _Static_assert(VKWS_RX_BUF >= VKWS_MAX_MSG + 14 + 131,
     "a receive buffer holds a whole message plus a control frame");
+_Static_assert(VKWS_POOL_SEGS < 65535 && VKWS_RX_BUFS < 65535,
+    "pool indexes fit 16 bits");
+/* Fewest chunks --pool-chunks may leave: two largest frames. */
+#define VKWS_POOL_MIN ((size_t)2 * (VKWS_TX_BUF / VKWS_CHUNK + 2))
+_Static_assert(VKWS_POOL_CHUNKS >= VKWS_POOL_MIN,
+    "the pool holds two largest frames");
+_Static_assert(VKWS_USERINFO_MAX <= VKWS_CHUNK, "userInfo fits a chunk");
 _Static_assert(VKWS_MAX_HEAD <= VKWS_RX_BUF,
     "a request head is read into the receive buffer");
 
@@ -287,6 +343,8 @@ struct vkws_config {
 	int api_remote;		/* /api answers peers off loopback */
 	int no_auto_rooms;	/* join does not create rooms */
 	unsigned max_conns;	/* WebSocket connections, <= VKWS_MAX_CONNS */
+	unsigned pool_chunks;	/* chunks used, <= VKWS_POOL_CHUNKS */
+	unsigned sndbuf;	/* SO_SNDBUF of connections, 0: kernel's */
 	unsigned max_pending;	/* unproven connections (PROTOCOL.md 8) */
 	unsigned max_per_ip;	/* connections per address, 0: off */
 	unsigned http_max_requests;	/* requests per HTTP connection */
