@@ -187,18 +187,31 @@ static int quiet;		/* the observers stay silent (the scripts
 static int loaded;		/* scripts Redis took on this link */
 static int broken;		/* a reply says the link must start over */
 
-/* One socket to Redis with its static buffers. */
+/* One socket to Redis with its static buffers (sized apart: the
+ * subscription link sends one short command). */
 enum { L_DOWN = 0, L_CONNECTING, L_UP };
 struct rlink {
 	int fd;
 	uint8_t state;		/* L_* */
 	uint8_t subscribed;	/* sub: the bus confirmed */
 	size_t olen, ilen;
-	uint8_t out[VKWS_REDIS_OUT];
-	uint8_t in[VKWS_REDIS_IN];
+	uint8_t *out, *in;
+	size_t out_cap, in_cap;
 };
-/* Zeroed (BSS, no bytes in the binary); fd is set to -1 at init. */
-static struct rlink cmd, sub;
+static uint8_t cmd_out[VKWS_REDIS_OUT], cmd_in[VKWS_REDIS_IN];
+static uint8_t sub_out[VKWS_REDIS_SUB_OUT], sub_in[VKWS_REDIS_IN];
+/* fd is set to -1 at init. */
+static struct rlink cmd = { .out = cmd_out, .in = cmd_in,
+    .out_cap = sizeof(cmd_out), .in_cap = sizeof(cmd_in) };
+static struct rlink sub = { .out = sub_out, .in = sub_in,
+    .out_cap = sizeof(sub_out), .in_cap = sizeof(sub_in) };
+/* Room a request of n payload bytes asks of the output (may_send adds
+ * 256 more): its envelope, keys and bus header. */
+#define REQ_ENV 1024
+_Static_assert(VKWS_MAX_OUT + REQ_ENV + 256 <= VKWS_REDIS_OUT,
+    "a largest chat or forwarded API body is not refused for room");
+_Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
+    "SUBSCRIBE and the bus name fit");
 
 /* What to do with a reply on the command link. */
 enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD };
@@ -259,7 +272,8 @@ static char user_buf[VKWS_USERINFO_MAX + 256];
 size_t
 vkws_cluster_static_size(void)
 {
-	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
+	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) + sizeof(vals) +
 	    sizeof(leave_q) +
 	    sizeof(pend_text) +
 	    sizeof(held) +
@@ -308,7 +322,7 @@ hex_sha1(const char *s, char out[41])
 static void
 req_begin(unsigned argc)
 {
-	resp_enc_begin(&enc, cmd.out + cmd.olen, sizeof(cmd.out) - cmd.olen,
+	resp_enc_begin(&enc, cmd.out + cmd.olen, cmd.out_cap - cmd.olen,
 	    argc);
 }
 
@@ -345,7 +359,7 @@ req_commit(int kind)
 static int
 may_send(size_t need)
 {
-	return up && sizeof(cmd.out) - cmd.olen >= need + 256 &&
+	return up && cmd.out_cap - cmd.olen >= need + 256 &&
 	    p_next - p_first < VKWS_REDIS_PENDING;
 }
 
@@ -828,7 +842,7 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 	if (!json_out_ok(&a) || !json_out_ok(&b) || a.n + b.n + 24 >
 	    VKWS_MAX_OUT)
 		return VKWS_ELIMIT;
-	if (!may_send(2 * (a.n + b.n) + 512))
+	if (!may_send(a.n + b.n + REQ_ENV))
 		return VKWS_ESTORE;
 	room_keys(room, rn);
 	/* The bus header "C NODE TAG " SEQ " ROOM\n": TAG finds the
@@ -896,7 +910,7 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 {
 	size_t k = 0;
 
-	if (!may_send(2 * fn + 512))
+	if (!may_send(fn + REQ_ENV))
 		return VKWS_ESTORE;
 	if (3 + node_len + un + 1 + fn > sizeof(frame2))
 		return VKWS_ELIMIT;
@@ -1394,7 +1408,7 @@ vkws_cluster_api(struct conn *c, const char *method, const char *body,
 	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
 		if (!held[i].used)
 			h = &held[i];
-	if (h == NULL || !may_send(2 * n + 512) ||
+	if (h == NULL || !may_send(n + REQ_ENV) ||
 	    4 + node_len + 12 + tn + 1 + n > sizeof(frame2))
 		return VKWS_ESTORE;
 	/* "Q ORIGIN ID TARGET\n" and the call as it came. */
@@ -1690,7 +1704,7 @@ links_connect(void)
 	script_common_args();
 	resp_enc_str(&enc, new_life ? "1" : "0");
 	(void)req_commit(P_BEAT);
-	resp_enc_begin(&enc, sub.out, sizeof(sub.out), 2);
+	resp_enc_begin(&enc, sub.out, sub.out_cap, 2);
 	resp_enc_str(&enc, "SUBSCRIBE");
 	resp_enc_arg(&enc, bus, bus_len);
 	sub.olen = (size_t)resp_enc_end(&enc);
@@ -1724,7 +1738,7 @@ link_read(struct rlink *l)
 	size_t off = 0, nv;
 	long n;
 
-	r = recv(l->fd, l->in + l->ilen, sizeof(l->in) - l->ilen, 0);
+	r = recv(l->fd, l->in + l->ilen, l->in_cap - l->ilen, 0);
 	if (r == 0)
 		return -1;
 	if (r < 0)
@@ -1752,7 +1766,7 @@ link_read(struct rlink *l)
 	memmove(l->in, l->in + off, l->ilen - off);
 	l->ilen -= off;
 	/* A reply larger than the whole buffer can never be read. */
-	return l->ilen == sizeof(l->in) ? -1 : 0;
+	return l->ilen == l->in_cap ? -1 : 0;
 }
 
 static void
