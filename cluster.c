@@ -1,5 +1,5 @@
 /*
- * cluster.c: cluster mode on Redis (PROTOCOL.md 9, issue 15). Several
+ * cluster.c: cluster mode on Redis (PROTOCOL.md 9). Several
  * nodes share one Redis: it holds each room's seq, history and members,
  * the users of every node and a heartbeat per node, and carries every
  * node's events on one pub/sub channel, NAME:bus. The link is two
