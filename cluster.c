@@ -103,7 +103,7 @@ static const char lua_chat[] =
 
 /* KEYS: members, history, seq, info. ARGV: clientId, user, default
  * maxClients, since, node set, node set entry, bus, user_join message,
- * members cap, history bytes cap. Returns -5 (full) or {seq, complete,
+ * members cap, history bytes cap, members bytes cap. Returns -5 (full) or {seq, complete,
  * members, {member...}, {chat...}}. */
 static const char lua_join[] =
 "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
@@ -131,7 +131,10 @@ static const char lua_join[] =
 "for i = lo, #h do out[#out + 1] = h[i] end\n"
 "local vals = redis.call('HVALS', KEYS[1])\n"
 "local ms = {}\n"
-"for i = 1, math.min(#vals, tonumber(ARGV[9])) do ms[i] = vals[i] end\n"
+"local mb = tonumber(ARGV[11])\n"
+"for i = 1, math.min(#vals, tonumber(ARGV[9])) do\n"
+"  if mb < #vals[i] + 1 then break end\n"
+"  mb = mb - #vals[i] - 1; ms[i] = vals[i] end\n"
 "return {seq, complete, #vals, ms, out}\n";
 
 /* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
@@ -571,7 +574,7 @@ obs_joined(struct conn *c, struct room *r)
 		return;
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 10);
+	eval_begin(SC_JOIN, 4, 11);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
@@ -581,6 +584,7 @@ obs_joined(struct conn *c, struct room *r)
 	resp_enc_arg(&enc, entry, en);
 	resp_enc_arg(&enc, bus, bus_len);
 	resp_enc_arg(&enc, frame2, bn);
+	resp_enc_u64(&enc, 0);
 	resp_enc_u64(&enc, 0);
 	resp_enc_u64(&enc, 0);
 	(void)req_commit(P_NONE);
@@ -886,7 +890,7 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 		return VKWS_ELIMIT;
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 10);
+	eval_begin(SC_JOIN, 4, 11);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
@@ -898,6 +902,7 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 	resp_enc_arg(&enc, frame2, bn);
 	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
 	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
+	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
 	if (req_commit_for(P_JOIN, c, id, idn, room, rn) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;

@@ -315,6 +315,10 @@ _Static_assert(VKWS_REDIS_IN >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
 #else
 #define VKWS_CLUSTER_LIST_MAX 256
 #endif
+/* Bytes of member entries (userId and userInfo JSON) a join's reply
+ * carries; the rest are counted in "more", so that the reply fits the
+ * link's input whole. */
+#define VKWS_CLUSTER_LIST_BYTES 32768
 /* Values of one parsed Redis reply: a join's history and members. */
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
 /* Server API calls waiting for other nodes' answers at once (each holds
@@ -592,6 +596,9 @@ int vkws_set_client_data(const char *cid, size_t cn, const char *json,
     size_t jn);
 int vkws_get_client_data(const char *cid, size_t cn, const char **json);
 
+_Static_assert(VKWS_HISTORY_BYTES + VKWS_CLUSTER_LIST_BYTES +
+    16 * VKWS_REDIS_VALUES + VKWS_REDIS_ENVELOPE <= VKWS_REDIS_IN,
+    "a join's reply (history, members, RESP headers) fits the input");
 _Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_API_OUT,
     "getRoomHistory of a whole room fits one /api reply");
 _Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_MAX_OUT,
