@@ -779,8 +779,10 @@ req_commit_for(int kind, struct conn *c, const char *id, size_t idn,
 	if (text_used + span > sizeof(pend_text) ||
 	    (p = req_commit(kind)) == NULL)
 		return NULL;
-	memcpy(pend_text + start, id, idn);
-	memcpy(pend_text + start + idn, room, rn);
+	if (idn > 0)		/* id may be NULL when idn is 0 */
+		memcpy(pend_text + start, id, idn);
+	if (rn > 0)
+		memcpy(pend_text + start + idn, room, rn);
 	text_used += span;
 	p->off = (uint32_t)start;
 	p->span = (uint32_t)span;
