@@ -714,7 +714,27 @@ m_room_member(const struct call *q, struct json_out *o,
 static int
 m_join_room(const struct call *q, struct json_out *o)
 {
-	return m_room_member(q, o, vkws_join_room);
+	int cn, n, e;
+
+	if (!vkws_cluster_on())
+		return m_room_member(q, o, vkws_join_room);
+	/* Cluster: maxClients counts every node, in Redis. */
+	if ((cn = p_id(q, "clientId", s_cid, sizeof(s_cid))) < 0)
+		return cn;
+	if ((n = p_room(q, s_room)) < 0)
+		return n;
+	e = vkws_cluster_api_join(api_conn, s_cid, (size_t)cn, s_room,
+	    (size_t)n, api_keep);
+	if (e == 1) {
+		api_held = api_conn != NULL;
+		return 0;
+	}
+	if (e < 0) {
+		bad_param = e == VKWS_ESTORE ? "cluster unavailable" : NULL;
+		return e;
+	}
+	json_out_lit(o, "null");
+	return 0;
 }
 
 static int

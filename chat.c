@@ -616,6 +616,13 @@ do_leave(struct conn *c, const struct req *q)
 		reply(c, q, e);
 		return;
 	}
+	if (vkws_cluster_on()) {	/* acked once Redis took it */
+		const char *id = NULL;
+		size_t idn = id_raw(q, &id);
+		if ((e = vkws_cluster_leave(c, r, id, idn)) < 0)
+			cluster_refused(c, q, e);
+		return;
+	}
 	reply(c, q, 0);
 	vkws_leave(c, r);
 }

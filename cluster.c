@@ -189,6 +189,11 @@ static int quiet;		/* the observers stay silent (the scripts
 				 * did their part already) */
 static int loaded;		/* scripts Redis took on this link */
 static int broken;		/* a reply says the link must start over */
+/* The call another node sent that this node runs now (api_request):
+ * "ORIGIN ID", and whether its answer comes later (deferred). */
+static char rq_from[VKWS_NODE_ID_MAX + 16];
+static size_t rq_from_len;
+static int rq_deferred;
 
 /* One socket to Redis with its static buffers (sized apart: the
  * subscription link sends one short command). */
@@ -217,11 +222,12 @@ _Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
     "SUBSCRIBE and the bus name fit");
 
 /* What to do with a reply on the command link. */
-enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD };
+enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD, P_LEAVE };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
 	uint8_t acked;		/* the chat's own bus copy acked it */
+	uint8_t api;		/* a join by the server API: A_* */
 	uint8_t room_len;
 	uint16_t slot;
 	uint16_t id_len;
@@ -229,7 +235,11 @@ struct pend {
 	uint32_t off;		/* pend_text: the id's JSON source, the room */
 	uint32_t span;		/* pend_text bytes freed with this entry */
 	uint64_t cid;		/* the connection's id, for reuse */
+	uint32_t hid;		/* A_HELD: the held call's id */
 };
+/* Who a join answers: the chat client (its ack), an /api call held
+ * here, or one that came from another node ("ORIGIN ID" in the id). */
+enum { A_CHAT = 0, A_HELD, A_REMOTE };
 static struct pend pend[VKWS_REDIS_PENDING];
 static uint32_t p_first, p_next;	/* tags: oldest awaited, next */
 /* The entries' texts, in their order: a FIFO of bytes that frees as the
@@ -597,8 +607,9 @@ obs_joined(struct conn *c, struct room *r)
  * fills, the node registers itself again from scratch (rereg).
  */
 
+/* Encode the leave script's request (committed by the caller). */
 static void
-leave_send(const char *room, size_t rn, const char *cid, size_t cn,
+leave_begin(const char *room, size_t rn, const char *cid, size_t cn,
     int def)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
@@ -616,6 +627,13 @@ leave_send(const char *room, size_t rn, const char *cid, size_t cn,
 	resp_enc_arg(&enc, cfg->node, node_len);
 	resp_enc_arg(&enc, room, rn);
 	resp_enc_str(&enc, def ? "1" : "0");
+}
+
+static void
+leave_send(const char *room, size_t rn, const char *cid, size_t cn,
+    int def)
+{
+	leave_begin(room, rn, cid, cn, def);
 	(void)req_commit(P_NONE);
 }
 
@@ -663,7 +681,7 @@ obs_left(struct conn *c, struct room *r)
 	int def = vkws_room_is_default(r);
 
 	/* Down: the next registration drops what Redis still holds. */
-	if (!c->authed || !up)
+	if (quiet || !c->authed || !up)
 		return;
 	cn = vkws_client_id(c, cid);
 	if (leave_used == 0 && may_send(1024)) {
@@ -779,8 +797,10 @@ req_commit_for(int kind, struct conn *c, const char *id, size_t idn,
 	if (text_used + span > sizeof(pend_text) ||
 	    (p = req_commit(kind)) == NULL)
 		return NULL;
-	memcpy(pend_text + start, id, idn);
-	memcpy(pend_text + start + idn, room, rn);
+	if (idn > 0)		/* id may be NULL when idn is 0 */
+		memcpy(pend_text + start, id, idn);
+	if (rn > 0)
+		memcpy(pend_text + start + idn, room, rn);
 	text_used += span;
 	p->off = (uint32_t)start;
 	p->span = (uint32_t)span;
@@ -874,9 +894,11 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 	return 0;
 }
 
-int
-vkws_cluster_join(struct conn *c, const char *room, size_t rn,
-    uint64_t since, const char *id, size_t idn)
+/* Send the join script for c (maxClients over every node); *pp the
+ * entry awaiting its reply. 0, or a VKWS_E* code (nothing sent). */
+static int
+join_send(struct conn *c, const char *room, size_t rn, uint64_t since,
+    const char *id, size_t idn, struct pend **pp)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
@@ -903,9 +925,87 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
 	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
 	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
-	if (req_commit_for(P_JOIN, c, id, idn, room, rn) == NULL)
+	if ((*pp = req_commit_for(P_JOIN, c, id, idn, room, rn)) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;
+	return 0;
+}
+
+int
+vkws_cluster_join(struct conn *c, const char *room, size_t rn,
+    uint64_t since, const char *id, size_t idn)
+{
+	struct pend *p;
+
+	return join_send(c, room, rn, since, id, idn, &p);
+}
+
+int
+vkws_cluster_api_join(struct conn *api, const char *cid, size_t cn,
+    const char *room, size_t rn, int keep)
+{
+	struct conn *c = vkws_conn_by_id(cid, cn);
+	struct held *h = NULL;
+	struct room *r;
+	struct pend *p;
+	size_t i;
+	int e;
+
+	if (c == NULL || !c->authed)
+		return VKWS_ENOTFOUND;
+	if (!vkws_room_name_ok(room, rn))
+		return VKWS_EINVAL;
+	if ((e = vkws_join_check(c, room, rn, &r)) != 0)
+		return e < 0 ? e : 0;	/* 1: a member already */
+	if (api == NULL) {	/* for another node: answered on the bus */
+		if (rq_from_len == 0)
+			return VKWS_ESTORE;
+		if ((e = join_send(c, room, rn, 0, rq_from, rq_from_len,
+		    &p)) < 0)
+			return e;
+		p->api = A_REMOTE;
+		rq_deferred = 1;
+		return 1;
+	}
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (!held[i].used)
+			h = &held[i];
+	if (h == NULL)
+		return VKWS_ESTORE;
+	if ((e = join_send(c, room, rn, 0, "", 0, &p)) < 0)
+		return e;
+	p->api = A_HELD;
+	p->hid = held_next;
+	memset(h, 0, offsetof(struct held, buf));
+	h->used = 1;
+	h->mode = H_FORWARD;
+	h->keep = (uint8_t)keep;
+	h->slot = (uint16_t)vkws_slot_of(api);
+	h->fd = api->fd;
+	h->requests = api->requests;
+	h->id = held_next++;
+	h->expect = 1;
+	/* The reply finishes it; the deadline only if the link dies. */
+	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	return 1;
+}
+
+int
+vkws_cluster_leave(struct conn *c, struct room *r, const char *id,
+    size_t idn)
+{
+	char cid[VKWS_CLIENT_ID_MAX], room[VKWS_ROOM_NAME_MAX];
+	size_t rn = vkws_room_name(r, room), cn = vkws_client_id(c, cid);
+
+	if (!may_send(1024))
+		return VKWS_ESTORE;
+	leave_begin(room, rn, cid, cn, vkws_room_is_default(r));
+	if (req_commit_for(P_LEAVE, c, id, idn, "", 0) == NULL)
+		return VKWS_ESTORE;
+	vkws_count.cluster_published++;
+	quiet = 1;	/* the request is out: obs_left stays silent */
+	vkws_leave(c, r);
+	quiet = 0;
 	return 0;
 }
 
@@ -949,6 +1049,50 @@ static void api_answer_in(const char *id, size_t idn, const char *from,
     size_t fn, const char *r, size_t n);
 static void history_done(const struct pend *p, const uint8_t *base,
     const struct resp_val *v, size_t nv);
+static void held_add(struct held *h, const char *r, size_t n);
+static void held_finish(struct held *h);
+static void api_publish(const char *origin, size_t olen, const char *id,
+    size_t idn, const char *out, size_t len);
+
+/* The answer to a join: the chat client's ack, or the server API's
+ * reply (to the call held here, or published to the node that asked). */
+static void
+join_answer(struct pend *p, int code)
+{
+	char out[96];
+	const char *msg, *sp;
+	struct json_out o;
+	size_t i;
+
+	if (p->api == A_CHAT) {
+		pend_ack(p, code);
+		return;
+	}
+	json_out_init(&o, out, sizeof(out));
+	json_out_lit(&o, "{\"code\":");
+	json_out_int(&o, code);
+	if (code == 0) {
+		json_out_lit(&o, ",\"data\":null}");
+	} else {
+		msg = code == VKWS_ESTORE ? "cluster unavailable" :
+		    vkws_strerror(code);
+		json_out_lit(&o, ",\"msg\":");
+		json_out_str(&o, msg, strlen(msg));
+		json_out_lit(&o, "}");
+	}
+	if (p->api == A_REMOTE) {
+		sp = memchr(P_ID(p), ' ', p->id_len);
+		if (sp != NULL)
+			api_publish(P_ID(p), (size_t)(sp - P_ID(p)), sp + 1,
+			    (size_t)(P_ID(p) + p->id_len - sp - 1), o.p, o.n);
+		return;
+	}
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (held[i].used && held[i].id == p->hid) {
+			held_add(&held[i], o.p, o.n);
+			held_finish(&held[i]);
+		}
+}
 
 /* A string value of a reply as (pointer, length). */
 static const char *
@@ -973,19 +1117,21 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	size_t sn, total;
 	int complete;
 
-	if (c == NULL)
+	if (c == NULL) {
+		join_answer(p, VKWS_ENOTFOUND);
 		return;
+	}
 	if (nv >= 1 && v[0].type == RESP_INT) {
-		pend_ack(p, (int)v[0].i);	/* -5: full */
+		join_answer(p, (int)v[0].i);	/* -5: full */
 		return;
 	}
 	if (nv < 6 || v[0].type != RESP_ARRAY || v[0].len != 5 ||
 	    v[4].type != RESP_ARRAY || v[4].end >= nv ||
 	    v[v[4].end].type != RESP_ARRAY) {
-		pend_ack(p, VKWS_ESTORE);
+		join_answer(p, VKWS_ESTORE);
 		return;
 	}
-	pend_ack(p, 0);
+	join_answer(p, 0);
 	quiet = 1;
 	(void)vkws_join_member(c, P_ROOM(p), p->room_len);
 	quiet = 0;
@@ -1078,9 +1224,12 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 		break;
 	case P_JOIN:
 		if (err)
-			pend_ack(p, VKWS_ESTORE);
+			join_answer(p, VKWS_ESTORE);
 		else
 			join_done(p, base, v, nv);
+		break;
+	case P_LEAVE:
+		pend_ack(p, err ? VKWS_ESTORE : 0);
 		break;
 	case P_PRIV:
 		pend_ack(p, err ? VKWS_ESTORE : v[0].type == RESP_INT &&
@@ -1518,19 +1667,14 @@ history_done(const struct pend *p, const uint8_t *base,
 	held_finish(h);
 }
 
-/* "Q ORIGIN ID TARGET\nBODY": run it here if it is for this node, and
- * publish the answer "R ORIGIN ID NODE\nREPLY". */
+/* Publish the answer out[0..len) "R ORIGIN ID NODE\nREPLY" to a call
+ * another node sent. */
 static void
-api_request(const char *origin, size_t olen, const char *id, size_t idn,
-    const char *target, size_t tn, const char *body, size_t n)
+api_publish(const char *origin, size_t olen, const char *id, size_t idn,
+    const char *out, size_t len)
 {
-	const char *out;
-	size_t len, k = 0;
+	size_t k = 0;
 
-	if (!(tn == 1 && target[0] == '*') && !(tn == node_len &&
-	    memcmp(target, cfg->node, tn) == 0))
-		return;
-	len = vkws_api_run(body, n, &out);
 	if (olen + idn + node_len + 8 + len > sizeof(frame2) ||
 	    !may_send(len + olen + 256))
 		return;		/* the origin answers at its deadline */
@@ -1552,6 +1696,32 @@ api_request(const char *origin, size_t olen, const char *id, size_t idn,
 	resp_enc_arg(&enc, bus, bus_len);
 	resp_enc_arg(&enc, frame2, k);
 	(void)req_commit(P_NONE);
+}
+
+/* "Q ORIGIN ID TARGET\nBODY": run it here if it is for this node, and
+ * publish the answer, now or (a joinRoom: after Redis) later. */
+static void
+api_request(const char *origin, size_t olen, const char *id, size_t idn,
+    const char *target, size_t tn, const char *body, size_t n)
+{
+	const char *out;
+	size_t len;
+
+	if (!(tn == 1 && target[0] == '*') && !(tn == node_len &&
+	    memcmp(target, cfg->node, tn) == 0))
+		return;
+	rq_from_len = 0;
+	if (olen + 1 + idn <= sizeof(rq_from)) {
+		memcpy(rq_from, origin, olen);
+		rq_from[olen] = ' ';
+		memcpy(rq_from + olen + 1, id, idn);
+		rq_from_len = olen + 1 + idn;
+	}
+	rq_deferred = 0;
+	len = vkws_api_run(body, n, &out);
+	rq_from_len = 0;
+	if (!rq_deferred)
+		api_publish(origin, olen, id, idn, out, len);
 }
 
 /* "R ORIGIN ID NODE\nREPLY" for a call this node holds. */
@@ -1622,9 +1792,11 @@ link_down(const char *why)
 	vkws_count.cluster_up = 0;
 	while (p_first != p_next) {
 		struct pend *p = &pend[p_first++ % VKWS_REDIS_PENDING];
-		if ((p->kind == P_CHAT && !p->acked) || p->kind == P_JOIN ||
-		    p->kind == P_PRIV)
+		if ((p->kind == P_CHAT && !p->acked) || p->kind == P_PRIV ||
+		    p->kind == P_LEAVE)
 			pend_ack(p, VKWS_ESTORE);
+		else if (p->kind == P_JOIN)
+			join_answer(p, VKWS_ESTORE);
 	}
 	text_start = text_used = 0;
 	leave_start = leave_used = 0;

@@ -39,6 +39,10 @@ int vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
     size_t n, const char *id, size_t idn);
 int vkws_cluster_join(struct conn *c, const char *room, size_t n,
     uint64_t since, const char *id, size_t idn);
+/* A leave of r: the request goes to Redis, c leaves here, and the ack
+ * waits for Redis's reply (-7 if the link fails first). */
+int vkws_cluster_leave(struct conn *c, struct room *r, const char *id,
+    size_t idn);
 int vkws_cluster_private(struct conn *c, const char *uid, size_t un,
     const char *frame, size_t fn, const char *id, size_t idn);
 
@@ -52,6 +56,12 @@ const char *vkws_cluster_node(void);
  */
 int vkws_cluster_api(struct conn *c, const char *method, const char *body,
     size_t n, const char *cid, size_t cn, int keep);
+/* joinRoom (api.c) of this node's connection cid[0..cn): through the
+ * join script, so maxClients counts every node. api: the /api
+ * connection, or NULL for a call another node sent. 0 if done here (a
+ * member already), 1 if answered later, or a VKWS_E* code. */
+int vkws_cluster_api_join(struct conn *api, const char *cid, size_t cn,
+    const char *room, size_t rn, int keep);
 /* getRoomHistory (api.c): the newest limit (0: all kept) messages of the
  * room from Redis; 1 if held, or a VKWS_E* code. here: the room exists
  * on this node (an empty history is then [] rather than -3). */

@@ -398,6 +398,100 @@ def test_max_clients_over_nodes(nodes):
     go(body)
 
 
+def test_api_join_room_counts_every_node(nodes):
+    """The API's joinRoom checks maxClients over every node (the join
+    script in Redis), whichever node holds the client or takes the call:
+    -5 when full, and nothing joined."""
+    n1, n2, n3 = (nodes(n, "--default-room", "") for n in ("j1", "j2", "j3"))
+    wait_up(n1, n2, n3)
+    for n in (n1, n2, n3):
+        wait_for(lambda: metric(n, "cluster_nodes") == 3, 5, "three nodes")
+    r = api(n1, "createRoom", room="small", maxClients=2)
+    assert r["code"] == 0, r
+
+    async def body(pool):
+        a = await pool.login(n1, "a", room=None)
+        b = await pool.login(n2, "b", room=None)
+        c = await pool.login(n3, "c", room=None)
+        loop = asyncio.get_running_loop()
+
+        async def call(srv, method, **params):
+            return await loop.run_in_executor(
+                None, lambda: api(srv, method, **params))
+
+        await a.ok({"type": "join", "room": "small"})
+        await a.sync()
+        # b by the API on its own node: under maxClients, joined.
+        r = await call(n2, "joinRoom", clientId=b.cid, room="small")
+        assert r == {"code": 0, "data": None}, r
+        await b.expect("user_join", room="small")
+        lst = await b.expect("user_list", room="small")
+        assert sorted(u["userId"] for u in lst["users"]) == ["a", "b"], lst
+        await b.expect("history", room="small")
+        # Full over the nodes: n3 has no member of it, yet -5, both
+        # from c's own node and from another one.
+        r = await call(n3, "joinRoom", clientId=c.cid, room="small")
+        assert r["code"] == -5, r
+        r = await call(n1, "joinRoom", clientId=c.cid, room="small")
+        assert r["code"] == -5, r
+        await c.quiet()
+        r = await call(n2, "getRoomClients", room="small")
+        assert sorted(e["clientId"] for e in r["data"]) == sorted(
+            [a.cid, b.cid]), r
+        # A place frees: the API's join from another node goes through.
+        await b.ok({"type": "leave", "room": "small"})
+        while (await a.recv())["type"] != "user_leave":
+            pass
+        r = await call(n1, "joinRoom", clientId=c.cid, room="small")
+        assert r == {"code": 0, "data": None}, r
+        await c.expect("user_join", room="small")
+        await c.expect("user_list", room="small")
+        await c.expect("history", room="small")
+        j = await a.expect("user_join", room="small")
+        assert j["user"]["clientId"] == c.cid, j
+        # A member already: 0, nothing new.
+        r = await call(n3, "joinRoom", clientId=c.cid, room="small")
+        assert r == {"code": 0, "data": None}, r
+
+    go(body)
+
+
+def test_leave_acked_after_redis(nodes, redis):
+    """A leave is acked once Redis took it: with Redis paused the ack
+    waits (a ping sent after it is answered first), and comes when
+    Redis answers; if the link fails first, the ack is -7."""
+    n1 = nodes("l1", "--default-room", "")
+    wait_up(n1)
+
+    async def body(pool):
+        a = await pool.login(n1, "a", room=None)
+        for room in ("r1", "r2"):
+            await a.join(room)
+        assert redis.cmd("HEXISTS", "{vkws:r1}:m", a.cid) == b":1\r\n"
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            await a.send({"type": "leave", "room": "r1", "id": "lv1"})
+            await a.send({"type": "ping", "id": "p1"})
+            # The pong is local; the ack waits for Redis.
+            assert await a.recv() == {"type": "pong", "id": "p1"}
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        ack = await a.recv()
+        assert ack == {"type": "ack", "id": "lv1", "code": 0}, ack
+        assert redis.cmd("HEXISTS", "{vkws:r1}:m", a.cid) == b":0\r\n"
+        # The link fails before Redis answers: -7.
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        await a.send({"type": "leave", "room": "r2", "id": "lv2"})
+        await a.send({"type": "ping", "id": "p2"})
+        assert await a.recv() == {"type": "pong", "id": "p2"}
+        redis.stop(signal.SIGKILL)
+        ack = await a.recv()
+        assert ack["type"] == "ack" and ack["id"] == "lv2", ack
+        assert ack["code"] == -7, ack
+
+    go(body)
+
+
 # ---- a node stops, a node dies ------------------------------------------
 
 def test_node_sigterm_and_kill9(nodes):
@@ -582,7 +676,9 @@ async def raw(c):
 def test_api_across_nodes(nodes):
     n1, n2, n3 = nodes("a1"), nodes("a2"), nodes("a3")
     wait_up(n1, n2, n3)
-    wait_for(lambda: metric(n1, "cluster_nodes") == 3, 5, "three nodes")
+    # Each node waits for as many answers as it counts nodes.
+    for n in (n1, n2, n3):
+        wait_for(lambda: metric(n, "cluster_nodes") == 3, 5, "three nodes")
 
     async def body(pool):
         a = await pool.login(n1, "alice")
