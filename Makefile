@@ -154,7 +154,7 @@ $(O):
 # Debian packages each step needs; installed only when missing.
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
-             python3-pytest curl openssl chromium nodejs npm strace \
+             python3-pytest python3-pytest-xdist curl openssl chromium nodejs npm strace \
              iproute2 node-typescript redis-server $(PKG_DEPS)
 # make deb and its test (tests/test_packaging.py): dpkg-buildflags,
 # lintian, systemd-analyze.
