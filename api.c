@@ -45,7 +45,7 @@ api_init(struct vkws_config *c)
 {
 	cfg = c;
 	t_start = vkws_now_ms();
-	if (vkws_cluster_init(c) < 0)	/* issue 15 */
+	if (vkws_cluster_init(c) < 0)
 		return -1;
 	return vkws_chat_init(c);
 }
@@ -62,7 +62,7 @@ api_static_size(void)
 {
 	return sizeof(bodies) + sizeof(api_toks) + sizeof(api_out) +
 	    vkws_chat_static_size() +
-	    vkws_cluster_static_size();	/* issue 15: static either way */
+	    vkws_cluster_static_size();	/* static either way */
 }
 
 /* Whether the peer is on loopback: 127.0.0.0/8 (IPv4-mapped) or ::1.
@@ -162,7 +162,7 @@ static const char json_type[] = "application/json; charset=utf-8";
 
 /* The parameter a -2 is about, named in its msg. */
 static const char *bad_param;
-/* Cluster (issue 15): the connection whose call api_call() runs (NULL
+/* Cluster: the connection whose call api_call() runs (NULL
  * for a call another node sent), and whether the call went to other
  * nodes to be answered later (vkws_api_reply()). */
 static struct conn *api_conn;
@@ -319,7 +319,7 @@ out_client(struct json_out *o, const struct vkws_client *ci)
 	out_bool(o, ci->tls);
 	json_out_lit(o, ",\"queuedBytes\":");
 	json_out_uint(o, ci->queued_bytes);
-	if (vkws_cluster_on()) {	/* issue 15 */
+	if (vkws_cluster_on()) {
 		json_out_lit(o, ",\"node\":");
 		json_out_str(o, vkws_cluster_node(), strlen(vkws_cluster_node()));
 	}
@@ -491,7 +491,7 @@ static const struct metric {
 	    &g_store.log_bytes },
 	{ "store_broken", "gauge", "1 while the log cannot be written.",
 	    &g_store_broken },
-	/* Cluster (issue 15): 0 and unused without --redis. */
+	/* Cluster: 0 and unused without --redis. */
 	{ "cluster_up", "gauge", "1 while the link to Redis serves.",
 	    &vkws_count.cluster_up },
 	{ "cluster_nodes", "gauge", "Live nodes of the cluster, this one "
@@ -970,7 +970,7 @@ m_get_room_history(const struct call *q, struct json_out *o)
 		return n;
 	if ((e = p_int(q, "limit", 0, INT32_MAX, &limit)) == VKWS_EINVAL)
 		return e;
-	/* Cluster (issue 15): the room's history is in Redis. */
+	/* Cluster: the room's history is in Redis. */
 	if (vkws_cluster_on() && api_conn != NULL && limit != 0) {
 		e = vkws_cluster_history(api_conn, s_room, (size_t)n,
 		    limit < 0 ? 0 : (uint32_t)limit,
@@ -1105,7 +1105,7 @@ api_call(const char *body, size_t n)
 		e = VKWS_EUNKNOWN;
 		goto fail;
 	}
-	/* Cluster (issue 15): a call that reaches other nodes goes to them
+	/* Cluster: a call that reaches other nodes goes to them
 	 * through Redis and is answered once they have (or -7). */
 	if (vkws_cluster_on() && api_conn != NULL) {
 		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
@@ -1189,7 +1189,7 @@ api_answer(struct conn *c, const char *body, size_t n, int keep)
 	    api_out, len, keep);
 }
 
-/* Cluster (issue 15): run a call another node sent, here only. */
+/* Cluster: run a call another node sent, here only. */
 size_t
 vkws_api_run(const char *body, size_t n, const char **out)
 {
@@ -1197,7 +1197,7 @@ vkws_api_run(const char *body, size_t n, const char **out)
 	return api_call(body, n);
 }
 
-/* Cluster (issue 15): the answer to a call held for other nodes; the
+/* Cluster: the answer to a call held for other nodes; the
  * connection then reads its next request. */
 void
 vkws_api_reply(struct conn *c, const char *json, size_t n, int keep)
@@ -1340,7 +1340,7 @@ route_healthz(struct conn *c, const struct http_req *r, const uint8_t *body,
 	(void)body;
 	(void)avail;
 	(void)used;
-	/* Cluster (issue 15): 503 while the link to Redis is down. */
+	/* Cluster: 503 while the link to Redis is down. */
 	if (vkws_cluster_on() && !vkws_cluster_up()) {
 		vkws_http_reply(c, 503, "Cache-Control: no-store\r\n",
 		    "text/plain; charset=utf-8", "cluster unavailable", 19,
@@ -1532,6 +1532,6 @@ const struct vkws_hooks vkws_api_hooks = {
 	.http_body = http_body,
 	.after_pass = after_pass,
 	.reload = reload,
-	.poll_fds = vkws_cluster_poll_fds,	/* issue 15 */
+	.poll_fds = vkws_cluster_poll_fds,
 	.poll_ready = vkws_cluster_poll_ready,
 };

@@ -121,7 +121,7 @@ reply_id(struct conn *c, const char *id, size_t idn, int code)
 	send_text(c, &o);
 }
 
-/* The reply to a request answered later (the cluster, issue 15): id is
+/* The reply to a request answered later (the cluster): id is
  * the request's id source (idn 0: none), msg NULL for the usual text. */
 void
 vkws_chat_ack(struct conn *c, const char *id, size_t idn, int code,
@@ -149,7 +149,7 @@ vkws_chat_ack(struct conn *c, const char *id, size_t idn, int code,
 	send_text(c, &o);
 }
 
-/* Cluster (issue 15): an operation that could not go to Redis. */
+/* Cluster: an operation that could not go to Redis. */
 static void
 cluster_refused(struct conn *c, const struct req *q, int code)
 {
@@ -347,7 +347,7 @@ auth_accept(struct conn *c, const struct req *q)
 		struct room *r;
 		if (vkws_join_check(c, cfg->default_room, n, &r) != 0)
 			return;
-		/* Cluster (issue 15): through Redis while it serves; else
+		/* Cluster: through Redis while it serves; else
 		 * here, registered with Redis when it is back. */
 		if (!vkws_cluster_up() || vkws_cluster_join(c,
 		    cfg->default_room, n, 0, NULL, 0) != 0)
@@ -490,7 +490,7 @@ do_chat(struct conn *c, const struct req *q)
 		reply(c, q, VKWS_EPERM);
 		return;
 	}
-	if (vkws_cluster_on()) {	/* issue 15: Redis gives the seq */
+	if (vkws_cluster_on()) {	/* Redis gives the seq */
 		const char *id = NULL;
 		size_t idn = id_raw(q, &id);
 		vkws_room_announce(c, r);
@@ -557,7 +557,7 @@ do_private(struct conn *c, const struct req *q)
 		reply(c, q, VKWS_ELIMIT);
 		return;
 	}
-	if (vkws_cluster_on()) {	/* issue 15: to every node */
+	if (vkws_cluster_on()) {	/* to every node */
 		const char *id = NULL;
 		size_t idn = id_raw(q, &id);
 		int e = vkws_cluster_private(c, uid, (size_t)un, o.p, o.n, id,
@@ -588,7 +588,7 @@ do_join(struct conn *c, const struct req *q)
 		reply(c, q, e);
 		return;
 	}
-	if (e == 0 && vkws_cluster_on()) {	/* issue 15: through Redis */
+	if (e == 0 && vkws_cluster_on()) {	/* through Redis */
 		const char *id = NULL;
 		size_t idn = id_raw(q, &id);
 		if ((e = vkws_cluster_join(c, room, (size_t)n,

@@ -1,5 +1,5 @@
 /*
- * cluster.c: cluster mode on Redis (PROTOCOL.md 9, issue 15). Several
+ * cluster.c: cluster mode on Redis (PROTOCOL.md 9). Several
  * nodes share one Redis: it holds each room's seq, history and members,
  * the users of every node and a heartbeat per node, and carries every
  * node's events on one pub/sub channel, NAME:bus. The link is two
@@ -103,7 +103,7 @@ static const char lua_chat[] =
 
 /* KEYS: members, history, seq, info. ARGV: clientId, user, default
  * maxClients, since, node set, node set entry, bus, user_join message,
- * members cap, history bytes cap. Returns -5 (full) or {seq, complete,
+ * members cap, history bytes cap, members bytes cap. Returns -5 (full) or {seq, complete,
  * members, {member...}, {chat...}}. */
 static const char lua_join[] =
 "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
@@ -131,7 +131,10 @@ static const char lua_join[] =
 "for i = lo, #h do out[#out + 1] = h[i] end\n"
 "local vals = redis.call('HVALS', KEYS[1])\n"
 "local ms = {}\n"
-"for i = 1, math.min(#vals, tonumber(ARGV[9])) do ms[i] = vals[i] end\n"
+"local mb = tonumber(ARGV[11])\n"
+"for i = 1, math.min(#vals, tonumber(ARGV[9])) do\n"
+"  if mb < #vals[i] + 1 then break end\n"
+"  mb = mb - #vals[i] - 1; ms[i] = vals[i] end\n"
 "return {seq, complete, #vals, ms, out}\n";
 
 /* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
@@ -187,18 +190,31 @@ static int quiet;		/* the observers stay silent (the scripts
 static int loaded;		/* scripts Redis took on this link */
 static int broken;		/* a reply says the link must start over */
 
-/* One socket to Redis with its static buffers. */
+/* One socket to Redis with its static buffers (sized apart: the
+ * subscription link sends one short command). */
 enum { L_DOWN = 0, L_CONNECTING, L_UP };
 struct rlink {
 	int fd;
 	uint8_t state;		/* L_* */
 	uint8_t subscribed;	/* sub: the bus confirmed */
 	size_t olen, ilen;
-	uint8_t out[VKWS_REDIS_OUT];
-	uint8_t in[VKWS_REDIS_IN];
+	uint8_t *out, *in;
+	size_t out_cap, in_cap;
 };
-/* Zeroed (BSS, no bytes in the binary); fd is set to -1 at init. */
-static struct rlink cmd, sub;
+static uint8_t cmd_out[VKWS_REDIS_OUT], cmd_in[VKWS_REDIS_IN];
+static uint8_t sub_out[VKWS_REDIS_SUB_OUT], sub_in[VKWS_REDIS_IN];
+/* fd is set to -1 at init. */
+static struct rlink cmd = { .out = cmd_out, .in = cmd_in,
+    .out_cap = sizeof(cmd_out), .in_cap = sizeof(cmd_in) };
+static struct rlink sub = { .out = sub_out, .in = sub_in,
+    .out_cap = sizeof(sub_out), .in_cap = sizeof(sub_in) };
+/* Room a request of n payload bytes asks of the output (may_send adds
+ * 256 more): its envelope, keys and bus header. */
+#define REQ_ENV 1024
+_Static_assert(VKWS_MAX_OUT + REQ_ENV + 256 <= VKWS_REDIS_OUT,
+    "a largest chat or forwarded API body is not refused for room");
+_Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
+    "SUBSCRIBE and the bus name fit");
 
 /* What to do with a reply on the command link. */
 enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD };
@@ -259,7 +275,8 @@ static char user_buf[VKWS_USERINFO_MAX + 256];
 size_t
 vkws_cluster_static_size(void)
 {
-	return sizeof(cmd) + sizeof(sub) + sizeof(pend) + sizeof(vals) +
+	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
+	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) + sizeof(vals) +
 	    sizeof(leave_q) +
 	    sizeof(pend_text) +
 	    sizeof(held) +
@@ -308,7 +325,7 @@ hex_sha1(const char *s, char out[41])
 static void
 req_begin(unsigned argc)
 {
-	resp_enc_begin(&enc, cmd.out + cmd.olen, sizeof(cmd.out) - cmd.olen,
+	resp_enc_begin(&enc, cmd.out + cmd.olen, cmd.out_cap - cmd.olen,
 	    argc);
 }
 
@@ -345,7 +362,7 @@ req_commit(int kind)
 static int
 may_send(size_t need)
 {
-	return up && sizeof(cmd.out) - cmd.olen >= need + 256 &&
+	return up && cmd.out_cap - cmd.olen >= need + 256 &&
 	    p_next - p_first < VKWS_REDIS_PENDING;
 }
 
@@ -557,7 +574,7 @@ obs_joined(struct conn *c, struct room *r)
 		return;
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 10);
+	eval_begin(SC_JOIN, 4, 11);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
@@ -567,6 +584,7 @@ obs_joined(struct conn *c, struct room *r)
 	resp_enc_arg(&enc, entry, en);
 	resp_enc_arg(&enc, bus, bus_len);
 	resp_enc_arg(&enc, frame2, bn);
+	resp_enc_u64(&enc, 0);
 	resp_enc_u64(&enc, 0);
 	resp_enc_u64(&enc, 0);
 	(void)req_commit(P_NONE);
@@ -828,7 +846,7 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 	if (!json_out_ok(&a) || !json_out_ok(&b) || a.n + b.n + 24 >
 	    VKWS_MAX_OUT)
 		return VKWS_ELIMIT;
-	if (!may_send(2 * (a.n + b.n) + 512))
+	if (!may_send(a.n + b.n + REQ_ENV))
 		return VKWS_ESTORE;
 	room_keys(room, rn);
 	/* The bus header "C NODE TAG " SEQ " ROOM\n": TAG finds the
@@ -872,7 +890,7 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 		return VKWS_ELIMIT;
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 10);
+	eval_begin(SC_JOIN, 4, 11);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
@@ -884,6 +902,7 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 	resp_enc_arg(&enc, frame2, bn);
 	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
 	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
+	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
 	if (req_commit_for(P_JOIN, c, id, idn, room, rn) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;
@@ -896,7 +915,7 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 {
 	size_t k = 0;
 
-	if (!may_send(2 * fn + 512))
+	if (!may_send(fn + REQ_ENV))
 		return VKWS_ESTORE;
 	if (3 + node_len + un + 1 + fn > sizeof(frame2))
 		return VKWS_ELIMIT;
@@ -1394,7 +1413,7 @@ vkws_cluster_api(struct conn *c, const char *method, const char *body,
 	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
 		if (!held[i].used)
 			h = &held[i];
-	if (h == NULL || !may_send(2 * n + 512) ||
+	if (h == NULL || !may_send(n + REQ_ENV) ||
 	    4 + node_len + 12 + tn + 1 + n > sizeof(frame2))
 		return VKWS_ESTORE;
 	/* "Q ORIGIN ID TARGET\n" and the call as it came. */
@@ -1690,7 +1709,7 @@ links_connect(void)
 	script_common_args();
 	resp_enc_str(&enc, new_life ? "1" : "0");
 	(void)req_commit(P_BEAT);
-	resp_enc_begin(&enc, sub.out, sizeof(sub.out), 2);
+	resp_enc_begin(&enc, sub.out, sub.out_cap, 2);
 	resp_enc_str(&enc, "SUBSCRIBE");
 	resp_enc_arg(&enc, bus, bus_len);
 	sub.olen = (size_t)resp_enc_end(&enc);
@@ -1724,7 +1743,7 @@ link_read(struct rlink *l)
 	size_t off = 0, nv;
 	long n;
 
-	r = recv(l->fd, l->in + l->ilen, sizeof(l->in) - l->ilen, 0);
+	r = recv(l->fd, l->in + l->ilen, l->in_cap - l->ilen, 0);
 	if (r == 0)
 		return -1;
 	if (r < 0)
@@ -1752,7 +1771,7 @@ link_read(struct rlink *l)
 	memmove(l->in, l->in + off, l->ilen - off);
 	l->ilen -= off;
 	/* A reply larger than the whole buffer can never be read. */
-	return l->ilen == sizeof(l->in) ? -1 : 0;
+	return l->ilen == l->in_cap ? -1 : 0;
 }
 
 static void

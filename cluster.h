@@ -1,5 +1,5 @@
 /*
- * cluster.h: cluster mode on Redis (PROTOCOL.md 9, issue 15). The link
+ * cluster.h: cluster mode on Redis (PROTOCOL.md 9). The link
  * to Redis is one more kind of descriptor in the core's loop (through
  * hooks->poll_fds / poll_ready); the chat protocol calls the functions
  * below where an operation needs the cluster. Without --redis they are

@@ -120,7 +120,7 @@ struct vkws_counts {
 	uint64_t api_requests;
 	uint64_t store_failures;
 	uint64_t rooms;		/* rooms in the table */
-	/* The cluster link (cluster.c, issue 15). */
+	/* The cluster link (cluster.c). */
 	uint64_t cluster_up, cluster_nodes, cluster_published,
 	    cluster_received, cluster_reconnects;
 };
@@ -247,7 +247,7 @@ const char *vkws_conn_addr(const struct conn *c);
 size_t vkws_client_id(const struct conn *c, char *out);
 /* The open WebSocket a clientId names, or NULL. */
 struct conn *vkws_conn_by_id(const char *s, size_t n);
-/* Cluster (issue 15): clientIds become "PREFIX-hex", unique over every
+/* Cluster: clientIds become "PREFIX-hex", unique over every
  * node; p[0..n) is kept by reference and must live as long as the
  * process. The counter starts at seed (random), so a node restarted
  * under the same name never hands out an id of its earlier life. */
@@ -300,7 +300,7 @@ int vkws_user_exists(const char *uid, size_t n);
 void vkws_user_removed(struct conn *c);
 void vkws_rooms_init(struct vkws_config *c);
 
-/* Cluster hook points (issue 15). Observers of membership changes, each
+/* Cluster hook points. Observers of membership changes, each
  * called after room.c has done its local part; any may be NULL. */
 struct vkws_room_obs {
 	void (*joined)(struct conn *c, struct room *r);
@@ -469,7 +469,7 @@ struct vkws_hooks {
 	/* SIGHUP (the core reloads the TLS pair itself). */
 	void (*reload)(void);
 	/* Descriptors a layer owns besides the connection table (the
-	 * cluster link, issue 15). Before poll(): act on the layer's timers
+	 * cluster link). Before poll(): act on the layer's timers
 	 * that passed, fill at most max entries of p (fd, events) and lower
 	 * *next to the layer's next deadline (monotonic ms); returns the
 	 * entries filled. After poll(): the same entries with revents.

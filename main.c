@@ -161,7 +161,7 @@ static const struct flag flags[] = {
 	{ "data-dir", "DIR", F_STR, 0, FIELD(data_dir), 0, 0,
 	  "keep history and persistent rooms on disk; a\n"
 	  "change takes a restart" },
-	/* Cluster mode (issue 15). */
+	/* Cluster mode. */
 	{ "redis", "ADDR", F_STR, 0, FIELD(redis), 0, 0,
 	  "cluster mode: HOST:PORT or unix:PATH of the Redis\n"
 	  "that every node shares (not with --data-dir)" },

@@ -15,7 +15,7 @@
 #include "store.h"
 
 static struct vkws_config *cfg;
-/* Who watches membership changes (the cluster layer, issue 15). */
+/* Who watches membership changes (the cluster layer). */
 static const struct vkws_room_obs *obs;
 
 void
@@ -930,7 +930,7 @@ vkws_room_name(const struct room *r, char *out)
 	return r->name_len;
 }
 
-/* ---- For the cluster layer (issue 15) ------------------------------- */
+/* ---- For the cluster layer ------------------------------------------ */
 
 int
 vkws_room_send(struct room *r, const char *p, size_t n)

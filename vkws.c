@@ -2058,7 +2058,7 @@ vkws_serve(struct vkws_config *c)
 		    shown);
 		(void)!write(STDOUT_FILENO, line, (size_t)n);
 	}
-	/* Cluster (issue 15): the node's name, once it listens. */
+	/* Cluster: the node's name, once it listens. */
 	if (c->redis[0] != '\0') {
 		n = snprintf(line, sizeof(line), "node %s\n", c->node);
 		(void)!write(STDOUT_FILENO, line, (size_t)n);
@@ -2137,7 +2137,7 @@ id_assign(struct conn *c)
 	    vkws_slot_of(c);
 }
 
-/* "NODE-" before every clientId in a cluster (issue 15). */
+/* "NODE-" before every clientId in a cluster. */
 static const char *id_prefix;
 static size_t id_prefix_len;
 

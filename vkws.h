@@ -52,9 +52,9 @@
 #ifndef VKWS_PROFILE_SMALL
 #define VKWS_API_TOKENS (VKWS_MAX_BODY / 2 + 2)
 #else
-/* PROFILE=small keeps 4096 (80 KiB of the 640 the full table takes): a
+/* PROFILE=small keeps 2048 (40 KiB of the 640 the full table takes): a
  * body of more JSON values than that is answered -5. */
-#define VKWS_API_TOKENS 4096
+#define VKWS_API_TOKENS 2048
 #endif
 /* Largest frame the server sends (payload bytes): a broadcast of the
  * largest API body plus its envelope. */
@@ -75,8 +75,8 @@
  * chunks once and every queue points at it. */
 #define VKWS_CHUNK 4096		/* bytes of one chunk: a page */
 #ifdef VKWS_PROFILE_SMALL
-#define VKWS_POOL_CHUNKS 96	/* 384 KiB: a few largest frames */
-#define VKWS_RX_BUFS 8		/* receive buffers for split frames */
+#define VKWS_POOL_CHUNKS 64	/* 256 KiB: three largest frames */
+#define VKWS_RX_BUFS 4		/* receive buffers for split frames */
 #elif defined(VKWS_PROFILE_BENCH)
 #define VKWS_POOL_CHUNKS 8192	/* 32 MiB */
 #define VKWS_RX_BUFS 256
@@ -264,13 +264,35 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
     "a cluster clientId fits");
 /* Bytes of a --cluster NAME, the prefix of every Redis key. */
 #define VKWS_CLUSTER_NAME_MAX 32
-/* Requests queued to Redis (bytes): a few hundred chat messages of
- * typical size, and at least one request of the largest kind (a
- * broadcast of a whole API body). Full: the operation answers -7. */
+/* The envelope around the largest thing the link carries whole (bytes):
+ * RESP headers, the script sha, keys ("{NAME:ROOM}:..."), the bus name
+ * and the bus header ("C NODE TAG SEQ ROOM\n"), a request id. */
+#define VKWS_REDIS_ENVELOPE 2048
+/* Requests queued to Redis (bytes): at least one request of the largest
+ * kind whole (a chat frame or a forwarded API body of VKWS_MAX_OUT and
+ * its envelope); the default build room for a few hundred chats more.
+ * Full: the operation answers -7. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_REDIS_OUT (VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE)
+#else
 #define VKWS_REDIS_OUT (2 * VKWS_MAX_OUT)
+#endif
 /* Replies and pub/sub messages read from Redis (bytes): at least one
- * whole reply, the largest being a join's history and member list. */
+ * whole bus message (a chat frame or an API body or reply of up to
+ * VKWS_MAX_OUT, with its envelope) or reply (a join's history and
+ * member list, capped in bytes below). */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_REDIS_IN (VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE)
+#else
 #define VKWS_REDIS_IN (2 * VKWS_MAX_OUT)
+#endif
+/* The subscription link only ever sends SUBSCRIBE and the bus name
+ * (bytes). */
+#define VKWS_REDIS_SUB_OUT 256
+_Static_assert(VKWS_REDIS_OUT >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
+    "the link's output holds one largest request whole");
+_Static_assert(VKWS_REDIS_IN >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
+    "the link's input holds one largest bus message whole");
 /* Requests whose replies are awaited, each with what to do with its
  * reply (an ack to send, a join to finish): enough for a thousand
  * clients joining in one burst (a router's 64 in the small profile).
@@ -288,7 +310,15 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
  * registers itself with Redis again. */
 #define VKWS_LEAVE_BACKLOG (64 * VKWS_MAX_CONNS)
 /* Members a cluster user_list names; the rest are counted in "more". */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_CLUSTER_LIST_MAX 64
+#else
 #define VKWS_CLUSTER_LIST_MAX 256
+#endif
+/* Bytes of member entries (userId and userInfo JSON) a join's reply
+ * carries; the rest are counted in "more", so that the reply fits the
+ * link's input whole. */
+#define VKWS_CLUSTER_LIST_BYTES 32768
 /* Values of one parsed Redis reply: a join's history and members. */
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
 /* Server API calls waiting for other nodes' answers at once (each holds
@@ -386,7 +416,11 @@ enum {
 #define VKWS_REC_MAX (1 + VKWS_ROOM_NAME_MAX + 8 + 8 + VKWS_MAX_OUT)
 /* Compaction writes through a buffer of this size (bytes), so the new
  * file is written in few large writes, not one per record. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_STORE_WBUF 4096
+#else
 #define VKWS_STORE_WBUF 16384
+#endif
 /* Storage failures are logged at most once per this many ms. */
 #define VKWS_STORE_LOG_EVERY 60000
 /* A failed log is reopened at most once per this many ms. */
@@ -399,8 +433,16 @@ enum {
  * with them, in a table of this many chats and a buffer of this many
  * bytes (one largest frame and its id at least); a chat that would not
  * fit makes the ones before it sync and go out first. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_PENDING_CHATS 64	/* one a connection */
+#else
 #define VKWS_PENDING_CHATS 256
+#endif
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_PENDING_BYTES (VKWS_MAX_OUT + 1024)	/* one largest */
+#else
 #define VKWS_PENDING_BYTES (2 * VKWS_MAX_OUT)
+#endif
 
 /* Fill c with the defaults of PROTOCOL.md. */
 void vkws_config_default(struct vkws_config *c);
@@ -554,6 +596,9 @@ int vkws_set_client_data(const char *cid, size_t cn, const char *json,
     size_t jn);
 int vkws_get_client_data(const char *cid, size_t cn, const char **json);
 
+_Static_assert(VKWS_HISTORY_BYTES + VKWS_CLUSTER_LIST_BYTES +
+    16 * VKWS_REDIS_VALUES + VKWS_REDIS_ENVELOPE <= VKWS_REDIS_IN,
+    "a join's reply (history, members, RESP headers) fits the input");
 _Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_API_OUT,
     "getRoomHistory of a whole room fits one /api reply");
 _Static_assert(VKWS_HISTORY_BYTES + 1024 <= VKWS_MAX_OUT,

@@ -7,7 +7,8 @@
 #                  endianness by the same tests)
 #   static         make STATIC=1; smoke test, and proof it is static
 #   small          make PROFILE=small; unit tests, replay, smoke test
-# Each prints its --budget. binfmt is not assumed: cross binaries run as
+# Each prints its --budget, which must fit issue 14's targets (1.5 MiB
+# small, 8 MiB default). binfmt is not assumed: cross binaries run as
 # "qemu-arm -L /usr/arm-linux-gnueabihf BIN" (the -L prefix holds the ARM
 # dynamic loader; qemu falls back to the host path for the multiarch
 # libbearssl in /usr/lib/<triple>). For mipsel and s390x the guest's
@@ -37,6 +38,24 @@ unit() {
 	printf '  %s: %s passed, %s failed\n' "$1" "$p" "$f"
 	[ "$f" = 0 ] || printf '%s\n' "$out" | tail -20
 	add "$p" "$f"
+}
+
+# Issue 14: the static budget (vkws --budget "total") of the build in
+# $1 (run under $2) is at most 1.5 MiB for PROFILE=small, 8 MiB for the
+# default profile.
+budget() {
+	case $1 in
+	*small*) max=1572864 ;;
+	*) max=8388608 ;;
+	esac
+	total=$($2 "$1/vkws" --budget 2>&1 | awk '$1 == "total" {print $2}')
+	if [ -n "$total" ] && [ "$total" -le "$max" ]; then
+		echo "  ok: $1 static budget $total <= $max"
+		add 1 0
+	else
+		echo "  FAIL: $1 static budget '$total' > $max"
+		add 0 1
+	fi
 }
 
 # The smoke test against $dir/vkws (through the qemu wrapper).
@@ -108,6 +127,7 @@ for v in $variants; do
 		fi
 	fi
 	$run "$dir/vkws" --budget 2>&1 | sed 's/^/  /'
+	budget "$dir" "$run"
 	if [ "$v" != static ]; then
 		for t in "$dir"/tests/test_* "$dir"/fuzz/replay_*; do
 			case $t in *.su) continue ;; esac

@@ -488,6 +488,45 @@ def test_redis_restart_mid_chat(nodes, redis):
     go(body, 90)
 
 
+def test_join_reply_of_a_big_room_fits_the_link(nodes, redis):
+    """A room whose members' userInfo adds up to more than the link's
+    input buffer (80 x ~2 KB > the default's 130 KB): a newcomer's
+    user_list names as many as VKWS_CLUSTER_LIST_BYTES allow and counts
+    the rest in "more" (uncapped, the 33rd member's user_list alone
+    filled its send queue: 1013), the link stays up (the join's reply
+    fits it whole) and the room keeps working."""
+    n1 = nodes("b1", "--default-room", "")
+    wait_up(n1)
+    info = {"pad": "y" * 1900}
+    n = 80
+
+    async def body(pool):
+        for i in range(n):
+            m = await pool.login(n1, "m%d" % i, info=info, room=None,
+                                 max_queue=None)
+            await m.ok({"type": "join", "room": "big"})
+            await until(m, "history")
+        late = await pool.login(n1, "late", room=None)
+        await late.ok({"type": "join", "room": "big"})
+        ul = await until(late, "user_list")
+        assert 0 < len(ul["users"]) < n + 1, len(ul["users"])
+        assert len(ul["users"]) + ul["more"] == n + 1, ul["more"]
+        await until(late, "history")
+        # The link still serves: a chat goes through Redis and back.
+        await late.ok({"type": "chat", "room": "big", "content": "hi"})
+        c = await until(late, "chat")
+        assert c["message"] == "hi"
+
+    async def until(c, type_):
+        for _ in range(4 * n):
+            m = await c.recv(10)
+            if m["type"] == type_:
+                return m
+        raise AssertionError("%s: no %s" % (c.name, type_))
+
+    go(body, 60)
+
+
 def test_link_output_full_answers_7(nodes, redis):
     n1 = nodes("f1", "--default-room", "")
     wait_up(n1)

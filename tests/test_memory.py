@@ -57,6 +57,22 @@ def budget():
             "chunk": int(pool.group(2)), "total": int(total.group(1))}
 
 
+# Issue 14's targets for the static budget, by the profile's slots:
+# PROFILE=small (64 connections) 1.5 MiB, the default (1,024) 8 MiB.
+# (tests/cross.sh checks the small and cross builds the same way.)
+BUDGET_MAX = {64: 1572864, 1024: 8388608}
+
+
+def test_static_budget_fits_the_profile():
+    b = budget()
+    if b["conns"] == 8192:
+        # PROFILE=bench (bench/run only) holds 32 MiB of pool on purpose.
+        assert b["total"] > BUDGET_MAX[1024]
+        return
+    assert b["conns"] in BUDGET_MAX, b
+    assert b["total"] <= BUDGET_MAX[b["conns"]], b
+
+
 def rss(s):
     with open("/proc/%d/status" % s.proc.pid) as f:
         for line in f:
