@@ -235,9 +235,16 @@ vkws_q_put(struct vkws_q *q, const void *p, size_t n, int start)
 		struct seg *t = q->tail != VKWS_NONE16 ? &segs[q->tail] : NULL;
 		/* Whether the tail segment ends where its chunk's free space
 		 * begins: then the bytes go right behind it. Bytes past
-		 * chunk_used are nobody's, so any queue may write there. */
-		int open = t != NULL && t->off + (t->len & SEG_LEN) ==
-		    chunk_used[t->chunk] && chunk_used[t->chunk] < VKWS_CHUNK;
+		 * chunk_used are nobody's, so any queue may write there,
+		 * except in the chunk shared frames are being packed into:
+		 * a reply written there (the sender's ack behind the chat
+		 * it also receives) would split the next shared frame from
+		 * the one before it, and every member's queue would then
+		 * need a segment, a reference and an iovec per frame
+		 * instead of one per run of frames (the fanout cost). */
+		int open = t != NULL && t->chunk != shared_cur &&
+		    t->off + (t->len & SEG_LEN) == chunk_used[t->chunk] &&
+		    chunk_used[t->chunk] < VKWS_CHUNK;
 		size_t room;
 
 		/* Frames that follow each other in a chunk share a segment:
