@@ -1053,6 +1053,30 @@ echo_piece(struct conn *c, uint8_t *p, size_t n)
 }
 
 /*
+ * Handle the frame f whose header starts p[0..n) if its payload is all
+ * there and the send queue can take the largest reply to it. Returns the
+ * bytes used (header and payload), or 0 to wait: for more bytes, or with
+ * c->held set, for the queue to drain.
+ */
+static size_t
+whole_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
+{
+	size_t k;
+
+	if (f->payload_len > n - f->hdr_len)
+		return 0;
+	if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent) {
+		c->held = 1;
+		return 0;
+	}
+	k = (size_t)f->payload_len;
+	ws_unmask(p + f->hdr_len, k, f->mask, 0);
+	ws_frame(c, f, p + f->hdr_len, k);
+	c->t_in = pass_now;
+	return f->hdr_len + k;
+}
+
+/*
  * The /echo receive path: frame headers and control frames as in
  * ws_input(), data payloads in pieces through echo_piece(). A piece waits
  * in the receive buffer (c->held) while the send queue has less than
@@ -1111,17 +1135,9 @@ echo_input(struct conn *c, uint8_t *p, size_t n)
 			continue;
 		}
 		/* A control frame is handled whole (at most 125 bytes). */
-		if (f.payload_len > n - off - f.hdr_len)
+		if ((k = whole_frame(c, &f, p + off, n - off)) == 0)
 			break;
-		if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent) {
-			c->held = 1;
-			break;
-		}
-		k = (size_t)f.payload_len;
-		ws_unmask(p + off + f.hdr_len, k, f.mask, 0);
-		ws_frame(c, &f, p + off + f.hdr_len, k);
-		off += f.hdr_len + k;
-		c->t_in = pass_now;
+		off += k;
 	}
 	return off;
 }
@@ -1141,7 +1157,7 @@ ws_input(struct conn *c, uint8_t *p, size_t n)
 
 	while (off < n && (c->state == S_WS)) {
 		struct ws_frame f;
-		size_t pn;
+		size_t used;
 		int r = ws_frame_parse(&f, p + off, n - off, 1, &c->rx,
 		    VKWS_MAX_MSG);
 
@@ -1151,17 +1167,9 @@ ws_input(struct conn *c, uint8_t *p, size_t n)
 			ws_fail(c, r);
 			return n;
 		}
-		if (f.payload_len > n - off - f.hdr_len)
+		if ((used = whole_frame(c, &f, p + off, n - off)) == 0)
 			break;
-		if (vkws_tx_free(c) < VKWS_REPLY_ROOM && !c->close_sent) {
-			c->held = 1;
-			break;
-		}
-		pn = (size_t)f.payload_len;
-		ws_unmask(p + off + f.hdr_len, pn, f.mask, 0);
-		ws_frame(c, &f, p + off + f.hdr_len, pn);
-		off += f.hdr_len + pn;
-		c->t_in = pass_now;
+		off += used;
 	}
 	return off;
 }
