@@ -167,6 +167,22 @@ static const char *bad_param;
  * nodes to be answered later (vkws_api_reply()). */
 static struct conn *api_conn;
 static int api_keep, api_held;
+
+/*
+ * What a call handed to the cluster came to: 1, it waits for other
+ * nodes (the reply is held when a connection waits for it); a VKWS_E*
+ * code (-7 is named "cluster unavailable"); 0, nothing left to wait for.
+ * Returns e.
+ */
+static int
+cluster_outcome(int e)
+{
+	if (e == 1)
+		api_held = api_conn != NULL;
+	else if (e < 0)
+		bad_param = e == VKWS_ESTORE ? "cluster unavailable" : NULL;
+	return e;
+}
 /* body_need while a call waits for other nodes: the connection reads no
  * further request until its answer is out. */
 #define API_HELD UINT32_MAX
@@ -723,16 +739,10 @@ m_join_room(const struct call *q, struct json_out *o)
 		return cn;
 	if ((n = p_room(q, s_room)) < 0)
 		return n;
-	e = vkws_cluster_api_join(api_conn, s_cid, (size_t)cn, s_room,
-	    (size_t)n, api_keep);
-	if (e == 1) {
-		api_held = api_conn != NULL;
-		return 0;
-	}
-	if (e < 0) {
-		bad_param = e == VKWS_ESTORE ? "cluster unavailable" : NULL;
-		return e;
-	}
+	e = cluster_outcome(vkws_cluster_api_join(api_conn, s_cid, (size_t)cn,
+	    s_room, (size_t)n, api_keep));
+	if (e != 0)
+		return e == 1 ? 0 : e;
 	json_out_lit(o, "null");
 	return 0;
 }
@@ -992,18 +1002,11 @@ m_get_room_history(const struct call *q, struct json_out *o)
 		return e;
 	/* Cluster: the room's history is in Redis. */
 	if (vkws_cluster_on() && api_conn != NULL && limit != 0) {
-		e = vkws_cluster_history(api_conn, s_room, (size_t)n,
-		    limit < 0 ? 0 : (uint32_t)limit,
-		    vkws_room_find(s_room, (size_t)n) != NULL, api_keep);
-		if (e == 1) {
-			api_held = 1;
-			return 0;
-		}
-		if (e < 0) {
-			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
-			    NULL;
-			return e;
-		}
+		e = cluster_outcome(vkws_cluster_history(api_conn, s_room,
+		    (size_t)n, limit < 0 ? 0 : (uint32_t)limit,
+		    vkws_room_find(s_room, (size_t)n) != NULL, api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
 	}
 	if ((r = vkws_room_find(s_room, (size_t)n)) == NULL)
 		return VKWS_ENOTFOUND;
@@ -1129,17 +1132,12 @@ api_call(const char *body, size_t n)
 	 * through Redis and is answered once they have (or -7). */
 	if (vkws_cluster_on() && api_conn != NULL) {
 		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
-		e = vkws_cluster_api(api_conn, m->name, body, n, s_cid,
-		    cn > 0 ? (size_t)cn : 0, api_keep);
-		if (e == 1) {
-			api_held = 1;
+		e = cluster_outcome(vkws_cluster_api(api_conn, m->name, body,
+		    n, s_cid, cn > 0 ? (size_t)cn : 0, api_keep));
+		if (e == 1)
 			return 0;
-		}
-		if (e < 0) {
-			bad_param = e == VKWS_ESTORE ? "cluster unavailable" :
-			    NULL;
+		if (e < 0)
 			goto fail;
-		}
 	}
 	if ((e = m->fn(&q, &o)) < 0)
 		goto fail;
