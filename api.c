@@ -521,6 +521,10 @@ static const struct metric {
 	{ "cluster_reconnects_total", "counter",
 	    "Times the link to Redis came back after it was lost.",
 	    &vkws_count.cluster_reconnects },
+	{ "cluster_reregistrations_total", "counter",
+	    "Times this node registered its connections with Redis again "
+	    "after leaves or counts did not fit the link.",
+	    &vkws_count.cluster_reregistrations },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -660,9 +664,19 @@ m_create_room(const struct call *q, struct json_out *o)
 			return bad("persistent");
 	} else if (vkws_get_room_info(s_room, (size_t)n, &ri) == 0)
 		persistent = ri.persistent;
+	if (vkws_cluster_on())
+		vkws_cluster_create_fields(max >= 0, t >= 0);
 	if ((e = vkws_create_room(s_room, (size_t)n, (long)max, persistent,
 	    &ri)) < 0)
 		return e == VKWS_EINVAL ? bad("maxClients") : e;
+	/* Cluster: the room as every node sees it (Redis took the
+	 * settings first: the link keeps the order). */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		e = cluster_outcome(vkws_cluster_room_info(api_conn, s_room,
+		    (size_t)n, api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
+	}
 	out_room(o, &ri);
 	return 0;
 }
@@ -675,6 +689,14 @@ m_get_room_info(const struct call *q, struct json_out *o)
 
 	if ((n = p_room(q, s_room)) < 0)
 		return n;
+	/* Cluster: clients, settings and createdAt are the cluster's, in
+	 * Redis (PROTOCOL.md 9). */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		e = cluster_outcome(vkws_cluster_room_info(api_conn, s_room,
+		    (size_t)n, api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
+	}
 	if ((e = vkws_get_room_info(s_room, (size_t)n, &ri)) < 0)
 		return e;
 	out_room(o, &ri);
@@ -1023,8 +1045,16 @@ static int
 m_list_rooms(const struct call *q, struct json_out *o)
 {
 	struct list l = { o, 0 };
+	int e;
 
 	(void)q;
+	/* Cluster: every node's rooms and those only Redis holds. */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		e = cluster_outcome(vkws_cluster_list_rooms(api_conn,
+		    api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
+	}
 	json_out_lit(o, "[");
 	(void)vkws_list_rooms(list_room, &l);
 	json_out_lit(o, "]");

@@ -67,6 +67,15 @@ int vkws_cluster_api_join(struct conn *api, const char *cid, size_t cn,
  * on this node (an empty history is then [] rather than -3). */
 int vkws_cluster_history(struct conn *c, const char *room, size_t rn,
     uint32_t limit, int here, int keep);
+/* getRoomInfo (and createRoom's answer) and listRooms (api.c) from
+ * Redis, which holds every node's rooms, members and settings: 1 if
+ * held, or a VKWS_E* code. */
+int vkws_cluster_room_info(struct conn *c, const char *room, size_t rn,
+    int keep);
+int vkws_cluster_list_rooms(struct conn *c, int keep);
+/* createRoom (api.c), before vkws_create_room(): whether the call gave
+ * maxClients and persistent; only those go to Redis. */
+void vkws_cluster_create_fields(int max, int persistent);
 /* api.c: run a call here only (for another node); its reply at *out. */
 size_t vkws_api_run(const char *body, size_t n, const char **out);
 /* api.c: answer a held call. */

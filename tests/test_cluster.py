@@ -389,10 +389,10 @@ def test_max_clients_over_nodes(nodes):
         await b.ok({"type": "join", "room": "small"})
         await b.sync()
         await c.fails({"type": "join", "room": "small"}, -5)
+        # The leave is acked once Redis applied it. (b lived less than
+        # a second: a hears of neither its join nor its leave,
+        # PROTOCOL.md 8.)
         await b.ok({"type": "leave", "room": "small"})
-        # a hears of it through Redis: the leave is in Redis then.
-        while (await a.recv())["type"] != "user_leave":
-            pass
         await c.ok({"type": "join", "room": "small"})
 
     go(body)
@@ -439,16 +439,24 @@ def test_api_join_room_counts_every_node(nodes):
         assert sorted(e["clientId"] for e in r["data"]) == sorted(
             [a.cid, b.cid]), r
         # A place frees: the API's join from another node goes through.
+        # (The leave is acked once Redis applied it.)
         await b.ok({"type": "leave", "room": "small"})
-        while (await a.recv())["type"] != "user_leave":
-            pass
         r = await call(n1, "joinRoom", clientId=c.cid, room="small")
         assert r == {"code": 0, "data": None}, r
         await c.expect("user_join", room="small")
         await c.expect("user_list", room="small")
         await c.expect("history", room="small")
-        j = await a.expect("user_join", room="small")
-        assert j["user"]["clientId"] == c.cid, j
+        # a hears of c's join; of b's only if b was older than a second
+        # when it left (PROTOCOL.md 8), then of its leave too.
+        seen = []
+        while True:
+            j = await a.recv()
+            assert j["type"] in ("user_join", "user_leave"), j
+            if j["user"]["clientId"] == c.cid:
+                break
+            seen.append((j["type"], j["user"]["clientId"]))
+        assert seen in ([], [("user_join", b.cid), ("user_leave", b.cid)])
+        assert j["type"] == "user_join", j
         # A member already: 0, nothing new.
         r = await call(n3, "joinRoom", clientId=c.cid, room="small")
         assert r == {"code": 0, "data": None}, r
@@ -855,5 +863,74 @@ def test_redis_down_at_start_then_registered(nodes, redis):
         n2 = nodes("d2")
         wait_up(n2)
         await pool.login(n2, "bob", others=[a])
+
+    go(body)
+
+
+# ---- rooms cluster-wide: getRoomInfo, listRooms (PROTOCOL.md 9) --------------
+
+def test_room_info_and_list_rooms_cluster_wide(nodes):
+    """getRoomInfo and listRooms answer the same on every node: clients
+    over every node, maxClients and persistent as the last createRoom
+    (on any node) set them, createdAt when the cluster first had the
+    room (kept while Redis keeps it), and rooms no node holds any more
+    (persistent, every member gone) too."""
+    n1, n2 = nodes("i1"), nodes("i2")
+    wait_up(n1, n2)
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        b = await pool.login(n2, "bob", others=[a])
+        r = api(n1, "createRoom", room="p", maxClients=5, persistent=True)
+        assert r["code"] == 0, r
+        p = r["data"]
+        assert p["room"] == "p" and p["clients"] == 0 and \
+            p["maxClients"] == 5 and p["persistent"] is True, p
+        created = p["createdAt"]
+        check_ts({"timestamp": created})
+        # n2 has no room p of its own: Redis has it.
+        assert api(n2, "getRoomInfo", room="p") == {"code": 0, "data": p}
+        await b.join("p")
+        await a.join("p", others=[b])
+        await b.expect("user_join", room="p", user=a.user())
+        await a.join("q", others=[])
+        for n in (n1, n2):
+            r = api(n, "getRoomInfo", room="p")
+            assert r["data"] == dict(p, clients=2), r
+        general = api(n2, "getRoomInfo", room=DEFAULT_ROOM)["data"]
+        assert general["clients"] == 2, general
+        q = api(n2, "getRoomInfo", room="q")["data"]
+        assert (q["clients"], q["maxClients"], q["persistent"]) == (
+            1, 0, False), q
+        want = [general, dict(p, clients=2), q]
+        assert [x["room"] for x in want] == sorted(x["room"] for x in want)
+        for n in (n1, n2):
+            assert api(n, "listRooms") == {"code": 0, "data": want}
+        # createRoom again, on the other node: settings change, the
+        # room keeps its createdAt.
+        r = api(n2, "createRoom", room="p", maxClients=7)
+        assert r == {"code": 0, "data": dict(p, clients=2, maxClients=7)}, r
+        assert api(n1, "getRoomInfo", room="p")["data"]["maxClients"] == 7
+        # The last member of q leaves: q is gone everywhere.
+        await a.ok({"type": "leave", "room": "q"})
+        for n in (n1, n2):
+            assert api(n, "getRoomInfo", room="q")["code"] == -3
+            names = [x["room"] for x in api(n, "listRooms")["data"]]
+            assert names == [DEFAULT_ROOM, "p"], names
+        # A persistent room only n1 made, and n1 stops: n2 (which never
+        # had it) still lists it, with its createdAt.
+        r = api(n1, "createRoom", room="only", persistent=True)
+        assert r["code"] == 0, r
+        only = r["data"]
+        await a.ws.close()
+        await b.expect("user_leave", room=DEFAULT_ROOM, user=a.user())
+        os.kill(n1.proc.pid, signal.SIGTERM)
+        assert n1.proc.wait(10) == 0
+        r = api(n2, "getRoomInfo", room="only")
+        assert r == {"code": 0, "data": only}, r
+        r = api(n2, "listRooms")
+        assert [x["room"] for x in r["data"]] == [DEFAULT_ROOM, "only", "p"]
+        assert r["data"][1] == only and r["data"][2]["clients"] == 1, r
+        assert r["data"][2]["createdAt"] == created, r
 
     go(body)
