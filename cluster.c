@@ -51,6 +51,8 @@
  * drop(), for the memberships a node no longer holds after it
  * registered itself again (DROP). A room left empty, neither persistent
  * nor the default one, goes with its keys and its entry in NAME:rooms.
+ * A user counted 0 here is skipped: Lua writes -0 for it, which HINCRBY
+ * refuses, and the whole script would fail.
  */
 #define LUA_SWEEP \
 "local t = redis.call('TIME')\n" \
@@ -80,7 +82,8 @@
 "local function users(n, d)\n" \
 "  local us = redis.call('HGETALL', n..':nu:'..d)\n" \
 "  for i = 1, #us, 2 do\n" \
-"    if redis.call('HINCRBY', n..':u', us[i], -tonumber(us[i+1])) <= 0\n" \
+"    local c = tonumber(us[i+1])\n" \
+"    if c ~= 0 and redis.call('HINCRBY', n..':u', us[i], -c) <= 0\n" \
 "    then redis.call('HDEL', n..':u', us[i]) end\n" \
 "  end\n" \
 "  redis.call('DEL', n..':nu:'..d)\n" \

@@ -23,6 +23,7 @@ import time
 import urllib.request
 
 import pytest
+import websockets
 
 from conftest import Server, Transport, run, vkws_bin
 from test_chat import Pool, check_ts, token, DEFAULT_ROOM, SECRET
@@ -934,3 +935,183 @@ def test_room_info_and_list_rooms_cluster_wide(nodes):
         assert r["data"][2]["createdAt"] == created, r
 
     go(body)
+
+
+# ---- PROTOCOL.md 8 across nodes: young connections' joins and leaves ---------
+
+def test_churn_rule_across_nodes(nodes):
+    """A connection younger than a second: the members of other nodes
+    hear of its join only once it is a second old, and of its leave only
+    if they knew of it (a later joiner saw it in its user_list). No one
+    is left with a member that is gone, or told of a leave of someone it
+    never saw. A chat from the sender's node marks where to look: Redis
+    publishes in order, so what came before it on the bus came first."""
+    n1, n2 = (nodes(n, "--default-room", "") for n in ("y1", "y2"))
+    wait_up(n1, n2)
+
+    async def about(c, who, marker):
+        """c's user_join/user_leave of who, up to the chat marker."""
+        got = []
+        while True:
+            m = await c.recv()
+            if m["type"] == "chat" and m["message"] == marker:
+                return got
+            if m["type"] in ("user_join", "user_leave") and \
+                    m["user"]["clientId"] == who.cid:
+                got.append(m["type"])
+
+    async def joined_seen(c, who):
+        """Read c up to who's user_join (others' presence may come
+        first: each arrives once its connection is a second old)."""
+        while True:
+            m = await c.recv()
+            assert m["type"] in ("user_join", "user_leave"), m
+            if m["user"]["clientId"] == who.cid:
+                assert m["type"] == "user_join", m
+                return
+
+    async def mark(c, text):
+        """A chat from c into ch: its ack, then its copy (presence
+        notifications of others may come in between)."""
+        await c.send({"type": "chat", "room": "ch", "content": text,
+                      "id": text})
+        acked = False
+        while True:
+            m = await c.recv()
+            if m["type"] == "ack":
+                assert m == {"type": "ack", "id": text, "code": 0}, m
+                acked = True
+            elif m["type"] == "chat":
+                assert acked and m["message"] == text, m
+                return
+            else:
+                assert m["type"] in ("user_join", "user_leave"), m
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        s = await pool.login(n1, "sender", room=None)
+        await w.join("ch")
+        await s.join("ch", others=[w])
+        # s was young: w hears of it once it is a second old.
+        await joined_seen(w, s)
+
+        # A young leaver, with a member on n2 that joined after it.
+        t0 = time.monotonic()
+        y = await pool.login(n1, "young", room=None)
+        await y.join("ch", others=[w, s])
+        m = await pool.login(n2, "newer", room=None)
+        await m.join("ch", others=[w, s, y])
+        await y.ok({"type": "leave", "room": "ch"})
+        life = time.monotonic() - t0    # longer than y's life
+        await mark(s, "mark1")
+        assert await about(m, y, "mark1") == ["user_leave"]
+        if life < 1.0:      # y lived less than a second: w never knew
+            assert await about(w, y, "mark1") == []
+        else:               # a slow machine: then the whole pair
+            assert await about(w, y, "mark1") in (
+                [], ["user_join", "user_leave"])
+
+        # A young member that stays: the later joiner on n2 saw it in
+        # user_list and gets no user_join; w gets one, a second later.
+        y2 = await pool.login(n1, "young2", room=None)
+        await y2.join("ch", others=[w, s, m])
+        m2 = await pool.login(n2, "newer2", room=None)
+        await m2.join("ch", others=[w, s, m, y2])
+        await joined_seen(w, y2)
+        await mark(s, "mark2")
+        assert await about(m2, y2, "mark2") == []
+        assert await about(w, y2, "mark2") == []
+
+        # Listings agree with what everyone was told.
+        r = api(n2, "getRoomClients", room="ch")
+        assert sorted(e["userId"] for e in r["data"]) == sorted(
+            ["watcher", "sender", "newer", "young2", "newer2"]), r
+
+    go(body)
+
+
+# ---- the leave backlog full (VKWS_LEAVE_BACKLOG) ------------------------------
+
+def test_leave_backlog_full_loses_no_user_leave(nodes, redis):
+    """Redis stops reading while a node's connections all close: the
+    replies awaited (VKWS_REDIS_PENDING) and then the leave backlog
+    (VKWS_LEAVE_BACKLOG bytes, long room names make each leave take more
+    of it) fill, past them by about a thousand leaves. Once Redis runs
+    again the node registers itself again, and the memberships it no
+    longer holds leave with user_leave: a member on the other node hears
+    of every one, and the listings are clean."""
+    flags = ("--default-room", "", "--reconnect-rate", "0",
+             "--max-per-ip", "0", "--max-pending", "1000",
+             "--node-ttl", "60")     # Redis stops for a few seconds
+    n1, n2 = nodes("b1", *flags), nodes("b2", *flags)
+    wait_up(n1, n2)
+    conns, per, nrooms = 200, 16, 200     # 3,200 memberships on n1
+    names = ["r%03d-%s" % (i, "x" * 59) for i in range(nrooms)]
+    assert all(len(n) == 64 for n in names)     # VKWS_ROOM_NAME_MAX
+
+    async def drain(c, acks):
+        try:
+            while True:
+                m = json.loads(await c.ws.recv())
+                if m.get("type") == "ack":
+                    assert m["code"] == 0, m
+                    acks.append(m["id"])
+        except websockets.ConnectionClosed:
+            pass
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        for r in names[:per]:
+            await w.join(r)
+        cs, acks, tasks, pairs = [], [], [], set()
+        for i in range(conns):
+            c = await pool.login(n1, "u%d" % i, room=None)
+            cs.append(c)
+            tasks.append(asyncio.ensure_future(drain(c, acks)))
+            for j in range(per):
+                r = names[(i * per + j) % nrooms]
+                await c.send({"type": "join", "room": r, "id": j})
+                if r in names[:per]:
+                    pairs.add((r, c.cid))
+            # One connection's joins at a time: a burst of all of them
+            # would find the link's output full (-7).
+            deadline = time.monotonic() + 20
+            while len(acks) < (i + 1) * per:
+                assert time.monotonic() < deadline, len(acks)
+                assert not tasks[-1].done(), tasks[-1].result()
+                await asyncio.sleep(0.01)
+        # Every join told to w: each connection is a second old then
+        # (PROTOCOL.md 8), so its leaves are for everyone.
+        seen = set()
+        while seen != pairs:
+            m = await w.recv(10)
+            assert m["type"] == "user_join", m
+            seen.add((m["room"], m["user"]["clientId"]))
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            await asyncio.gather(*(c.ws.close() for c in cs))
+            await asyncio.gather(*tasks)
+            deadline = time.monotonic() + 30
+            while metric(n1, "connections_proven") != 0:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        left = set()
+        while left != pairs:
+            m = await w.recv(15)
+            assert m["type"] == "user_leave", m
+            key = (m["room"], m["user"]["clientId"])
+            assert key in pairs and key not in left, m
+            left.add(key)
+        assert metric(n1, "cluster_reregistrations_total") >= 1
+        for n in (n1, n2):
+            r = api(n, "getRoomClients", room=names[0])
+            assert r["code"] == 0, r
+            assert [e["userId"] for e in r["data"]] == ["watcher"], r
+            r = api(n, "listRooms")
+            assert [(x["room"], x["clients"]) for x in r["data"]] == [
+                (x, 1) for x in names[:per]], r
+        await w.quiet()
+
+    go(body, 180)
