@@ -299,8 +299,9 @@ WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg \
              web/vkws.js
 
 # The client library (issue 16): web/vkws.js is the one source;
-# clients/js/vkws.js, the npm package's copy, is refreshed from it here
-# and checked byte for byte by tests/client/unit.test.mjs.
+# clients/js/vkws.js, the npm package's copy (not in git; npm pack's
+# prepack script makes it too), is refreshed from it here and checked
+# byte for byte by tests/client/unit.test.mjs.
 clients/js/vkws.js: web/vkws.js
 	cp web/vkws.js $@
 
