@@ -155,7 +155,7 @@ $(O):
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
              python3-pytest python3-pytest-xdist curl openssl chromium nodejs npm strace \
-             iproute2 node-typescript redis-server $(PKG_DEPS)
+             iproute2 node-typescript redis-server pyflakes3 $(PKG_DEPS)
 # make deb and its test (tests/test_packaging.py): dpkg-buildflags,
 # lintian, systemd-analyze.
 PKG_DEPS   = dpkg-dev lintian systemd

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import tarfile
 
-import pytest
 
 from conftest import ROOT
 from test_browser import (chromium, ensure_playwright, loud_skip, node,
