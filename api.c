@@ -525,6 +525,10 @@ static const struct metric {
 	    "Times this node registered its connections with Redis again "
 	    "after leaves or counts did not fit the link.",
 	    &vkws_count.cluster_reregistrations },
+	{ "cluster_partial_total", "counter",
+	    "Calls to every node answered at their deadline without some "
+	    "node's answer (it died or stopped mid-call).",
+	    &vkws_count.cluster_partial },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -1162,8 +1166,10 @@ api_call(const char *body, size_t n)
 	 * through Redis and is answered once they have (or -7). */
 	if (vkws_cluster_on() && api_conn != NULL) {
 		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
+		int rn = param(&q, "room") >= 0 ? p_room(&q, s_room) : -1;
 		e = cluster_outcome(vkws_cluster_api(api_conn, m->name, body,
-		    n, s_cid, cn > 0 ? (size_t)cn : 0, api_keep));
+		    n, s_cid, cn > 0 ? (size_t)cn : 0, s_room,
+		    rn > 0 ? (size_t)rn : 0, api_keep));
 		if (e == 1)
 			return 0;
 		if (e < 0)

@@ -261,6 +261,13 @@ static const char lua_list[] =
 "end\n"
 "return out\n";
 
+/* KEYS: members, history, seq, info, NAME:rooms. ARGV: room. deleteRoom
+ * in Redis: 1 if the cluster had the room. */
+static const char lua_forget[] =
+"if redis.call('SREM', KEYS[5], ARGV[1]) == 0 then return 0 end\n"
+"redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
+"return 1\n";
+
 /* ARGV: users hash, uid, bus, message. 1 if the user is on some node. */
 static const char lua_priv[] =
 "if tonumber(redis.call('HGET', ARGV[1], ARGV[2]) or '0') > 0 then\n"
@@ -268,10 +275,10 @@ static const char lua_priv[] =
 "return 0\n";
 
 enum { SC_REG, SC_BEAT, SC_DROP, SC_CHAT, SC_JOIN, SC_REJOIN, SC_LEAVE,
-    SC_PRIV, SC_INFO, SC_LIST, SC_N };
+    SC_PRIV, SC_INFO, SC_LIST, SC_FORGET, SC_N };
 static const char *const scripts[SC_N] = {
 	lua_reg, lua_beat, lua_drop, lua_chat, lua_join, lua_rejoin,
-	lua_leave, lua_priv, lua_info, lua_list
+	lua_leave, lua_priv, lua_info, lua_list, lua_forget
 };
 static char sha[SC_N][41];
 
@@ -335,7 +342,7 @@ _Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
 
 /* What to do with a reply on the command link. */
 enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD, P_LEAVE,
-    P_INFO, P_LIST };
+    P_INFO, P_LIST, P_FORGET };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
@@ -1290,7 +1297,10 @@ static void info_done(const struct pend *p, const struct resp_val *v,
     size_t nv);
 static void list_done(const struct pend *p, const uint8_t *base,
     const struct resp_val *v, size_t nv);
+static void forget_done(const struct pend *p, const struct resp_val *v,
+    size_t nv);
 static void held_add(struct held *h, const char *r, size_t n);
+static int held_commit_id(struct held *h, int kind, struct conn *c);
 static void held_finish(struct held *h);
 static void api_publish(const char *origin, size_t olen, const char *id,
     size_t idn, const char *out, size_t len);
@@ -1497,6 +1507,9 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 		break;
 	case P_LIST:
 		list_done(p, base, v, err ? 0 : nv);
+		break;
+	case P_FORGET:
+		forget_done(p, v, err ? 0 : nv);
 		break;
 	default:
 		break;
@@ -1757,6 +1770,10 @@ held_finish(struct held *h)
 	struct json_out o;
 
 	h->used = 0;
+	/* A node died or stopped mid-call (README: Cluster): the answer
+	 * is what the others said, counted here. */
+	if (h->mode != H_FORWARD && h->got < h->expect)
+		vkws_count.cluster_partial++;
 	if (c->state != S_HTTP || c->fd != h->fd || c->requests != h->requests)
 		return;		/* the client went away */
 	json_out_init(&o, out, sizeof(out));
@@ -1800,9 +1817,32 @@ held_timers(int64_t now, int64_t *next)
 	}
 }
 
+/*
+ * deleteRoom of a room that may be in Redis only (persistent, and no
+ * node has it any more): its keys go here too, and the call counts it
+ * as one more answer, 0 if Redis had the room (forget_done()).
+ */
+static void
+forget(struct held *h, struct conn *c, const char *room, size_t rn)
+{
+	char rk[VKWS_CLUSTER_NAME_MAX + 8];
+
+	if ((rn == strlen(cfg->default_room) &&
+	    memcmp(room, cfg->default_room, rn) == 0) || !may_send(1024))
+		return;		/* -4 from every node; or the nodes only */
+	room_keys(room, rn);
+	eval_begin(SC_FORGET, 5, 1);
+	args_room_keys();
+	resp_enc_arg(&enc, rk, rooms_key(rk));
+	resp_enc_arg(&enc, room, rn);
+	if (held_commit_id(h, P_FORGET, c))
+		h->expect++;
+}
+
 int
 vkws_cluster_api(struct conn *c, const char *method, const char *body,
-    size_t n, const char *cid, size_t cn, int keep)
+    size_t n, const char *cid, size_t cn, const char *room, size_t rn,
+    int keep)
 {
 	struct held *h = NULL;
 	size_t i, k = 0, tn;
@@ -1857,6 +1897,8 @@ vkws_cluster_api(struct conn *c, const char *method, const char *body,
 	h->expect = mode == H_FORWARD || vkws_count.cluster_nodes == 0 ? 1 :
 	    (unsigned)vkws_count.cluster_nodes;
 	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	if (strcmp(method, "deleteRoom") == 0 && rn > 0)
+		forget(h, c, room, rn);
 	return 1;
 }
 
@@ -1939,6 +1981,18 @@ held_commit(struct held *h, int kind, struct conn *c, const char *room,
 	return 1;
 }
 
+/* The same for a call held already (h used): 1 if sent, else 0. */
+static int
+held_commit_id(struct held *h, int kind, struct conn *c)
+{
+	struct pend *p = req_commit_for(kind, c, "", 0, "", 0);
+
+	if (p == NULL)
+		return 0;
+	p->cid = h->id;
+	return 1;
+}
+
 int
 vkws_cluster_room_info(struct conn *c, const char *room, size_t rn,
     int keep)
@@ -1998,6 +2052,22 @@ out_info(struct json_out *o, const char *room, size_t rn, uint64_t clients,
 	json_out_lit(o, ",\"createdAt\":");
 	json_out_int(o, created);
 	json_out_lit(o, "}");
+}
+
+/* lua_forget's answer: one more answer to the held deleteRoom. */
+static void
+forget_done(const struct pend *p, const struct resp_val *v, size_t nv)
+{
+	static const char ok[] = "{\"code\":0,\"data\":null}";
+	static const char none[] = "{\"code\":-3,\"msg\":\"not found\"}";
+	struct held *h = held_of(p);
+	int had = nv == 1 && v[0].type == RESP_INT && v[0].i == 1;
+
+	if (h == NULL)
+		return;
+	held_add(h, had ? ok : none, had ? sizeof(ok) - 1 : sizeof(none) - 1);
+	if (h->got >= h->expect && h->own)
+		held_finish(h);
 }
 
 /* lua_info's answer: {clients, max, persistent, created}, or 0. */

@@ -123,7 +123,7 @@ struct vkws_counts {
 	/* The cluster link (cluster.c). */
 	uint64_t cluster_up, cluster_nodes, cluster_published,
 	    cluster_received, cluster_reconnects,
-	    cluster_reregistrations;
+	    cluster_reregistrations, cluster_partial;
 };
 
 extern struct conn vkws_conns[VKWS_SLOTS];

@@ -933,6 +933,13 @@ def test_room_info_and_list_rooms_cluster_wide(nodes):
         assert [x["room"] for x in r["data"]] == [DEFAULT_ROOM, "only", "p"]
         assert r["data"][1] == only and r["data"][2]["clients"] == 1, r
         assert r["data"][2]["createdAt"] == created, r
+        # deleteRoom of it: Redis had it, so 0; then it is gone.
+        assert api(n2, "deleteRoom", room="only") == {"code": 0,
+                                                      "data": None}
+        assert api(n2, "getRoomInfo", room="only")["code"] == -3
+        assert api(n2, "deleteRoom", room="only")["code"] == -3
+        r = api(n2, "listRooms")
+        assert [x["room"] for x in r["data"]] == [DEFAULT_ROOM, "p"], r
 
     go(body)
 
@@ -1115,3 +1122,43 @@ def test_leave_backlog_full_loses_no_user_leave(nodes, redis):
         await w.quiet()
 
     go(body, 180)
+
+
+def test_node_stopped_mid_call_partial_answer(nodes):
+    """A node that stops answering mid-call (SIGSTOP here; a node that
+    dies is the same until its sweep): a call to every node waits
+    VKWS_CLUSTER_WAIT_MS, then answers code 0 with what the other nodes
+    said, and vkws_cluster_partial_total counts it."""
+    # A long --node-ttl: n2 stays counted (and unswept) meanwhile. n1
+    # starts second, so it counts two nodes at once.
+    n2 = nodes("h2", "--node-ttl", "60")
+    wait_up(n2)
+    n1 = nodes("h1", "--node-ttl", "60")
+    wait_up(n1)
+    assert metric(n1, "cluster_nodes") == 2
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        b = await pool.login(n2, "bob", others=[a])
+        loop = asyncio.get_running_loop()
+        r = await loop.run_in_executor(None, lambda: api(
+            n1, "broadcastToAll", data=1))
+        assert r == {"code": 0, "data": {"delivered": 2}}, r
+        assert metric(n1, "cluster_partial_total") == 0
+        os.kill(n2.proc.pid, signal.SIGSTOP)
+        try:
+            r = await loop.run_in_executor(None, lambda: api(
+                n1, "broadcastToAll", data=2))
+            assert r == {"code": 0, "data": {"delivered": 1}}, r
+            r = await loop.run_in_executor(None, lambda: api(
+                n1, "getAllConnections"))
+            assert r["code"] == 0, r
+            assert [e["userId"] for e in r["data"]] == ["alice"], r
+            assert metric(n1, "cluster_partial_total") == 2
+        finally:
+            os.kill(n2.proc.pid, signal.SIGKILL)
+            n2.proc.wait(5)
+        assert await raw(a) == 1
+        assert await raw(a) == 2
+
+    go(body)
