@@ -1139,7 +1139,7 @@ def test_node_stopped_mid_call_partial_answer(nodes):
 
     async def body(pool):
         a = await pool.login(n1, "alice")
-        b = await pool.login(n2, "bob", others=[a])
+        await pool.login(n2, "bob", others=[a])
         loop = asyncio.get_running_loop()
         r = await loop.run_in_executor(None, lambda: api(
             n1, "broadcastToAll", data=1))
