@@ -649,10 +649,10 @@ reg_member(struct conn *c, struct room *r)
 	uint32_t node = vkws_member_node(c, r);
 
 	rn = vkws_room_name(r, room);
+	/* mpv[node] stays: after a reconnect check_up() forgot every
+	 * version; after lost leaves Redis kept them. */
 	if (un == 0 || (jn = join_msg(c, room, rn)) == 0)
 		return;
-	if (node != UINT32_MAX)
-		mpv[node] = 0;	/* its version is not known any more */
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
 	eval_begin(SC_REJOIN, 2, 11);

@@ -694,7 +694,11 @@ vkws_join_check(const struct conn *c, const char *name, size_t n,
 	if (member_entry(c, r) >= 0)
 		return 1;
 	max = r->max_clients ? r->max_clients : cfg->max_conns;
-	if (r->members >= max || c->nrooms >= VKWS_ROOMS_PER_CONN)
+	/* In a cluster (an observer watches) the join script counts
+	 * maxClients over every node, as the cluster set it; this node's
+	 * copy of the setting may be older. */
+	if ((obs == NULL && r->members >= max) ||
+	    c->nrooms >= VKWS_ROOMS_PER_CONN)
 		return VKWS_ELIMIT;
 	return 0;
 }

@@ -399,6 +399,32 @@ def test_max_clients_over_nodes(nodes):
     go(body)
 
 
+def test_max_clients_set_on_another_node(nodes):
+    """maxClients is the cluster's: raised by createRoom on n2, it holds
+    for a join on n1, whose own copy of the setting is older."""
+    n1, n2 = (nodes(n, "--default-room", "") for n in ("x1", "x2"))
+    wait_up(n1, n2)
+    assert api(n1, "createRoom", room="s", maxClients=1)["code"] == 0
+
+    async def body(pool):
+        a = await pool.login(n1, "a", room=None)
+        a2 = await pool.login(n1, "a2", room=None)
+        c = await pool.login(n2, "c", room=None)
+        await a.join("s")
+        await a2.fails({"type": "join", "room": "s"}, -5)
+        r = api(n2, "createRoom", room="s", maxClients=3)
+        assert r["code"] == 0 and r["data"]["maxClients"] == 3, r
+        await a2.join("s", others=[a])
+        await c.join("s", others=[a, a2])
+        r = api(n1, "joinRoom", clientId=c.cid, room="s")
+        assert r == {"code": 0, "data": None}, r    # a member already
+        await c.quiet()
+        d = await pool.login(n1, "d", room=None)
+        await d.fails({"type": "join", "room": "s"}, -5)
+
+    go(body)
+
+
 def test_api_join_room_counts_every_node(nodes):
     """The API's joinRoom checks maxClients over every node (the join
     script in Redis), whichever node holds the client or takes the call:
