@@ -301,6 +301,11 @@ static char no_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
  * every user_join and user_leave. */
 static uint32_t mpv[VKWS_SLOTS * VKWS_ROOMS_PER_CONN];
 static int drop_old;	/* after the registration: DROP what is left */
+/* Memberships whose held-back user_join room.c told its members while
+ * the link could not take it: published at the next registration
+ * (reg_member()); until then the other nodes treat a leave of it as
+ * one of a join never told. A bit per membership index. */
+static uint8_t owed[(VKWS_SLOTS * VKWS_ROOMS_PER_CONN + 7) / 8];
 static int64_t retry_at, beat_at;
 static int64_t backoff = 250;	/* ms before the next connect, up to 1 s */
 static size_t resync;		/* next slot to register again */
@@ -408,7 +413,7 @@ vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
 	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) + sizeof(vals) +
-	    sizeof(leave_q) + sizeof(mpv) +
+	    sizeof(leave_q) + sizeof(mpv) + sizeof(owed) +
 	    sizeof(pend_text) +
 	    sizeof(held) +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
@@ -605,13 +610,42 @@ young(const struct conn *c)
 	return vkws_now_ms() - c->t_open < VKWS_CHURN_MS;
 }
 
-/* Whether the membership node of c has its user_join held back. */
+/* The quiet bit of c's membership node (room.c holds its join back). */
+static int
+quiet_bit(const struct conn *c, uint32_t node)
+{
+	unsigned q = c->quiet;
+
+	return node != UINT32_MAX &&
+	    (q >> (node % VKWS_ROOMS_PER_CONN) & 1u) != 0;
+}
+
+static int
+owed_get(uint32_t node)
+{
+	return node != UINT32_MAX && (owed[node / 8] >> (node % 8) & 1) != 0;
+}
+
+static void
+owed_put(uint32_t node, int v)
+{
+	if (node == UINT32_MAX)
+		return;
+	if (v)
+		owed[node / 8] |= (uint8_t)(1u << (node % 8));
+	else
+		owed[node / 8] &= (uint8_t)~(1u << (node % 8));
+}
+
+/* Whether the other nodes have not been told of c's membership node
+ * yet: its user_join is held back (PROTOCOL.md 8), or owed. */
 static int
 held_back(const struct conn *c, uint32_t node)
 {
-	return node != UINT32_MAX &&
-	    (c->quiet >> (node % VKWS_ROOMS_PER_CONN) & 1u) != 0;
+	return quiet_bit(c, node) || owed_get(node);
 }
+
+static void obs_announced(struct conn *c, struct room *r, uint32_t node);
 
 /* ---- Registration: what this node holds, told to Redis ---------------- */
 
@@ -670,6 +704,8 @@ reg_member(struct conn *c, struct room *r)
 	resp_enc_arg(&enc, frame2, jn);
 	resp_enc_str(&enc, held_back(c, node) ? "0" : "1");
 	(void)req_commit(P_NONE);
+	if (owed_get(node) && !quiet_bit(c, node))
+		obs_announced(c, r, node);
 }
 
 static void script_common_args(void);
@@ -766,6 +802,7 @@ obs_joined(struct conn *c, struct room *r)
 
 	if (node != UINT32_MAX)
 		mpv[node] = 0;	/* join_done() sets it from Redis's reply */
+	owed_put(node, 0);
 	rn = vkws_room_name(r, room);
 	if (quiet || !c->authed)
 		return;
@@ -786,17 +823,26 @@ obs_announced(struct conn *c, struct room *r, uint32_t node)
 	char room[VKWS_ROOM_NAME_MAX], head[VKWS_NODE_ID_MAX + 16];
 	size_t rn = vkws_room_name(r, room), jn, hn;
 
+	/* Owed until it went out; the link full or down: the next
+	 * registration sends it (rereg, or the link coming back). */
+	owed_put(node, 1);
 	if (!up || !may_send(VKWS_MAX_OUT / 4) ||
-	    (jn = join_msg(c, room, rn)) == 0)
+	    (jn = join_msg(c, room, rn)) == 0) {
+		rereg = up;
 		return;
+	}
 	hn = (size_t)snprintf(head, sizeof(head), "J %s %u", cfg->node,
 	    (unsigned)mpv[node]);
 	req_begin(3);
 	resp_enc_str(&enc, "PUBLISH");
 	resp_enc_arg(&enc, bus, bus_len);
 	resp_enc_arg2(&enc, head, hn, frame2, jn);
-	if (req_commit(P_NONE) != NULL)
-		vkws_count.cluster_published++;
+	if (req_commit(P_NONE) == NULL) {
+		rereg = up;
+		return;
+	}
+	owed_put(node, 0);
+	vkws_count.cluster_published++;
 }
 
 /*
@@ -884,6 +930,10 @@ obs_left(struct conn *c, struct room *r, uint32_t node, int hb)
 	size_t rn = vkws_room_name(r, room), cn, k;
 	int def = vkws_room_is_default(r);
 	uint32_t pvj = node != UINT32_MAX ? mpv[node] : 0;
+
+	/* Never told to the other nodes: as a held-back join's leave. */
+	hb = hb || owed_get(node);
+	owed_put(node, 0);
 
 	/* Down: the next registration drops what Redis still holds. */
 	if (quiet || !c->authed || !up)

@@ -1063,6 +1063,63 @@ def test_churn_rule_across_nodes(nodes):
     go(body)
 
 
+def test_held_join_told_when_the_link_was_full(nodes, redis):
+    """A young member's user_join falls due (a second after it
+    connected) while the link to Redis is full (Redis stopped, the
+    replies awaited all taken by a flood of chats): its node owes it to
+    the others and publishes it once Redis runs again, so the member on
+    the other node hears of it, and then of its leave."""
+    flags = ("--default-room", "", "--node-ttl", "60")
+    n1, n2 = nodes("o1", *flags), nodes("o2", *flags)
+    wait_up(n1, n2)
+
+    acks = []
+
+    async def drain(c):
+        try:
+            while True:
+                m = json.loads(await c.ws.recv())
+                if m["type"] == "ack":
+                    acks.append(m["code"])
+        except websockets.ConnectionClosed:
+            pass
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        await w.join("r")
+        s = await pool.login(n1, "local", room=None)
+        await s.join("r", others=[w])
+        await w.expect("user_join", room="r", user=s.user())
+        f = await pool.login(n1, "flood", room=None, max_queue=None)
+        await f.join("full")
+        y = await pool.login(n1, "young", room=None)
+        await y.join("r", others=[w, s])
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            task = asyncio.ensure_future(drain(f))
+            for i in range(2300):   # past VKWS_REDIS_PENDING (2048)
+                await f.send({"type": "chat", "room": "full",
+                              "content": "x", "id": i})
+            # y's join told on n1 (room.c): it fell due by now.
+            await s.expect("user_join", room="r", user=y.user())
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        await w.expect("user_join", room="r", user=y.user(), timeout=10)
+        # Every chat answered (the link has room again), then y leaves.
+        deadline = time.monotonic() + 20
+        while len(acks) < 2300:
+            assert time.monotonic() < deadline, len(acks)
+            await asyncio.sleep(0.05)
+        assert 0 in acks and -7 in acks
+        await y.ok({"type": "leave", "room": "r"})
+        await w.expect("user_leave", room="r", user=y.user())
+        await s.expect("user_leave", room="r", user=y.user())
+        await f.ws.close()
+        await task
+
+    go(body, 60)
+
+
 # ---- the leave backlog full (VKWS_LEAVE_BACKLOG) ------------------------------
 
 def test_leave_backlog_full_loses_no_user_leave(nodes, redis):
