@@ -674,12 +674,13 @@ m_create_room(const struct call *q, struct json_out *o)
 	    &ri)) < 0)
 		return e == VKWS_EINVAL ? bad("maxClients") : e;
 	/* Cluster: the room as every node sees it (Redis took the
-	 * settings first: the link keeps the order). */
-	if (vkws_cluster_on() && api_conn != NULL) {
-		e = cluster_outcome(vkws_cluster_room_info(api_conn, s_room,
-		    (size_t)n, api_keep));
-		if (e != 0)
-			return e == 1 ? 0 : e;
+	 * settings first: the link keeps the order). The room is made
+	 * either way: if that read cannot go out, this node's view. */
+	if (vkws_cluster_on() && api_conn != NULL &&
+	    vkws_cluster_room_info(api_conn, s_room, (size_t)n,
+	    api_keep) == 1) {
+		(void)cluster_outcome(1);
+		return 0;
 	}
 	out_room(o, &ri);
 	return 0;
