@@ -10,10 +10,13 @@
  * join's maxClients check; a dead node's sweep) is a Lua script run with
  * EVALSHA. Requests and replies go through static buffers: when the
  * output is full, or the link is down, an operation answers -7 "cluster
- * unavailable" and nothing is acked that Redis did not take. This file
- * never blocks (but for a bounded flush at a clean stop), never
- * allocates, and touches connections only through the C API of room.c
- * and the core's queue functions.
+ * unavailable" and nothing is acked that Redis did not take. The
+ * scripts are in cluster_lua.c; the server API across nodes (calls
+ * gathered from every node, held HTTP replies) is cluster_api.c, which
+ * asks this file for its requests (cluster_int.h). This file never
+ * blocks (but for a bounded flush at a clean stop), never allocates,
+ * and touches connections only through the C API of room.c and the
+ * core's queue functions.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,11 +72,6 @@ static int quiet;		/* the observers stay silent (the scripts
 				 * did their part already) */
 static int loaded;		/* scripts Redis took on this link */
 static int broken;		/* a reply says the link must start over */
-/* The call another node sent that this node runs now (api_request):
- * "ORIGIN ID", and whether its answer comes later (deferred). */
-static char rq_from[VKWS_NODE_ID_MAX + 16];
-static size_t rq_from_len;
-static int rq_deferred;
 
 /* One socket to Redis with its static buffers (sized apart: the
  * subscription link sends one short command). */
@@ -95,8 +93,7 @@ static struct rlink sub = { .out = sub_out, .in = sub_in,
     .out_cap = sizeof(sub_out), .in_cap = sizeof(sub_in) };
 /* Room a request of n payload bytes asks of the output (may_send adds
  * 256 more): its envelope, keys and bus header. */
-#define REQ_ENV 1024
-_Static_assert(VKWS_MAX_OUT + REQ_ENV + 256 <= VKWS_REDIS_OUT,
+_Static_assert(VKWS_MAX_OUT + VKWS_CL_REQ_ENV + 256 <= VKWS_REDIS_OUT,
     "a largest chat or forwarded API body is not refused for room");
 _Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
     "SUBSCRIBE and the bus name fit");
@@ -136,27 +133,6 @@ static size_t text_start, text_used;
 _Static_assert(VKWS_REDIS_PENDING_BYTES >= PEND_ID_MAX + VKWS_ROOM_NAME_MAX,
     "one entry's text fits");
 
-/* A server API call answered by other nodes: what came so far. */
-enum { H_FORWARD, H_SUM, H_ANY, H_CONCAT };
-struct held {
-	uint8_t used;
-	uint8_t mode;		/* H_*: how the answers combine */
-	uint8_t keep;
-	uint8_t any_ok;		/* some node answered code 0 */
-	uint8_t own;		/* this node's own answer came */
-	uint16_t slot;
-	int fd;
-	uint64_t requests;	/* the connection's count, for reuse */
-	uint32_t id;
-	unsigned expect, got;
-	int64_t deadline;
-	uint64_t sum;		/* delivered, or clients */
-	size_t len;
-	char buf[VKWS_API_OUT];	/* the combined reply so far */
-};
-static struct held held[VKWS_CLUSTER_HELD];
-static uint32_t held_next;
-
 static struct resp_val vals[VKWS_REDIS_VALUES];
 static struct resp_enc enc;
 /* Frames built here (user_join, user_list, history, chat halves). */
@@ -168,10 +144,9 @@ size_t
 vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
-	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) + sizeof(vals) +
-	    sizeof(leave_q) + sizeof(mpv) + sizeof(owed) +
-	    sizeof(pend_text) +
-	    sizeof(held) +
+	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) +
+	    sizeof(vals) + sizeof(leave_q) + sizeof(mpv) + sizeof(owed) +
+	    sizeof(pend_text) + vkws_cl_api_static_size() +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
 }
 
@@ -357,6 +332,29 @@ join_msg(const struct conn *c, const char *room, size_t rn)
 	frame2[k++] = '\n';
 	memcpy(frame2 + k, frame, fn);
 	return k + fn;
+}
+
+/* A bus message "T F0 F1 ...\nBODY" (type t, fields f[i][0..fl[i]))
+ * into frame2; its length, 0 if it does not fit. */
+static size_t
+bus_put(char t, const char *const f[], const size_t fl[], size_t nf,
+    const char *body, size_t n)
+{
+	size_t i, k = 1;
+
+	for (i = 0; i < nf; i++)
+		k += 1 + fl[i];
+	if (k + 1 + n > sizeof(frame2))
+		return 0;
+	frame2[0] = t;
+	for (i = 0, k = 1; i < nf; i++) {
+		frame2[k++] = ' ';
+		memcpy(frame2 + k, f[i], fl[i]);
+		k += fl[i];
+	}
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, body, n);
+	return k + n;
 }
 
 /* PROTOCOL.md 8 (as room.c's young()): a join of c now is held back. */
@@ -930,7 +928,7 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 	if (!json_out_ok(&a) || !json_out_ok(&b) || a.n + b.n + 24 >
 	    VKWS_MAX_OUT)
 		return VKWS_ELIMIT;
-	if (!may_send(a.n + b.n + REQ_ENV))
+	if (!may_send(a.n + b.n + VKWS_CL_REQ_ENV))
 		return VKWS_ESTORE;
 	room_keys(room, rn);
 	/* The bus header "C NODE TAG " SEQ " ROOM\n": TAG finds the
@@ -989,53 +987,17 @@ vkws_cluster_join(struct conn *c, const char *room, size_t rn,
 }
 
 int
-vkws_cluster_api_join(struct conn *api, const char *cid, size_t cn,
-    const char *room, size_t rn, int keep)
+vkws_cl_req_join(struct conn *c, const char *room, size_t rn,
+    const char *from, size_t fn, uint32_t hid)
 {
-	struct conn *c = vkws_conn_by_id(cid, cn);
-	struct held *h = NULL;
-	struct room *r;
 	struct pend *p;
-	size_t i;
 	int e;
 
-	if (c == NULL || !c->authed)
-		return VKWS_ENOTFOUND;
-	if (!vkws_room_name_ok(room, rn))
-		return VKWS_EINVAL;
-	if ((e = vkws_join_check(c, room, rn, &r)) != 0)
-		return e < 0 ? e : 0;	/* 1: a member already */
-	if (api == NULL) {	/* for another node: answered on the bus */
-		if (rq_from_len == 0)
-			return VKWS_ESTORE;
-		if ((e = join_send(c, room, rn, 0, rq_from, rq_from_len,
-		    &p)) < 0)
-			return e;
-		p->api = A_REMOTE;
-		rq_deferred = 1;
-		return 1;
-	}
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (!held[i].used)
-			h = &held[i];
-	if (h == NULL)
-		return VKWS_ESTORE;
-	if ((e = join_send(c, room, rn, 0, "", 0, &p)) < 0)
+	if ((e = join_send(c, room, rn, 0, from, fn, &p)) < 0)
 		return e;
-	p->api = A_HELD;
-	p->hid = held_next;
-	memset(h, 0, offsetof(struct held, buf));
-	h->used = 1;
-	h->mode = H_FORWARD;
-	h->keep = (uint8_t)keep;
-	h->slot = (uint16_t)vkws_slot_of(api);
-	h->fd = api->fd;
-	h->requests = api->requests;
-	h->id = held_next++;
-	h->expect = 1;
-	/* The reply finishes it; the deadline only if the link dies. */
-	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
-	return 1;
+	p->api = fn > 0 ? A_REMOTE : A_HELD;
+	p->hid = hid;
+	return 0;
 }
 
 int
@@ -1063,22 +1025,13 @@ int
 vkws_cluster_private(struct conn *c, const char *uid, size_t un,
     const char *fr, size_t fn, const char *id, size_t idn)
 {
-	size_t k = 0;
+	const char *f[2] = { cfg->node, uid };
+	size_t fl[2] = { node_len, un }, k;
 
-	if (!may_send(fn + REQ_ENV))
+	if (!may_send(fn + VKWS_CL_REQ_ENV))
 		return VKWS_ESTORE;
-	if (3 + node_len + un + 1 + fn > sizeof(frame2))
+	if ((k = bus_put('U', f, fl, 2, fr, fn)) == 0)
 		return VKWS_ELIMIT;
-	frame2[k++] = 'U';
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, cfg->node, node_len);
-	k += node_len;
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, uid, un);
-	k += un;
-	frame2[k++] = '\n';
-	memcpy(frame2 + k, fr, fn);
-	k += fn;
 	eval_begin(SC_PRIV, 0, 4);
 	resp_enc_arg(&enc, users_key, strlen(users_key));
 	resp_enc_arg(&enc, uid, un);
@@ -1090,65 +1043,117 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 	return 0;
 }
 
-/* ---- Replies ---------------------------------------------------------- */
+/* ---- Requests of the server API (cluster_api.c) ----------------------- */
 
-static uint64_t dec(const char *s, size_t n);
-static void api_request(const char *origin, size_t olen, const char *id,
-    size_t idn, const char *target, size_t tn, const char *body, size_t n);
-static void api_answer_in(const char *id, size_t idn, const char *from,
-    size_t fn, const char *r, size_t n);
-static void history_done(const struct pend *p, const uint8_t *base,
-    const struct resp_val *v, size_t nv);
-static void info_done(const struct pend *p, const struct resp_val *v,
-    size_t nv);
-static void list_done(const struct pend *p, const uint8_t *base,
-    const struct resp_val *v, size_t nv);
-static void forget_done(const struct pend *p, const struct resp_val *v,
-    size_t nv);
-static void held_add(struct held *h, const char *r, size_t n);
-static int held_commit_id(struct held *h, int kind, struct conn *c);
-static void held_finish(struct held *h);
-static void api_publish(const char *origin, size_t olen, const char *id,
-    size_t idn, const char *out, size_t len);
+int
+vkws_cl_may_send(size_t need)
+{
+	return may_send(need);
+}
+
+int
+vkws_cl_publish(char t, const char *const f[], const size_t fl[],
+    size_t nf, const char *body, size_t n)
+{
+	size_t k = bus_put(t, f, fl, nf, body, n);
+
+	if (k == 0)
+		return -1;
+	req_begin(3);
+	resp_enc_str(&enc, "PUBLISH");
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, frame2, k);
+	return req_commit(P_NONE) != NULL ? 0 : -1;
+}
+
+/* Commit the request begun for the held call hid. */
+static int
+held_req(int kind, struct conn *c, const char *room, size_t rn,
+    uint32_t hid)
+{
+	struct pend *p = req_commit_for(kind, c, "", 0, room, rn);
+
+	if (p == NULL)
+		return -1;
+	p->cid = hid;
+	return 0;
+}
+
+int
+vkws_cl_req_history(const char *room, size_t rn, uint32_t limit,
+    uint32_t hid)
+{
+	struct pend *p;
+
+	if (!may_send(1024))
+		return -1;
+	room_keys(room, rn);
+	req_begin(4);
+	resp_enc_str(&enc, "LRANGE");
+	resp_enc_arg(&enc, k_h, k_h_n);
+	resp_enc_i64(&enc, limit > 0 ? -(int64_t)limit : 0);
+	resp_enc_str(&enc, "-1");
+	if ((p = req_commit(P_HIST)) == NULL)
+		return -1;
+	p->cid = hid;
+	return 0;
+}
+
+int
+vkws_cl_req_info(struct conn *c, const char *room, size_t rn, uint32_t hid)
+{
+	if (!may_send(1024))
+		return -1;
+	room_keys(room, rn);
+	eval_begin(SC_INFO, 2, 2);
+	resp_enc_arg(&enc, k_m, k_m_n);
+	resp_enc_arg(&enc, k_info, k_info_n);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, room, rn);
+	return held_req(P_INFO, c, room, rn, hid);
+}
+
+int
+vkws_cl_req_list(struct conn *c, uint32_t hid)
+{
+	if (!may_send(1024))
+		return -1;
+	eval_begin(SC_LIST, 0, 3);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_u64(&enc, VKWS_CLUSTER_ROOMS_MAX);
+	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
+	return held_req(P_LIST, c, "", 0, hid);
+}
+
+/* lua_forget: deleteRoom of a room that may be in Redis only. */
+int
+vkws_cl_req_forget(struct conn *c, const char *room, size_t rn,
+    uint32_t hid)
+{
+	char rk[VKWS_CLUSTER_NAME_MAX + 8];
+
+	if ((rn == strlen(cfg->default_room) &&
+	    memcmp(room, cfg->default_room, rn) == 0) || !may_send(1024))
+		return -1;	/* -4 from every node; or the nodes only */
+	room_keys(room, rn);
+	eval_begin(SC_FORGET, 5, 1);
+	args_room_keys();
+	resp_enc_arg(&enc, rk, rooms_key(rk));
+	resp_enc_arg(&enc, room, rn);
+	return held_req(P_FORGET, c, "", 0, hid);
+}
+
+/* ---- Replies ---------------------------------------------------------- */
 
 /* The answer to a join: the chat client's ack, or the server API's
  * reply (to the call held here, or published to the node that asked). */
 static void
 join_answer(struct pend *p, int code)
 {
-	char out[96];
-	const char *msg, *sp;
-	struct json_out o;
-	size_t i;
-
-	if (p->api == A_CHAT) {
+	if (p->api == A_CHAT)
 		pend_ack(p, code);
-		return;
-	}
-	json_out_init(&o, out, sizeof(out));
-	json_out_lit(&o, "{\"code\":");
-	json_out_int(&o, code);
-	if (code == 0) {
-		json_out_lit(&o, ",\"data\":null}");
-	} else {
-		msg = code == VKWS_ESTORE ? "cluster unavailable" :
-		    vkws_strerror(code);
-		json_out_lit(&o, ",\"msg\":");
-		json_out_str(&o, msg, strlen(msg));
-		json_out_lit(&o, "}");
-	}
-	if (p->api == A_REMOTE) {
-		sp = memchr(P_ID(p), ' ', p->id_len);
-		if (sp != NULL)
-			api_publish(P_ID(p), (size_t)(sp - P_ID(p)), sp + 1,
-			    (size_t)(P_ID(p) + p->id_len - sp - 1), o.p, o.n);
-		return;
-	}
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (held[i].used && held[i].id == p->hid) {
-			held_add(&held[i], o.p, o.n);
-			held_finish(&held[i]);
-		}
+	else
+		vkws_cl_join_answer(p->hid, P_ID(p), p->id_len, code);
 }
 
 /* A string value of a reply as (pointer, length). */
@@ -1306,50 +1311,22 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 			vkws_count.cluster_nodes = (uint64_t)v[0].i;
 		break;
 	case P_HIST:
-		history_done(p, base, v, nv);
+		vkws_cl_history_done((uint32_t)p->cid, base, v, nv);
 		break;
 	case P_INFO:	/* an error reply: -7 */
-		info_done(p, v, err ? 0 : nv);
+		vkws_cl_info_done((uint32_t)p->cid, P_ROOM(p), p->room_len, v,
+		    err ? 0 : nv);
 		break;
 	case P_LIST:
-		list_done(p, base, v, err ? 0 : nv);
+		vkws_cl_list_done((uint32_t)p->cid, base, v, err ? 0 : nv);
 		break;
 	case P_FORGET:
-		forget_done(p, v, err ? 0 : nv);
+		vkws_cl_forget_done((uint32_t)p->cid, v, err ? 0 : nv);
 		break;
 	default:
 		break;
 	}
 	pend_release(p);
-}
-
-/* One field of a bus header: up to the next space (or newline). */
-static int
-field(const char *s, size_t n, size_t *off, const char **f, size_t *fn,
-    char end)
-{
-	const char *e = memchr(s + *off, end, n - *off);
-
-	if (e == NULL)
-		return -1;
-	*f = s + *off;
-	*fn = (size_t)(e - *f);
-	*off += *fn + 1;
-	return 0;
-}
-
-static uint64_t
-dec(const char *s, size_t n)
-{
-	uint64_t x = 0;
-	size_t i;
-
-	for (i = 0; i < n && i < 19; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-		x = x * 10 + (uint64_t)(s[i] - '0');
-	}
-	return x;
 }
 
 /* Members told of a presence change: those whose version is not known,
@@ -1443,617 +1420,16 @@ bus_message(const char *s, size_t n)
 		if (field(s, n, &off, &a, &an, ' ') < 0 ||
 		    field(s, n, &off, &b, &bn, '\n') < 0)
 			return;
-		api_request(nd, ndn, a, an, b, bn, s + off, n - off);
+		vkws_cl_api_request(nd, ndn, a, an, b, bn, s + off, n - off);
 		break;
 	case 'R':
 		if (!mine || field(s, n, &off, &a, &an, ' ') < 0 ||
 		    field(s, n, &off, &b, &bn, '\n') < 0)
 			return;
-		api_answer_in(a, an, b, bn, s + off, n - off);
+		vkws_cl_api_answer(a, an, b, bn, s + off, n - off);
 		break;
 	default:
 		break;
-	}
-}
-
-
-/* ---- The server API across nodes -------------------------------------- */
-
-/* How a method's answers combine, and whether it goes to every node. */
-static const struct {
-	const char *name;
-	uint8_t mode;
-} api_modes[] = {
-	{ "sendToClient", H_FORWARD }, { "disconnect", H_FORWARD },
-	{ "setClientData", H_FORWARD }, { "getClientData", H_FORWARD },
-	{ "joinRoom", H_FORWARD }, { "leaveRoom", H_FORWARD },
-	{ "leaveAllRooms", H_FORWARD }, { "getConnectionInfo", H_FORWARD },
-	{ "broadcastToAll", H_SUM }, { "broadcastToRoom", H_SUM },
-	{ "broadcastToRooms", H_SUM }, { "sendToUser", H_SUM },
-	{ "disconnectAll", H_SUM }, { "deleteRoom", H_ANY },
-	{ "getAllConnections", H_CONCAT },
-	{ "getActiveConnections", H_CONCAT },
-	{ "getRoomClients", H_CONCAT },
-};
-
-/* The code of a reply {"code":N,...} (api.c writes code first). */
-static int
-reply_code(const char *r, size_t n)
-{
-	int64_t x = 0;
-	size_t k = 8;
-	int neg = 0;
-
-	if (n < 10 || memcmp(r, "{\"code\":", 8) != 0)
-		return VKWS_ESTORE;
-	if (r[k] == '-') {
-		neg = 1;
-		k++;
-	}
-	while (k < n && r[k] >= '0' && r[k] <= '9' && x < 1000)
-		x = x * 10 + (r[k++] - '0');
-	return (int)(neg ? -x : x);
-}
-
-/* The number after the first "key": in r (our own encoding, where a
- * key's quotes cannot occur inside a string: they would be escaped). */
-static uint64_t
-reply_num(const char *r, size_t n, const char *key)
-{
-	size_t kn = strlen(key), k;
-
-	for (k = 0; k + kn < n; k++)
-		if (memcmp(r + k, key, kn) == 0) {
-			uint64_t x = 0;
-			size_t i = k + kn;
-			while (i < n && i < k + kn + 19 && r[i] >= '0' &&
-			    r[i] <= '9')
-				x = x * 10 + (uint64_t)(r[i++] - '0');
-			return x;
-		}
-	return 0;
-}
-
-/* Append p[0..n) to h's reply; 0, or -1 when it does not fit. */
-static int
-held_put(struct held *h, const char *p, size_t n)
-{
-	if (sizeof(h->buf) - h->len < n)
-		return -1;
-	memcpy(h->buf + h->len, p, n);
-	h->len += n;
-	return 0;
-}
-
-/* One node's answer r[0..n) to h. */
-static void
-held_add(struct held *h, const char *r, size_t n)
-{
-	int code = reply_code(r, n);
-	const char *a, *e;
-
-	h->got++;
-	if (code != 0) {
-		/* An error is the answer only if no node says 0: keep the
-		 * first one while nothing else is kept. */
-		if (!h->any_ok && h->len == 0)
-			(void)held_put(h, r, n);
-		return;
-	}
-	if (!h->any_ok)
-		h->len = 0;
-	switch (h->mode) {
-	case H_FORWARD:
-	case H_ANY:
-		if (!h->any_ok)
-			(void)held_put(h, r, n);
-		break;
-	case H_SUM:
-		h->sum += reply_num(r, n, "\"delivered\":");
-		break;
-	case H_CONCAT:
-		/* {"code":0,"data":[...]}: the elements inside [ ]. */
-		a = memchr(r, '[', n);
-		e = n >= 2 ? r + n - 2 : r;
-		if (a == NULL || *e != ']' || e <= a + 1)
-			break;
-		if (h->len > 0)
-			(void)held_put(h, ",", 1);
-		(void)held_put(h, a + 1, (size_t)(e - a - 1));
-		break;
-	default:
-		break;
-	}
-	h->any_ok = 1;
-}
-
-/* Answer h with what came, and free it. */
-static void
-held_finish(struct held *h)
-{
-	static char out[VKWS_API_OUT];
-	struct conn *c = &vkws_conns[h->slot];
-	struct json_out o;
-
-	h->used = 0;
-	/* A node died or stopped mid-call (README: Cluster): the answer
-	 * is what the others said, counted here. */
-	if (h->mode != H_FORWARD && h->got < h->expect)
-		vkws_count.cluster_partial++;
-	if (c->state != S_HTTP || c->fd != h->fd || c->requests != h->requests)
-		return;		/* the client went away */
-	json_out_init(&o, out, sizeof(out));
-	if (h->len == 0 && (!h->any_ok || h->mode == H_FORWARD ||
-	    h->mode == H_ANY)) {
-		/* Nothing usable came: the node named is gone (-3), or the
-		 * answers did not (-7). */
-		json_out_lit(&o, h->mode == H_FORWARD && !h->any_ok ?
-		    "{\"code\":-3,\"msg\":\"not found\"}" :
-		    "{\"code\":-7,\"msg\":\"cluster unavailable\"}");
-	} else if (!h->any_ok || h->mode == H_FORWARD || h->mode == H_ANY) {
-		json_out_raw(&o, h->buf, h->len);
-	} else if (h->mode == H_SUM) {
-		json_out_lit(&o, "{\"code\":0,\"data\":{\"delivered\":");
-		json_out_uint(&o, h->sum);
-		json_out_lit(&o, "}}");
-	} else {
-		json_out_lit(&o, "{\"code\":0,\"data\":[");
-		json_out_raw(&o, h->buf, h->len);
-		json_out_lit(&o, "]}");
-	}
-	if (!json_out_ok(&o)) {
-		json_out_init(&o, out, sizeof(out));
-		json_out_lit(&o, "{\"code\":-5,\"msg\":\"reply too large\"}");
-	}
-	vkws_api_reply(c, o.p, o.n, h->keep);
-}
-
-static void
-held_timers(int64_t now, int64_t *next)
-{
-	size_t i;
-
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++) {
-		if (!held[i].used)
-			continue;
-		if (now >= held[i].deadline)
-			held_finish(&held[i]);
-		else if (held[i].deadline < *next)
-			*next = held[i].deadline;
-	}
-}
-
-/*
- * deleteRoom of a room that may be in Redis only (persistent, and no
- * node has it any more): its keys go here too, and the call counts it
- * as one more answer, 0 if Redis had the room (forget_done()).
- */
-static void
-forget(struct held *h, struct conn *c, const char *room, size_t rn)
-{
-	char rk[VKWS_CLUSTER_NAME_MAX + 8];
-
-	if ((rn == strlen(cfg->default_room) &&
-	    memcmp(room, cfg->default_room, rn) == 0) || !may_send(1024))
-		return;		/* -4 from every node; or the nodes only */
-	room_keys(room, rn);
-	eval_begin(SC_FORGET, 5, 1);
-	args_room_keys();
-	resp_enc_arg(&enc, rk, rooms_key(rk));
-	resp_enc_arg(&enc, room, rn);
-	if (held_commit_id(h, P_FORGET, c))
-		h->expect++;
-}
-
-int
-vkws_cluster_api(struct conn *c, const char *method, const char *body,
-    size_t n, const char *cid, size_t cn, const char *room, size_t rn,
-    int keep)
-{
-	struct held *h = NULL;
-	size_t i, k = 0, tn;
-	const char *target = "*";
-	int mode = -1;
-
-	for (i = 0; i < sizeof(api_modes) / sizeof(api_modes[0]); i++)
-		if (strcmp(api_modes[i].name, method) == 0)
-			mode = api_modes[i].mode;
-	if (mode < 0)
-		return 0;
-	if (mode == H_FORWARD) {
-		/* "NODE-hex": this node's own, or one that names no node,
-		 * is answered here. */
-		const char *dash = cn > 0 ? memchr(cid, '-', cn) : NULL;
-		if (dash == NULL || ((size_t)(dash - cid) == node_len &&
-		    memcmp(cid, cfg->node, node_len) == 0))
-			return 0;
-		target = cid;
-		tn = (size_t)(dash - cid);
-	} else
-		tn = 1;
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (!held[i].used)
-			h = &held[i];
-	if (h == NULL || !may_send(n + REQ_ENV) ||
-	    4 + node_len + 12 + tn + 1 + n > sizeof(frame2))
-		return VKWS_ESTORE;
-	/* "Q ORIGIN ID TARGET\n" and the call as it came. */
-	k = (size_t)snprintf(frame2, sizeof(frame2), "Q %s %u ", cfg->node,
-	    (unsigned)held_next);
-	memcpy(frame2 + k, target, tn);
-	k += tn;
-	frame2[k++] = '\n';
-	memcpy(frame2 + k, body, n);
-	k += n;
-	req_begin(3);
-	resp_enc_str(&enc, "PUBLISH");
-	resp_enc_arg(&enc, bus, bus_len);
-	resp_enc_arg(&enc, frame2, k);
-	if (req_commit(P_NONE) == NULL)
-		return VKWS_ESTORE;
-	vkws_count.cluster_published++;
-	memset(h, 0, offsetof(struct held, buf));
-	h->used = 1;
-	h->mode = (uint8_t)mode;
-	h->keep = (uint8_t)keep;
-	h->slot = (uint16_t)vkws_slot_of(c);
-	h->fd = c->fd;
-	h->requests = c->requests;
-	h->id = held_next++;
-	h->expect = mode == H_FORWARD || vkws_count.cluster_nodes == 0 ? 1 :
-	    (unsigned)vkws_count.cluster_nodes;
-	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
-	if (strcmp(method, "deleteRoom") == 0 && rn > 0)
-		forget(h, c, room, rn);
-	return 1;
-}
-
-int
-vkws_cluster_history(struct conn *c, const char *room, size_t rn,
-    uint32_t limit, int here, int keep)
-{
-	struct held *h = NULL;
-	struct pend *p;
-	size_t i;
-
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (!held[i].used)
-			h = &held[i];
-	if (h == NULL || !may_send(1024))
-		return VKWS_ESTORE;
-	room_keys(room, rn);
-	req_begin(4);
-	resp_enc_str(&enc, "LRANGE");
-	resp_enc_arg(&enc, k_h, k_h_n);
-	resp_enc_i64(&enc, limit > 0 ? -(int64_t)limit : 0);
-	resp_enc_str(&enc, "-1");
-	if ((p = req_commit(P_HIST)) == NULL)
-		return VKWS_ESTORE;
-	memset(h, 0, offsetof(struct held, buf));
-	h->used = 1;
-	h->mode = H_FORWARD;
-	h->keep = (uint8_t)keep;
-	h->any_ok = (uint8_t)here;	/* [] rather than -3 */
-	h->slot = (uint16_t)vkws_slot_of(c);
-	h->fd = c->fd;
-	h->requests = c->requests;
-	h->id = held_next++;
-	h->expect = 1;
-	/* The reply finishes it; the deadline only if the link dies. */
-	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
-	p->cid = h->id;
-	return 1;
-}
-
-/* A held call answered by one reply of Redis (c the /api connection):
- * a free entry set up, or NULL. */
-static struct held *
-held_one(struct conn *c, int keep)
-{
-	struct held *h = NULL;
-	size_t i;
-
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (!held[i].used)
-			h = &held[i];
-	if (h == NULL)
-		return NULL;
-	memset(h, 0, offsetof(struct held, buf));
-	h->mode = H_FORWARD;
-	h->keep = (uint8_t)keep;
-	h->slot = (uint16_t)vkws_slot_of(c);
-	h->fd = c->fd;
-	h->requests = c->requests;
-	h->expect = 1;
-	h->any_ok = 1;	/* nothing by the deadline: -7, not -3 */
-	/* The reply finishes it; the deadline only if the link dies. */
-	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
-	return h;
-}
-
-/* Commit the request begun for h: its entry names h (and keeps the
- * room's name); 1, or VKWS_ESTORE (nothing sent, h stays free). */
-static int
-held_commit(struct held *h, int kind, struct conn *c, const char *room,
-    size_t rn)
-{
-	struct pend *p = req_commit_for(kind, c, "", 0, room, rn);
-
-	if (p == NULL)
-		return VKWS_ESTORE;
-	h->used = 1;
-	h->id = held_next++;
-	p->cid = h->id;
-	return 1;
-}
-
-/* The same for a call held already (h used): 1 if sent, else 0. */
-static int
-held_commit_id(struct held *h, int kind, struct conn *c)
-{
-	struct pend *p = req_commit_for(kind, c, "", 0, "", 0);
-
-	if (p == NULL)
-		return 0;
-	p->cid = h->id;
-	return 1;
-}
-
-int
-vkws_cluster_room_info(struct conn *c, const char *room, size_t rn,
-    int keep)
-{
-	struct held *h = held_one(c, keep);
-
-	if (h == NULL || !may_send(1024))
-		return VKWS_ESTORE;
-	room_keys(room, rn);
-	eval_begin(SC_INFO, 2, 2);
-	resp_enc_arg(&enc, k_m, k_m_n);
-	resp_enc_arg(&enc, k_info, k_info_n);
-	resp_enc_arg(&enc, cfg->cluster, name_len);
-	resp_enc_arg(&enc, room, rn);
-	return held_commit(h, P_INFO, c, room, rn);
-}
-
-int
-vkws_cluster_list_rooms(struct conn *c, int keep)
-{
-	struct held *h = held_one(c, keep);
-
-	if (h == NULL || !may_send(1024))
-		return VKWS_ESTORE;
-	eval_begin(SC_LIST, 0, 3);
-	resp_enc_arg(&enc, cfg->cluster, name_len);
-	resp_enc_u64(&enc, VKWS_CLUSTER_ROOMS_MAX);
-	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
-	return held_commit(h, P_LIST, c, "", 0);
-}
-
-/* The held call a reply is for, or NULL (answered at its deadline). */
-static struct held *
-held_of(const struct pend *p)
-{
-	size_t i;
-
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
-		if (held[i].used && held[i].id == p->cid)
-			return &held[i];
-	return NULL;
-}
-
-/* One room info object, as api.c writes it. */
-static void
-out_info(struct json_out *o, const char *room, size_t rn, uint64_t clients,
-    uint64_t max, int persistent, int64_t created)
-{
-	json_out_lit(o, "{\"room\":");
-	json_out_str(o, room, rn);
-	json_out_lit(o, ",\"clients\":");
-	json_out_uint(o, clients);
-	json_out_lit(o, ",\"maxClients\":");
-	json_out_uint(o, max);
-	json_out_lit(o, ",\"persistent\":");
-	json_out_lit(o, persistent ? "true" : "false");
-	json_out_lit(o, ",\"createdAt\":");
-	json_out_int(o, created);
-	json_out_lit(o, "}");
-}
-
-/* lua_forget's answer: one more answer to the held deleteRoom. */
-static void
-forget_done(const struct pend *p, const struct resp_val *v, size_t nv)
-{
-	static const char ok[] = "{\"code\":0,\"data\":null}";
-	static const char none[] = "{\"code\":-3,\"msg\":\"not found\"}";
-	struct held *h = held_of(p);
-	int had = nv == 1 && v[0].type == RESP_INT && v[0].i == 1;
-
-	if (h == NULL)
-		return;
-	held_add(h, had ? ok : none, had ? sizeof(ok) - 1 : sizeof(none) - 1);
-	if (h->got >= h->expect && h->own)
-		held_finish(h);
-}
-
-/* lua_info's answer: {clients, max, persistent, created}, or 0. */
-static void
-info_done(const struct pend *p, const struct resp_val *v, size_t nv)
-{
-	struct held *h = held_of(p);
-	struct json_out o;
-
-	if (h == NULL)
-		return;
-	h->len = 0;
-	if (nv == 1 && v[0].type == RESP_INT && v[0].i == 0)
-		h->any_ok = 0;	/* no node has it: -3 */
-	else if (nv == 5 && v[0].type == RESP_ARRAY && v[0].len == 4) {
-		json_out_init(&o, h->buf, sizeof(h->buf));
-		json_out_lit(&o, "{\"code\":0,\"data\":");
-		out_info(&o, P_ROOM(p), p->room_len, (uint64_t)v[1].i,
-		    (uint64_t)v[2].i, v[3].i != 0, v[4].i);
-		json_out_lit(&o, "}");
-		h->len = json_out_ok(&o) ? o.n : 0;
-	}
-	held_finish(h);
-}
-
-/* lua_list's answer: {rooms, "CLIENTS MAX PERSISTENT CREATED NAME"...};
- * fewer entries than rooms: too large a reply (-5, never cut). */
-static void
-list_done(const struct pend *p, const uint8_t *base,
-    const struct resp_val *v, size_t nv)
-{
-	struct held *h = held_of(p);
-	struct json_out o;
-	uint32_t i, k;
-
-	if (h == NULL)
-		return;
-	json_out_init(&o, h->buf, sizeof(h->buf));
-	if (nv < 2 || v[0].type != RESP_ARRAY || v[1].type != RESP_INT) {
-		h->len = 0;	/* -7 */
-		held_finish(h);
-		return;
-	}
-	json_out_lit(&o, "{\"code\":0,\"data\":[");
-	for (i = 2, k = 0; i < v[0].end && i < nv; i = v[i].end, k++) {
-		const char *e = (const char *)base + v[i].off, *f[4];
-		size_t n = v[i].len, fl[4], off = 0, j;
-
-		for (j = 0; j < 4; j++)
-			if (field(e, n, &off, &f[j], &fl[j], ' ') < 0)
-				break;
-		if (j < 4 || v[i].type != RESP_BULK)
-			continue;
-		if (k > 0)
-			json_out_lit(&o, ",");
-		out_info(&o, e + off, n - off, dec(f[0], fl[0]), dec(f[1], fl[1]),
-		    fl[2] == 1 && f[2][0] == '1', (int64_t)dec(f[3], fl[3]));
-	}
-	json_out_lit(&o, "]}");
-	if (!json_out_ok(&o) || (uint64_t)v[1].i > k) {
-		json_out_init(&o, h->buf, sizeof(h->buf));
-		json_out_lit(&o, "{\"code\":-5,\"msg\":\"reply too large\"}");
-	}
-	h->len = o.n;
-	held_finish(h);
-}
-
-/* LRANGE's answer for a held getRoomHistory. */
-static void
-history_done(const struct pend *p, const uint8_t *base,
-    const struct resp_val *v, size_t nv)
-{
-	struct held *h = NULL;
-	struct json_out o;
-	uint32_t i, k;
-	size_t i2;
-
-	for (i2 = 0; i2 < VKWS_CLUSTER_HELD; i2++)
-		if (held[i2].used && held[i2].id == p->cid)
-			h = &held[i2];
-	if (h == NULL || nv < 1 || v[0].type != RESP_ARRAY)
-		return;		/* gone, or answered -7 at its deadline */
-	if (v[0].len == 0 && !h->any_ok) {
-		h->len = 0;	/* no such room anywhere */
-		held_finish(h);
-		return;
-	}
-	json_out_init(&o, h->buf, sizeof(h->buf));
-	json_out_lit(&o, "{\"code\":0,\"data\":[");
-	for (i = 1, k = 0; i < v[0].end; i = v[i].end, k++) {
-		if (k > 0)
-			json_out_lit(&o, ",");
-		json_out_raw(&o, (const char *)base + v[i].off, v[i].len);
-	}
-	json_out_lit(&o, "]}");
-	if (json_out_ok(&o)) {
-		h->len = o.n;
-		h->any_ok = 1;
-	} else
-		h->len = 0;
-	held_finish(h);
-}
-
-/* Publish the answer out[0..len) "R ORIGIN ID NODE\nREPLY" to a call
- * another node sent. */
-static void
-api_publish(const char *origin, size_t olen, const char *id, size_t idn,
-    const char *out, size_t len)
-{
-	size_t k = 0;
-
-	if (olen + idn + node_len + 8 + len > sizeof(frame2) ||
-	    !may_send(len + olen + 256))
-		return;		/* the origin answers at its deadline */
-	frame2[k++] = 'R';
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, origin, olen);
-	k += olen;
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, id, idn);
-	k += idn;
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, cfg->node, node_len);
-	k += node_len;
-	frame2[k++] = '\n';
-	memcpy(frame2 + k, out, len);
-	k += len;
-	req_begin(3);
-	resp_enc_str(&enc, "PUBLISH");
-	resp_enc_arg(&enc, bus, bus_len);
-	resp_enc_arg(&enc, frame2, k);
-	(void)req_commit(P_NONE);
-}
-
-/* "Q ORIGIN ID TARGET\nBODY": run it here if it is for this node, and
- * publish the answer, now or (a joinRoom: after Redis) later. */
-static void
-api_request(const char *origin, size_t olen, const char *id, size_t idn,
-    const char *target, size_t tn, const char *body, size_t n)
-{
-	const char *out;
-	size_t len;
-
-	if (!(tn == 1 && target[0] == '*') && !(tn == node_len &&
-	    memcmp(target, cfg->node, tn) == 0))
-		return;
-	rq_from_len = 0;
-	if (olen + 1 + idn <= sizeof(rq_from)) {
-		memcpy(rq_from, origin, olen);
-		rq_from[olen] = ' ';
-		memcpy(rq_from + olen + 1, id, idn);
-		rq_from_len = olen + 1 + idn;
-	}
-	rq_deferred = 0;
-	len = vkws_api_run(body, n, &out);
-	rq_from_len = 0;
-	if (!rq_deferred)
-		api_publish(origin, olen, id, idn, out, len);
-}
-
-/* "R ORIGIN ID NODE\nREPLY" for a call this node holds. */
-static void
-api_answer_in(const char *id, size_t idn, const char *from, size_t fn,
-    const char *r, size_t n)
-{
-	uint32_t want = (uint32_t)dec(id, idn);
-	size_t i;
-
-	for (i = 0; i < VKWS_CLUSTER_HELD; i++) {
-		struct held *h = &held[i];
-		if (!h->used || h->id != want)
-			continue;
-		held_add(h, r, n);
-		if (fn == node_len && memcmp(from, cfg->node, fn) == 0)
-			h->own = 1;
-		/* The node count is a heartbeat old: a call to every node
-		 * also waits for this node's own answer, which always comes. */
-		if (h->got >= h->expect && (h->own || h->mode == H_FORWARD))
-			held_finish(h);
-		return;
 	}
 }
 
@@ -2293,7 +1669,7 @@ vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
 		return 0;
 	if (cmd.state == L_DOWN && sub.state == L_DOWN && now >= retry_at)
 		links_connect();
-	held_timers(now, next);
+	vkws_cl_held_timers(now, next);
 	leave_drain();
 	if (up && rereg && leave_used == 0 && may_send(VKWS_MAX_OUT)) {
 		/* Leaves were lost: this node's entries in Redis are dropped
