@@ -89,7 +89,19 @@ endif
 ifeq ($(STATIC),1)
 LDFLAGS += -static
 endif
-VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small bench,$(PROFILE)),-$(PROFILE))$(if $(filter 1,$(STATIC)),-static)
+# make POLLER=epoll | POLLER=poll   the loop's wait (poller.c): epoll is
+# the default on Linux (every CROSS target is Linux too), poll() the
+# portable one and the default elsewhere. The one that is not the
+# default builds into its own directory (build-poll/); make test runs the
+# integration suite against both.
+POLLER_DEFAULT := $(if $(filter Linux,$(shell uname -s)),epoll,poll)
+POLLER ?= $(POLLER_DEFAULT)
+ifeq ($(POLLER),epoll)
+CPPFLAGS += -DVKWS_POLLER_EPOLL
+else ifneq ($(POLLER),poll)
+$(error POLLER must be epoll or poll)
+endif
+VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small bench,$(PROFILE)),-$(PROFILE))$(if $(filter 1,$(STATIC)),-static)$(if $(filter-out $(POLLER_DEFAULT),$(POLLER)),-$(POLLER))
 ifeq ($(origin O),file)
 O := build$(VARIANT)
 endif
