@@ -182,13 +182,18 @@ run: deps-build
 	$(MAKE) all
 	sh tests/run-demo.sh
 
-# Unit tests, integration tests, then the same suite under sanitizers,
-# static checks last. tests/run sums every runner's counts into one line.
+# Unit tests, integration tests, then the same suite under sanitizers
+# and against the poll() backend (build-poll: the poller's unit test and
+# the integration suite but its package, browser and Node tests; see
+# tests/run), static checks last. tests/run sums every runner's counts
+# into one line.
 test: deps-test
 	$(MAKE) all $(TESTS)
 	$(MAKE) O=build-asan SAN=1 build-asan/vkws \
 	    $(patsubst $(O)/%,build-asan/%,$(TESTS))
-	sh tests/run $(O) build-asan
+	$(MAKE) O=build-poll POLLER=poll build-poll/vkws \
+	    build-poll/tests/test_poller
+	sh tests/run $(O) build-asan build-poll
 
 unit: all $(TESTS)
 	@for t in $(TESTS); do echo "== $$t"; $$t || exit 1; done
@@ -205,7 +210,7 @@ lint:
 	sh tests/lint.sh
 
 clean:
-	rm -rf build build-asan vkws tests/__pycache__ .pytest_cache
+	rm -rf build build-asan build-poll vkws tests/__pycache__ .pytest_cache
 
 # ---- Embedded-grade checks (issue 7): cross, fuzz, size ----------------
 

@@ -283,7 +283,7 @@ vkws_poller_static_size(void)
 static struct pollfd pfd[PFD_MAX];
 static uint16_t pmark[PFD_MAX];		/* slot or marker of each entry */
 static uint16_t pidx[VKWS_SLOTS];	/* entry + 1 of a slot; 0: none */
-static uint16_t lidx[3];		/* the same, by 0xFFFF - marker */
+static uint16_t lidx[3];		/* the same, of the three markers */
 static size_t np;
 static struct vkws_ev evs[VKWS_SLOTS + 3];
 
@@ -298,7 +298,16 @@ vkws_poller_name(void)
 static uint16_t *
 idx_of(uint16_t mark)
 {
-	return mark < VKWS_SLOTS ? &pidx[mark] : &lidx[0xFFFF - mark];
+	switch (mark) {
+	case VKWS_P_SIGNAL:
+		return &lidx[0];
+	case VKWS_P_LISTEN:
+		return &lidx[1];
+	case VKWS_P_LISTEN_TLS:
+		return &lidx[2];
+	default:
+		return &pidx[mark];
+	}
 }
 
 static void
