@@ -541,7 +541,7 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	c->close_code = code;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
 	touch(c);
-	vkws_conn_timers(c);
+	vkws_conn_timers(c);	/* the close deadline may come sooner */
 	count_close(code);
 	if (c->close_rcvd)
 		vkws_linger(c);
