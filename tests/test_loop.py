@@ -31,7 +31,6 @@ import time
 
 import pytest
 
-import wsraw
 from wsraw import OP_CLOSE, OP_TEXT
 from conftest import Server, Transport
 
