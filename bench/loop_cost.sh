@@ -41,7 +41,7 @@ for idle in "$@"; do
 	port=""
 	for _ in $(seq 600); do
 		port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
-		    "$tmp/out")
+		    "$tmp/out" 2>/dev/null || true)
 		[ -z "$port" ] || break
 		sleep 0.1
 	done
