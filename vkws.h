@@ -329,8 +329,14 @@ _Static_assert(VKWS_REDIS_IN >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
  * carries; the rest are counted in "more", so that the reply fits the
  * link's input whole. */
 #define VKWS_CLUSTER_LIST_BYTES 32768
+/* Rooms a cluster listRooms names (more: -5 "reply too large", as a
+ * reply larger than VKWS_API_OUT is): one parsed value each. */
+#define VKWS_CLUSTER_ROOMS_MAX (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX)
 /* Values of one parsed Redis reply: a join's history and members. */
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
+_Static_assert(VKWS_CLUSTER_ROOMS_MAX + 2 <= VKWS_REDIS_VALUES &&
+    VKWS_CLUSTER_ROOMS_MAX >= VKWS_MAX_ROOMS,
+    "a listRooms reply parses whole and names at least one node's rooms");
 /* Server API calls waiting for other nodes' answers at once (each holds
  * a reply buffer of VKWS_API_OUT bytes); more answer -7. */
 #ifdef VKWS_PROFILE_SMALL
