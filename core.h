@@ -216,6 +216,10 @@ int vkws_info_set(struct conn *c, const char *p, size_t n);
 /* A chat connection authenticated: it leaves the unproven list. Returns
  * 0, or -1 if --max-conns proven connections are open already. */
 int vkws_conn_prove(struct conn *c);
+/* A deadline of c may have moved earlier (a token's exp, the first
+ * ping after auth, a held user_join): its timers run in the next loop
+ * pass, which files the new time. A later deadline needs no call. */
+void vkws_conn_timers(struct conn *c);
 /* Reconnect buckets (admit.c): take one upgrade of user uid[0..n).
  * Returns 0, or -1 if the user is over --reconnect-rate. */
 int vkws_admit_user(const char *uid, size_t n);

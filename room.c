@@ -725,6 +725,7 @@ vkws_join_member(struct conn *c, const char *name, size_t n)
 	if (young(c)) {
 		size_t jn = member_note(r, "user_join", c);
 		c->quiet |= (uint16_t)(1u << k);
+		vkws_conn_timers(c);	/* its user_join is due then */
 		if (jn > 0)
 			(void)vkws_deliver(c, out_buf, jn);
 	} else

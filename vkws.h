@@ -251,6 +251,16 @@ _Static_assert(VKWS_SLOTS < 65535, "a slot index fits 16 bits");
 #define VKWS_ACCEPT_BURST 64
 /* Pause before polling the listener again after EMFILE/ENFILE (ms). */
 #define VKWS_ACCEPT_BACKOFF_MS 100
+/* Ready descriptors taken from the kernel per wait (epoll backend): the
+ * epoll_event array is static, 12 bytes each. More ready ones stay in
+ * the kernel's ready list, which hands them out in turn next pass, so
+ * none starves; 256 is more than one pass serves well at once. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_POLL_EVENTS 64
+#else
+#define VKWS_POLL_EVENTS 256
+#endif
+_Static_assert(VKWS_POLL_EVENTS >= 8, "a wait returns a useful batch");
 /* Bytes reserved at the end of every send queue for a close frame, so a
  * connection can always be told why it is closed. */
 #define VKWS_CLOSE_RESERVE (2 + 125)
