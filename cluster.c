@@ -292,6 +292,30 @@ user_json(const struct conn *c)
 	return json_out_ok(&o) ? o.n : 0;
 }
 
+/* A bus message "T F0 F1 ...\nBODY" (t[0..tn) the type, or nothing
+ * where a script puts the head; the fields f[i][0..fl[i])) into frame2;
+ * its length, 0 if it does not fit. */
+static size_t
+bus_put(const char *t, size_t tn, const char *const f[], const size_t fl[],
+    size_t nf, const char *body, size_t n)
+{
+	size_t i, k = tn;
+
+	for (i = 0; i < nf; i++)
+		k += 1 + fl[i];
+	if (k + 1 + n > sizeof(frame2))
+		return 0;
+	memcpy(frame2, t, tn);
+	for (i = 0, k = tn; i < nf; i++) {
+		frame2[k++] = ' ';
+		memcpy(frame2 + k, f[i], fl[i]);
+		k += fl[i];
+	}
+	frame2[k++] = '\n';
+	memcpy(frame2 + k, body, n);
+	return k + n;
+}
+
 /* {"type":TYPE,"room":R,"user":USER,"timestamp":T} into frame. */
 static size_t
 member_frame(const char *type, const struct conn *c, const char *room,
@@ -321,40 +345,12 @@ static size_t jhead_len;
 static size_t
 join_msg(const struct conn *c, const char *room, size_t rn)
 {
-	size_t fn = member_frame("user_join", c, room, rn), k = 0;
+	size_t fn = member_frame("user_join", c, room, rn);
 
-	if (fn == 0 || 2 + rn + fn > sizeof(frame2))
+	if (fn == 0)
 		return 0;
 	jhead_len = (size_t)snprintf(jhead, sizeof(jhead), "J %s ", cfg->node);
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, room, rn);
-	k += rn;
-	frame2[k++] = '\n';
-	memcpy(frame2 + k, frame, fn);
-	return k + fn;
-}
-
-/* A bus message "T F0 F1 ...\nBODY" (type t, fields f[i][0..fl[i]))
- * into frame2; its length, 0 if it does not fit. */
-static size_t
-bus_put(char t, const char *const f[], const size_t fl[], size_t nf,
-    const char *body, size_t n)
-{
-	size_t i, k = 1;
-
-	for (i = 0; i < nf; i++)
-		k += 1 + fl[i];
-	if (k + 1 + n > sizeof(frame2))
-		return 0;
-	frame2[0] = t;
-	for (i = 0, k = 1; i < nf; i++) {
-		frame2[k++] = ' ';
-		memcpy(frame2 + k, f[i], fl[i]);
-		k += fl[i];
-	}
-	frame2[k++] = '\n';
-	memcpy(frame2 + k, body, n);
-	return k + n;
+	return bus_put("", 0, &room, &rn, 1, frame, fn);
 }
 
 /* PROTOCOL.md 8 (as room.c's young()): a join of c now is held back. */
@@ -1030,7 +1026,7 @@ vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 
 	if (!may_send(fn + VKWS_CL_REQ_ENV))
 		return VKWS_ESTORE;
-	if ((k = bus_put('U', f, fl, 2, fr, fn)) == 0)
+	if ((k = bus_put("U", 1, f, fl, 2, fr, fn)) == 0)
 		return VKWS_ELIMIT;
 	eval_begin(SC_PRIV, 0, 4);
 	resp_enc_arg(&enc, users_key, strlen(users_key));
@@ -1055,7 +1051,7 @@ int
 vkws_cl_publish(char t, const char *const f[], const size_t fl[],
     size_t nf, const char *body, size_t n)
 {
-	size_t k = bus_put(t, f, fl, nf, body, n);
+	size_t k = bus_put(&t, 1, f, fl, nf, body, n);
 
 	if (k == 0)
 		return -1;
@@ -1165,6 +1161,49 @@ val_str(const uint8_t *base, const struct resp_val *v, size_t *n)
 }
 
 /*
+ * {"type":TYPE,"room":ROOM,"KEY":[ and then the JSON values v[i..end)
+ * (siblings, as Redis gave them) into frame through o, as many as fit
+ * with tail bytes left for what follows them. Returns how many went
+ * in; *cut is 1 if some did not.
+ */
+static uint32_t
+list_frame(struct json_out *o, const char *type, const char *room,
+    size_t rn, const char *key, const uint8_t *base,
+    const struct resp_val *v, uint32_t i, uint32_t end, size_t tail,
+    int *cut)
+{
+	uint32_t k;
+	size_t sn;
+
+	json_out_init(o, frame, sizeof(frame));
+	json_out_lit(o, "{\"type\":\"");
+	json_out_lit(o, type);
+	json_out_lit(o, "\",\"room\":");
+	json_out_str(o, room, rn);
+	json_out_lit(o, ",\"");
+	json_out_lit(o, key);
+	json_out_lit(o, "\":[");
+	*cut = 0;
+	o->cap -= tail;
+	for (k = 0; i < end; i = v[i].end, k++) {
+		const char *s = val_str(base, &v[i], &sn);
+		size_t mark = o->n;
+
+		if (k > 0)
+			json_out_lit(o, ",");
+		json_out_raw(o, s, sn);
+		if (!json_out_ok(o)) {
+			o->n = mark;
+			o->err = 0;
+			*cut = 1;
+			break;
+		}
+	}
+	o->cap += tail;
+	return k;
+}
+
+/*
  * A join Redis took: the ack, the local part (the room here, user_join
  * to this node's members), then user_list and history as Redis has
  * them. v: {seq, complete, members, pv, {member...}, {chat...}}.
@@ -1175,9 +1214,9 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 {
 	struct conn *c = pend_conn(p);
 	struct json_out o;
-	uint32_t i, k, node;
-	size_t sn, total;
-	int complete;
+	uint32_t k, node;
+	size_t total;
+	int complete, cut;
 	struct room *r;
 
 	if (c == NULL) {
@@ -1208,25 +1247,8 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	}
 	complete = v[2].i != 0;
 	total = (size_t)v[3].i;
-	json_out_init(&o, frame, sizeof(frame));
-	json_out_lit(&o, "{\"type\":\"user_list\",\"room\":");
-	json_out_str(&o, P_ROOM(p), p->room_len);
-	json_out_lit(&o, ",\"users\":[");
-	o.cap -= 64;
-	for (i = 6, k = 0; i < v[5].end; i = v[i].end, k++) {
-		const char *s = val_str(base, &v[i], &sn);
-		size_t mark = o.n;
-
-		if (k > 0)
-			json_out_lit(&o, ",");
-		json_out_raw(&o, s, sn);
-		if (!json_out_ok(&o)) {
-			o.n = mark;
-			o.err = 0;
-			break;
-		}
-	}
-	o.cap += 64;
+	k = list_frame(&o, "user_list", P_ROOM(p), p->room_len, "users", base,
+	    v, 6, v[5].end, 64, &cut);
 	json_out_lit(&o, "]");
 	if (total > k) {
 		json_out_lit(&o, ",\"more\":");
@@ -1238,27 +1260,10 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	if (json_out_ok(&o))
 		(void)vkws_deliver(c, o.p, o.n);
 
-	json_out_init(&o, frame, sizeof(frame));
-	json_out_lit(&o, "{\"type\":\"history\",\"room\":");
-	json_out_str(&o, P_ROOM(p), p->room_len);
-	json_out_lit(&o, ",\"messages\":[");
-	o.cap -= 32;
-	for (i = v[5].end + 1, k = 0; i < v[v[5].end].end;
-	    i = v[i].end, k++) {
-		const char *s = val_str(base, &v[i], &sn);
-		size_t mark = o.n;
-
-		if (k > 0)
-			json_out_lit(&o, ",");
-		json_out_raw(&o, s, sn);
-		if (!json_out_ok(&o)) {
-			o.n = mark;
-			o.err = 0;
-			complete = 0;
-			break;
-		}
-	}
-	o.cap += 32;
+	(void)list_frame(&o, "history", P_ROOM(p), p->room_len, "messages",
+	    base, v, v[5].end + 1, v[v[5].end].end, 32, &cut);
+	if (cut)
+		complete = 0;
 	json_out_lit(&o, complete ? "],\"complete\":true}" :
 	    "],\"complete\":false}");
 	if (json_out_ok(&o))
