@@ -521,7 +521,7 @@ vkws_cl_list_done(uint32_t hid, const uint8_t *base,
 {
 	struct held *h = held_of(hid);
 	struct json_out o;
-	uint32_t i, k;
+	uint32_t i, k, out = 0;
 
 	if (h == NULL)
 		return;
@@ -540,8 +540,8 @@ vkws_cl_list_done(uint32_t hid, const uint8_t *base,
 			if (field(e, n, &off, &f[j], &fl[j], ' ') < 0)
 				break;
 		if (j < 4 || v[i].type != RESP_BULK)
-			continue;
-		if (k > 0)
+			continue;	/* not an entry of ours: left out */
+		if (out++ > 0)
 			json_out_lit(&o, ",");
 		out_info(&o, e + off, n - off, dec(f[0], fl[0]), dec(f[1], fl[1]),
 		    fl[2] == 1 && f[2][0] == '1', (int64_t)dec(f[3], fl[3]));
