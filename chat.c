@@ -410,7 +410,7 @@ vkws_ws_opened(struct conn *c, const struct http_req *r)
 
 	vkws_count.ws_pending++;
 	c->t_open_wall = vkws_wall_ms();
-	c->rate_tokens = (int64_t)cfg->rate_burst * 1000;
+	c->rate_tokens = (int32_t)((int64_t)cfg->rate_burst * 1000);
 	c->rate_t = c->t_open;
 	/* PROTOCOL.md 7: the upgrade completes either way; the token is
 	 * answered like an auth message. */
@@ -427,14 +427,15 @@ vkws_ws_opened(struct conn *c, const struct http_req *r)
 static int
 rate_check(struct conn *c, const struct req *q)
 {
-	int64_t now = vkws_now_ms(), max;
+	int64_t now = vkws_now_ms(), max, t;
 
 	if (cfg->rate == 0)
 		return 0;
 	max = (int64_t)cfg->rate_burst * 1000;
-	c->rate_tokens += (now - c->rate_t) * (int64_t)cfg->rate;
-	if (c->rate_tokens > max)
-		c->rate_tokens = max;
+	if (max > INT32_MAX)	/* --rate-burst allows 1,000,000 */
+		max = INT32_MAX;
+	t = c->rate_tokens + (now - c->rate_t) * (int64_t)cfg->rate;
+	c->rate_tokens = (int32_t)(t > max ? max : t);
 	c->rate_t = now;
 	if (c->rate_tokens >= 1000) {
 		c->rate_tokens -= 1000;

@@ -287,7 +287,7 @@ member_entry(const struct conn *c, const struct room *r)
 	int k;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == room_index(r))
+		if ((c->in_rooms & (1u << k)) && c->rooms[k] == room_index(r))
 			return k;
 	return -1;
 }
@@ -304,7 +304,8 @@ member_link(struct conn *c, struct room *r, int k)
 	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 	    (size_t)k);
 
-	c->rooms[k] = (uint16_t)room_index(r);
+	c->rooms[k] = (uint8_t)room_index(r);
+	c->in_rooms |= (uint16_t)(1u << k);
 	c->nrooms++;
 	mem_prev[node] = NODE_NONE;
 	mem_next[node] = r->head;
@@ -326,7 +327,7 @@ member_unlink(struct conn *c, struct room *r, int k)
 		r->head = mem_next[node];
 	if (mem_next[node] != NODE_NONE)
 		mem_prev[mem_next[node]] = mem_prev[node];
-	c->rooms[k] = VKWS_NO_ROOM;
+	c->in_rooms &= (uint16_t)~(1u << k);
 	c->quiet &= (uint16_t)~(1u << k);
 	c->nrooms--;
 	r->members--;
@@ -711,7 +712,7 @@ vkws_join_member(struct conn *c, const char *name, size_t n)
 	if (r == NULL && (r = room_create(name, n)) == NULL)
 		return NULL;
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == VKWS_NO_ROOM)
+		if (!(c->in_rooms & (1u << k)))
 			break;
 	if (k == VKWS_ROOMS_PER_CONN)
 		return NULL;
@@ -844,7 +845,7 @@ leave_all(struct conn *c)
 	int k, n = 0;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
+		if (c->in_rooms & (1u << k)) {
 			vkws_leave(c, &rooms[c->rooms[k]]);
 			n++;
 		}
@@ -956,7 +957,7 @@ vkws_conn_rooms(struct conn *c, void (*fn)(struct conn *, struct room *))
 	int k;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM)
+		if (c->in_rooms & (1u << k))
 			fn(c, &rooms[c->rooms[k]]);
 }
 
@@ -1012,7 +1013,7 @@ client_info(const struct conn *c, struct vkws_client *out)
 	out->user_info_len = c->info_len ? c->info_len : 2;
 	out->remote_addr = vkws_conn_addr(c);
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
+		if (c->in_rooms & (1u << k)) {
 			const struct room *r = &rooms[c->rooms[k]];
 			out->rooms[out->nrooms] = r->name;
 			out->room_lens[out->nrooms++] = r->name_len;

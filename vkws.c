@@ -964,7 +964,6 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 		/* RFC 6455 5.5.3: a pong carries the ping's payload. */
 		if (!c->close_sent)
 			(void)vkws_tx_frame(c, WS_OP_PONG, p, n);
-		c->pings++;
 		return;
 	case WS_OP_PONG:
 		return;
@@ -1544,22 +1543,20 @@ conn_accept(int lfd, int tls)
 		memset(c, 0, sizeof(*c));
 		c->dirty = d;
 		addr_set(c, &ss);
-		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
 		c->tx.head = c->tx.tail = VKWS_NONE16;
 		c->rx_buf = c->info_chunk = c->uid_chunk = VKWS_NONE16;
 		c->addr_ent = ent;
-		c->over_ip = (uint8_t)over;
+		c->over_ip = over != 0;
 		c->fd = fd;
 		c->state = S_HTTP;
 		if (vkws_slot_of(c) + 1 > vkws_slot_hi)
 			vkws_slot_hi = vkws_slot_of(c) + 1;
-		c->t_accept = vkws_now_ms();
-		c->deadline = c->t_accept +
+		c->deadline = vkws_now_ms() +
 		    (int64_t)cfg->handshake_timeout * 1000;
 		/* A TLS engine waits for the first record (tls_begin()). */
-		c->tls = (uint8_t)tls;
+		c->tls = tls != 0;
 		c->tls_slot = VKWS_NO_SLOT;
 		up_add(c);
 		vkws_count.conns++;
@@ -2105,8 +2102,8 @@ vkws_budget(int fd)
 	    "  TLS engines        %9zu  %d x %zu, and the key pair\n"
 	    "  log buffers        %9zu\n"
 	    "  addresses, users   %9zu  %d entries\n"
-	    "  per connection     %9zu  the slot; queues and buffers come"
-	    " from the pools\n"
+	    "  per connection     %9zu  the slot (%zu) and its flush-list"
+	    " entry; queues and buffers come from the pools\n"
 	    "  queue cap          %9d  per connection; slow past %d when"
 	    " under %d free chunks\n"
 	    "  per TLS connection %9zu\n"
@@ -2120,7 +2117,8 @@ vkws_budget(int fd)
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
 	    admit_sz, VKWS_ADDR_TABLE,
-	    sizeof(struct conn) + sizeof(dirty[0]), VKWS_TX_BUF,
+	    sizeof(struct conn) + sizeof(dirty[0]), sizeof(struct conn),
+	    VKWS_TX_BUF,
 	    VKWS_TX_SLOW, VKWS_POOL_CHUNKS / VKWS_POOL_LOW_DIV,
 	    vkws_tls_conn_size(), total);
 	if (n > 0)
