@@ -37,6 +37,8 @@ struct vkws_q {
 	uint16_t head, tail;	/* segments, VKWS_NONE16 if empty */
 	uint32_t len;		/* bytes */
 };
+/* conn.rate_over_age: no refusal streak. */
+#define VKWS_RATE_NONE UINT32_MAX
 /* No slot (list ends) and no address table entry. */
 #define VKWS_NO_SLOT 0xFFFF
 _Static_assert(VKWS_ROOMS_PER_CONN <= 16,
@@ -92,6 +94,11 @@ struct conn {
 	/* Rate limit: a token bucket in thousandths of a message; at most
 	 * --rate-burst (1,000,000) x 1000, so 32 bits hold it. */
 	int32_t rate_tokens;
+	/* Its refusals, as ms before rate_t: the first of the streak
+	 * (VKWS_RATE_NONE: none) and the last. Both saturate (past 49
+	 * days); a streak lasts at most --rate-grace (a day), so the
+	 * checks against 1 s and --rate-grace stay exact. */
+	uint32_t rate_over_age, rate_last_age;
 	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
 	/* Room indexes (room.c), valid where in_rooms has the bit: 8 bits
 	 * as VKWS_MAX_ROOMS <= 256. Entry k is node k of the slot in the
@@ -104,8 +111,6 @@ struct conn {
 	int64_t t_ping;		/* next keepalive ping (monotonic ms) */
 	int64_t exp;		/* token expiry (monotonic ms), 0: none */
 	int64_t rate_t;		/* last refill (monotonic ms) */
-	int64_t rate_over_since; /* first second refused in a row, 0: none */
-	int64_t rate_last_over;	/* last refusal (monotonic ms) */
 	uint64_t id;		/* clientId, unique in the process */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
@@ -114,11 +119,11 @@ _Static_assert(VKWS_HTTP_MAX_REQUESTS <= 255,
 _Static_assert(VKWS_MAX_ROOMS <= 256, "a room index fits conn.rooms[]");
 /* Issue 14: the fixed memory of a connection is its slot (aim: at most
  * 256 bytes); the pools hold everything else only while it is in use.
- * 248 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
+ * 240 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
  * int64 fields are 8-aligned on each), no padding but 2 bytes and 7
  * bits: a field added here costs VKWS_SLOTS times its size, so this
  * fails until it is paid for elsewhere in the slot. */
-_Static_assert(sizeof(struct conn) <= 248, "a slot takes at most 248 bytes");
+_Static_assert(sizeof(struct conn) <= 240, "a slot takes at most 240 bytes");
 
 /* Process-wide counters, the source of /metrics and getStats. */
 struct vkws_counts {
