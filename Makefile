@@ -155,7 +155,7 @@ $(O):
 BUILD_DEPS = gcc make libbearssl-dev libjsmn-dev
 TEST_DEPS  = $(BUILD_DEPS) clang cppcheck clang-tidy python3-websockets \
              python3-pytest python3-pytest-xdist curl openssl chromium nodejs npm strace \
-             iproute2 node-typescript redis-server $(PKG_DEPS)
+             iproute2 node-typescript redis-server pyflakes3 $(PKG_DEPS)
 # make deb and its test (tests/test_packaging.py): dpkg-buildflags,
 # lintian, systemd-analyze.
 PKG_DEPS   = dpkg-dev lintian systemd
@@ -299,8 +299,9 @@ WEB_FILES := web/index.html web/app.js web/style.css web/favicon.svg \
              web/vkws.js
 
 # The client library (issue 16): web/vkws.js is the one source;
-# clients/js/vkws.js, the npm package's copy, is refreshed from it here
-# and checked byte for byte by tests/client/unit.test.mjs.
+# clients/js/vkws.js, the npm package's copy (not in git; npm pack's
+# prepack script makes it too), is refreshed from it here and checked
+# byte for byte by tests/client/unit.test.mjs.
 clients/js/vkws.js: web/vkws.js
 	cp web/vkws.js $@
 

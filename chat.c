@@ -97,32 +97,8 @@ out_id(struct json_out *o, const struct req *q)
 }
 
 /* The ack of a request whose id has the source text id[0..idn), or an
- * error for one without (idn 0). */
-static void
-reply_id(struct conn *c, const char *id, size_t idn, int code)
-{
-	struct json_out o;
-
-	if (idn == 0 && code == 0)
-		return;
-	json_out_init(&o, reply_buf, sizeof(reply_buf));
-	if (idn > 0) {
-		json_out_lit(&o, "{\"type\":\"ack\",\"id\":");
-		json_out_raw(&o, id, idn);
-		json_out_lit(&o, ",\"code\":");
-	} else
-		json_out_lit(&o, "{\"type\":\"error\",\"code\":");
-	json_out_int(&o, code);
-	if (code != 0) {
-		json_out_lit(&o, ",\"msg\":");
-		json_out_str(&o, vkws_strerror(code), strlen(vkws_strerror(code)));
-	}
-	json_out_lit(&o, "}");
-	send_text(c, &o);
-}
-
-/* The reply to a request answered later (the cluster): id is
- * the request's id source (idn 0: none), msg NULL for the usual text. */
+ * error for one without (idn 0); msg NULL for the code's usual text.
+ * A request answered later (the cluster) gets it the same way. */
 void
 vkws_chat_ack(struct conn *c, const char *id, size_t idn, int code,
     const char *msg)
@@ -166,7 +142,7 @@ reply(struct conn *c, const struct req *q, int code)
 	const char *id;
 	size_t idn = id_raw(q, &id);
 
-	reply_id(c, id, idn, code);
+	vkws_chat_ack(c, id, idn, code, NULL);
 }
 
 /* ---- Acks that wait for the log (--fsync batch) --------------------- */
@@ -218,8 +194,8 @@ vkws_chat_commit(void)
 		struct room *r;
 
 		if (c->state == S_WS && c->id == e->conn_id)
-			reply_id(c, pend_buf + e->off, e->id_len, ok ? 0 :
-			    VKWS_ESTORE);
+			vkws_chat_ack(c, pend_buf + e->off, e->id_len, ok ? 0 :
+			    VKWS_ESTORE, NULL);
 		else
 			c = NULL;
 		if (!ok) {

@@ -17,7 +17,6 @@ Flood). Not a test: it asserts nothing but that users got in at all.
 import argparse
 import json
 import os
-import statistics
 import sys
 import threading
 import time

@@ -12,6 +12,8 @@
 #   cppcheck   warning, style, performance, portability
 #   clang-tidy bugprone, cert, clang-analyzer (.clang-tidy says which
 #              checks are off and why)
+#   pyflakes   the Python tests and bench scripts: no unused import, no
+#              undefined or unused name
 #   ct-equal   vkws_ct_equal (the JWT signature and API key compare)
 #              has no branch, early return or data-dependent loop bound:
 #              an early-exit compare answers the same, only slower for a
@@ -193,6 +195,14 @@ if cppcheck -q -j2 --std=c11 \
 	ok "cppcheck"
 else
 	bad "cppcheck: $(head -40 "$log")"
+fi
+
+# ---- pyflakes ---------------------------------------------------------
+if /usr/bin/python3 -m pyflakes tests/*.py bench/*.py bench/run \
+    >"$log" 2>&1; then
+	ok "pyflakes"
+else
+	bad "pyflakes: $(head -40 "$log")"
 fi
 
 # ---- clang-tidy (checks in .clang-tidy) ------------------------------

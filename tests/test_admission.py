@@ -19,7 +19,6 @@ use small --max-pending values. Per-address tests bind client sockets to
 """
 
 import json
-import os
 import re
 import resource
 import selectors
@@ -252,19 +251,6 @@ def newcomers(srv, tag, deadline=NEWCOMER_DEADLINE):
 
 # ---- floods ------------------------------------------------------------------
 
-def client_hello():
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read()
-
-
 UPGRADE = ("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: "
            "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -287,7 +273,7 @@ class Flood:
         self.srv, self.kind, self.n, self.rate = srv, kind, n, rate
         self.every, self.tls, self.src, self.limit = every, tls, src, limit
         self.port = srv.tls_port if tls else srv.port
-        self.hello = client_hello() if kind == "hello" else b""
+        self.hello = tls_util.client_hello() if kind == "hello" else b""
         self.opened = self.closed = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)

@@ -148,13 +148,26 @@ def test_chat_page_in_chromium(server, transport, tmp_path):
         # is told to accept the test certificate (ignoreHTTPSErrors).
         import tls_util
         env["NODE_EXTRA_CA_CERTS"] = tls_util.ca_file()
-    proc = subprocess.Popen([nodejs, SCRIPT], cwd=BROWSER_DIR, env=env,
+    run_script([nodejs, SCRIPT], env,
+               lambda cmd: _serve(cmd, server, current, flags))
+    for name in ("alice-desktop", "alice-phone", "bob-phone",
+                 "bob-phone-scrolled", "bob-phone-members",
+                 "bob-desktop", "carol-desktop"):
+        assert os.path.getsize(os.path.join(
+            OUT_DIR, "%s%s.png" % (cfg["prefix"], name))) > 1000
+
+
+def run_script(argv, env, serve):
+    """Run a script of tests/browser, serving its @@ requests, until it
+    ends (the whole run bounded by RUN_DEADLINE); return its output lines
+    once it has exited 0 and said "== all checks passed"."""
+    name = os.path.basename(argv[-1])
+    proc = subprocess.Popen(argv, cwd=BROWSER_DIR, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     lines = []
     try:
-        _drive(proc, lambda cmd: _serve(cmd, server, current, flags),
-               lines)
+        _drive(proc, serve, lines, name)
         rc = proc.wait(30)
         err = proc.stderr.read().decode("utf-8", "replace")
     finally:
@@ -163,16 +176,12 @@ def test_chat_page_in_chromium(server, transport, tmp_path):
             proc.wait(10)
     out = "\n".join(lines)
     print(out)
-    assert rc == 0, "chat.mjs failed:\n%s\n%s" % (out[-6000:], err[-6000:])
+    assert rc == 0, "%s failed:\n%s\n%s" % (name, out[-6000:], err[-6000:])
     assert "== all checks passed" in lines
-    for name in ("alice-desktop", "alice-phone", "bob-phone",
-                 "bob-phone-scrolled", "bob-phone-members",
-                 "bob-desktop", "carol-desktop"):
-        assert os.path.getsize(os.path.join(
-            OUT_DIR, "%s%s.png" % (cfg["prefix"], name))) > 1000
+    return lines
 
 
-def _drive(proc, serve, lines):
+def _drive(proc, serve, lines, name):
     """Relay the script's output until it ends, serving its @@ requests;
     the whole run is bounded by RUN_DEADLINE."""
     deadline = time.monotonic() + RUN_DEADLINE
@@ -181,8 +190,8 @@ def _drive(proc, serve, lines):
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise AssertionError("chat.mjs ran past %.0f s:\n%s"
-                                 % (RUN_DEADLINE, "\n".join(lines[-40:])))
+            raise AssertionError("%s ran past %.0f s:\n%s"
+                                 % (name, RUN_DEADLINE, "\n".join(lines[-40:])))
         r, _, _ = select.select([fd], [], [], left)
         if not r:
             continue

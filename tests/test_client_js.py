@@ -22,11 +22,10 @@ import signal
 import subprocess
 import tarfile
 
-import pytest
 
 from conftest import ROOT
-from test_browser import (_drive, chromium, ensure_playwright, loud_skip,
-                          node, try_start)
+from test_browser import (chromium, ensure_playwright, loud_skip, node,
+                          run_script, try_start)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "browser", "resume.mjs")
@@ -150,24 +149,7 @@ def run_resume(mode, server, transport, tmp_path, request):
             return "ok %d" % s.port
         return "error: unknown request " + cmd
 
-    proc = subprocess.Popen(node_argv(nodejs) + [SCRIPT],
-                            cwd=os.path.dirname(SCRIPT), env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
-    lines = []
-    try:
-        _drive(proc, serve, lines)
-        rc = proc.wait(30)
-        err = proc.stderr.read().decode("utf-8", "replace")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    out = "\n".join(lines)
-    print(out)
-    assert rc == 0, "resume.mjs failed:\n%s\n%s" % (out[-6000:],
-                                                   err[-6000:])
-    assert "== all checks passed" in lines
+    lines = run_script(node_argv(nodejs) + [SCRIPT], env, serve)
     assert any("each once, in order" in l for l in lines)
 
 

@@ -37,10 +37,8 @@ import random
 import signal
 import socket
 import struct
-import time
 
 import pytest
-import websockets
 
 import wsraw
 from wsraw import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,

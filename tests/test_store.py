@@ -29,7 +29,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import pytest

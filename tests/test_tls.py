@@ -23,7 +23,6 @@ import time
 import warnings
 
 import pytest
-import websockets
 
 import conftest
 import tls_util
@@ -123,23 +122,6 @@ def wait_eof(sock, limit):
         except (OSError, ssl.SSLError):
             return time.monotonic() - t0
     pytest.fail("connection still open after %.1f s" % limit)
-
-
-def client_hello():
-    """A real ClientHello (the first flight of a Python TLS client), from
-    an in-memory handshake."""
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    data = out.read()
-    assert data[:1] == b"\x16" and len(data) > 100
-    return data
 
 
 def metric(s, name):
@@ -383,7 +365,7 @@ def test_stalled_handshake_closed_at_deadline(tls_server, what):
     s = tls_server("--handshake-timeout", "1")
     raw = socket.create_connection((HOST, s.port), timeout=5)
     try:
-        hello = client_hello()
+        hello = tls_util.client_hello()
         if what == "truncated_hello":
             raw.sendall(hello[:len(hello) // 2])
         elif what == "after_server_flight":
@@ -407,7 +389,7 @@ def test_stalled_handshakes_do_not_leak_engines(tls_server):
             for _ in range(POOL)]
     try:
         for r in raws:
-            r.sendall(client_hello()[:20])
+            r.sendall(tls_util.client_hello()[:20])
         for r in raws:
             wait_eof(r, 10)
     finally:

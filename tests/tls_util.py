@@ -124,3 +124,20 @@ def leaf_fingerprint(crt):
 
 def peer_fingerprint(sslsock):
     return hashlib.sha256(sslsock.getpeercert(binary_form=True)).hexdigest()
+
+
+def client_hello():
+    """A real ClientHello (the first flight of a Python TLS client), from
+    an in-memory handshake."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    data = out.read()
+    assert data[:1] == b"\x16" and len(data) > 100
+    return data

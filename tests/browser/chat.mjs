@@ -13,54 +13,16 @@
  * or "@@ start" on stdout and waits for the answer line on stdin. Every
  * wait has a deadline; the script exits 0 only if every check passed.
  */
-import { chromium } from 'playwright-core';
-import readline from 'node:readline';
 import path from 'node:path';
+import { ask, check, launchChromium, say as print } from './harness.mjs';
 
 const cfg = JSON.parse(process.env.VKWS_BROWSER);
 const base = cfg.base;
 const T = 15000;		/* ms: deadline of one ordinary wait */
 const T_RECONNECT = 45000;	/* ms: backoff plus reconnectIn, generously */
 
-/* ---- The line protocol with the Python side ---------------------------- */
-
-const answers = [];
-let waiting = null;
-readline.createInterface({ input: process.stdin }).on('line', (l) => {
-	if (waiting) {
-		const w = waiting;
-		waiting = null;
-		w(l);
-	} else {
-		answers.push(l);
-	}
-});
-
-function ask(cmd) {
-	process.stdout.write('@@ ' + cmd + '\n');
-	return new Promise((resolve, reject) => {
-		if (answers.length)
-			return resolve(answers.shift());
-		const t = setTimeout(() => reject(new Error('no answer to ' +
-		    cmd)), 30000);
-		waiting = (l) => {
-			clearTimeout(t);
-			if (l.startsWith('ok'))
-				resolve(l);
-			else
-				reject(new Error(cmd + ': ' + l));
-		};
-	});
-}
-
 function step(s) {
-	process.stdout.write('== ' + s + '\n');
-}
-
-function check(cond, what) {
-	if (!cond)
-		throw new Error('check failed: ' + what);
-	process.stdout.write('ok: ' + what + '\n');
+	print('== ' + s);
 }
 
 /* ---- The server API ------------------------------------------------ */
@@ -493,20 +455,14 @@ async function run(browser) {
 	    'failed requests' + (real.length ? ': ' + real.join('; ') : ''));
 }
 
-const browser = await chromium.launch({
-	executablePath: cfg.chromium,
-	/* launch() gives every run a fresh, temporary user-data dir. */
-	args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
-	    '--no-first-run', '--disable-background-networking',
-	    '--disable-component-update', '--disable-sync'],
-	timeout: 30000
-});
+const browser = await launchChromium(cfg.chromium);
 let rc = 0;
 try {
 	await run(browser);
 	step('all checks passed');
 } catch (e) {
-	process.stderr.write('FAILED: ' + (e.stack || e) + '\n');
+	process.stderr.write('FAILED: ' + (e.message || e) + '\n' +
+	    (e.stack || '') + '\n');
 	if (problems.length)
 		process.stderr.write('page problems:\n  ' +
 		    problems.join('\n  ') + '\n');

@@ -20,8 +20,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
 import url from 'node:url';
+import { ask, check, launchChromium, say } from './harness.mjs';
 
 const cfg = JSON.parse(process.env.VKWS_CLIENT);
 const base = cfg.base;
@@ -29,49 +29,6 @@ const wsBase = base.replace(/^http/, 'ws') + '/ws';
 const ROOMS = ['general', 'resume'];
 const PER_PHASE = 15;		/* messages between two restarts */
 const T = 60000;		/* ms: deadline of one wait */
-
-/* ---- The line protocol with the Python side ---------------------- */
-
-const answers = [];
-let waiting = null;
-readline.createInterface({ input: process.stdin }).on('line', (l) => {
-	if (waiting) {
-		const w = waiting;
-		waiting = null;
-		w(l);
-	} else {
-		answers.push(l);
-	}
-});
-
-function ask(cmd) {
-	process.stdout.write('@@ ' + cmd + '\n');
-	return new Promise((resolve, reject) => {
-		const t = setTimeout(() => reject(new Error('no answer to ' +
-		    cmd)), 30000);
-		const got = (l) => {
-			clearTimeout(t);
-			if (l.startsWith('ok'))
-				resolve(l);
-			else
-				reject(new Error(cmd + ': ' + l));
-		};
-		if (answers.length)
-			got(answers.shift());
-		else
-			waiting = got;
-	});
-}
-
-function say(s) {
-	process.stdout.write(s + '\n');
-}
-
-function check(cond, what) {
-	if (!cond)
-		throw new Error('check failed: ' + what);
-	say('ok: ' + what);
-}
 
 async function until(what, fn, ms) {
 	const end = Date.now() + (ms || T);
@@ -364,15 +321,8 @@ async function nodeReceiver(lib, name) {
 
 let rc = 0;
 try {
-	if (cfg.mode === 'chromium') {
-		const { chromium } = await import('playwright-core');
-		browser = await chromium.launch({ executablePath: cfg.chromium,
-		    args: ['--headless', '--no-sandbox', '--disable-gpu',
-		    '--disable-quic', '--no-first-run',
-		    '--disable-background-networking',
-		    '--disable-component-update', '--disable-sync'],
-		    timeout: 30000 });
-	}
+	if (cfg.mode === 'chromium')
+		browser = await launchChromium(cfg.chromium);
 	await run();
 	say('== all checks passed');
 } catch (e) {
