@@ -745,9 +745,12 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 	 * counted in "more" (README: limits). */
 	out_room_head(&o, "user_list", r);
 	json_out_lit(&o, ",\"users\":[");
-	o.cap -= 64;	/* room for the closing fields */
 	{
 		unsigned more = 0;
+		size_t cap = o.cap;
+
+		/* Room for the closing fields. */
+		o.cap = VKWS_USER_LIST_BYTES - 64;
 		for (node = r->head; node != NODE_NONE; node = mem_next[node]) {
 			mark = o.n;
 			if (more == 0) {
@@ -761,7 +764,7 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 				more++;
 			}
 		}
-		o.cap += 64;
+		o.cap = cap;
 		json_out_lit(&o, "]");
 		if (more > 0) {
 			json_out_lit(&o, ",\"more\":");
