@@ -51,16 +51,6 @@
 #define MAX_DURATION 600.0	/* seconds, --duration and --warmup ceiling */
 #define MAX_SIZE (16u << 20)	/* largest message we send (bytes) */
 #define MAX_FRAME (64u << 20)	/* largest server frame we accept (bytes) */
-/* Fanout: each subscriber's kernel receive buffer (bytes), set before
- * connect. The setup's joins send every member a user_join per later
- * member (~140 KB for the first of 1000), faster than a wsload that
- * the machine's other work deschedules for a moment may read them;
- * with the default buffer (autotuning from 128 KiB) such a moment left
- * the server's send queue of early members past its cap, and they were
- * closed 1013 as slow consumers during the setup (1 or 2 runs in 5 on
- * the shared 2-core machine, base and new alike). With this the kernel
- * holds them; the server's judgement is unchanged. */
-#define FANOUT_RCVBUF (256 * 1024)
 #define SETUP_TIMEOUT_NS (30 * NS)	/* all connections open and joined */
 #define SETTLE_QUIET_NS (300 * MS)	/* fanout: quiet this long after joins */
 #define SETTLE_MAX_NS (15 * NS)		/* ... but no longer than this */
@@ -536,10 +526,6 @@ conn_start(struct conn *c)
 		return;
 	}
 	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	if (g.mode == M_FANOUT) {
-		int rb = FANOUT_RCVBUF;
-		setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
-	}
 	c->st = C_CONNECTING;
 	c->t_start = now_ns();
 	g.nactive++;
