@@ -89,7 +89,19 @@ endif
 ifeq ($(STATIC),1)
 LDFLAGS += -static
 endif
-VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small bench,$(PROFILE)),-$(PROFILE))$(if $(filter 1,$(STATIC)),-static)
+# make POLLER=epoll | POLLER=poll   the loop's wait (poller.c): epoll is
+# the default on Linux (every CROSS target is Linux too), poll() the
+# portable one and the default elsewhere. The one that is not the
+# default builds into its own directory (build-poll/); make test runs the
+# integration suite against both.
+POLLER_DEFAULT := $(if $(filter Linux,$(shell uname -s)),epoll,poll)
+POLLER ?= $(POLLER_DEFAULT)
+ifeq ($(POLLER),epoll)
+CPPFLAGS += -DVKWS_POLLER_EPOLL
+else ifneq ($(POLLER),poll)
+$(error POLLER must be epoll or poll)
+endif
+VARIANT := $(if $(CROSS),-$(CROSS))$(if $(filter small bench,$(PROFILE)),-$(PROFILE))$(if $(filter 1,$(STATIC)),-static)$(if $(filter-out $(POLLER_DEFAULT),$(POLLER)),-$(POLLER))
 ifeq ($(origin O),file)
 O := build$(VARIANT)
 endif
@@ -170,13 +182,18 @@ run: deps-build
 	$(MAKE) all
 	sh tests/run-demo.sh
 
-# Unit tests, integration tests, then the same suite under sanitizers,
-# static checks last. tests/run sums every runner's counts into one line.
+# Unit tests, integration tests, then the same suite under sanitizers
+# and against the poll() backend (build-poll: the poller's unit test and
+# the integration suite but its package, browser and Node tests; see
+# tests/run), static checks last. tests/run sums every runner's counts
+# into one line.
 test: deps-test
 	$(MAKE) all $(TESTS)
 	$(MAKE) O=build-asan SAN=1 build-asan/vkws \
 	    $(patsubst $(O)/%,build-asan/%,$(TESTS))
-	sh tests/run $(O) build-asan
+	$(MAKE) O=build-poll POLLER=poll build-poll/vkws \
+	    build-poll/tests/test_poller
+	sh tests/run $(O) build-asan build-poll
 
 unit: all $(TESTS)
 	@for t in $(TESTS); do echo "== $$t"; $$t || exit 1; done
@@ -193,7 +210,7 @@ lint:
 	sh tests/lint.sh
 
 clean:
-	rm -rf build build-asan vkws tests/__pycache__ .pytest_cache
+	rm -rf build build-asan build-poll vkws tests/__pycache__ .pytest_cache
 
 # ---- Embedded-grade checks (issue 7): cross, fuzz, size ----------------
 

@@ -521,6 +521,14 @@ static const struct metric {
 	{ "cluster_reconnects_total", "counter",
 	    "Times the link to Redis came back after it was lost.",
 	    &vkws_count.cluster_reconnects },
+	{ "cluster_reregistrations_total", "counter",
+	    "Times this node registered its connections with Redis again "
+	    "after leaves or counts did not fit the link.",
+	    &vkws_count.cluster_reregistrations },
+	{ "cluster_partial_total", "counter",
+	    "Calls to every node answered at their deadline without some "
+	    "node's answer (it died or stopped mid-call).",
+	    &vkws_count.cluster_partial },
 };
 #define NMETRICS (sizeof(metrics) / sizeof(metrics[0]))
 
@@ -660,9 +668,20 @@ m_create_room(const struct call *q, struct json_out *o)
 			return bad("persistent");
 	} else if (vkws_get_room_info(s_room, (size_t)n, &ri) == 0)
 		persistent = ri.persistent;
+	if (vkws_cluster_on())
+		vkws_cluster_create_fields(max >= 0, t >= 0);
 	if ((e = vkws_create_room(s_room, (size_t)n, (long)max, persistent,
 	    &ri)) < 0)
 		return e == VKWS_EINVAL ? bad("maxClients") : e;
+	/* Cluster: the room as every node sees it (Redis took the
+	 * settings first: the link keeps the order). The room is made
+	 * either way: if that read cannot go out, this node's view. */
+	if (vkws_cluster_on() && api_conn != NULL &&
+	    vkws_cluster_room_info(api_conn, s_room, (size_t)n,
+	    api_keep) == 1) {
+		(void)cluster_outcome(1);
+		return 0;
+	}
 	out_room(o, &ri);
 	return 0;
 }
@@ -675,6 +694,14 @@ m_get_room_info(const struct call *q, struct json_out *o)
 
 	if ((n = p_room(q, s_room)) < 0)
 		return n;
+	/* Cluster: clients, settings and createdAt are the cluster's, in
+	 * Redis (PROTOCOL.md 9). */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		e = cluster_outcome(vkws_cluster_room_info(api_conn, s_room,
+		    (size_t)n, api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
+	}
 	if ((e = vkws_get_room_info(s_room, (size_t)n, &ri)) < 0)
 		return e;
 	out_room(o, &ri);
@@ -1023,8 +1050,16 @@ static int
 m_list_rooms(const struct call *q, struct json_out *o)
 {
 	struct list l = { o, 0 };
+	int e;
 
 	(void)q;
+	/* Cluster: every node's rooms and those only Redis holds. */
+	if (vkws_cluster_on() && api_conn != NULL) {
+		e = cluster_outcome(vkws_cluster_list_rooms(api_conn,
+		    api_keep));
+		if (e != 0)
+			return e == 1 ? 0 : e;
+	}
 	json_out_lit(o, "[");
 	(void)vkws_list_rooms(list_room, &l);
 	json_out_lit(o, "]");
@@ -1132,8 +1167,10 @@ api_call(const char *body, size_t n)
 	 * through Redis and is answered once they have (or -7). */
 	if (vkws_cluster_on() && api_conn != NULL) {
 		int cn = p_id(&q, "clientId", s_cid, sizeof(s_cid));
+		int rn = param(&q, "room") >= 0 ? p_room(&q, s_room) : -1;
 		e = cluster_outcome(vkws_cluster_api(api_conn, m->name, body,
-		    n, s_cid, cn > 0 ? (size_t)cn : 0, api_keep));
+		    n, s_cid, cn > 0 ? (size_t)cn : 0, s_room,
+		    rn > 0 ? (size_t)rn : 0, api_keep));
 		if (e == 1)
 			return 0;
 		if (e < 0)

@@ -281,6 +281,8 @@ auth_accept(struct conn *c, const struct req *q)
 	 * clock the loop sleeps by, so the timer reads no wall clock. */
 	c->exp = claims.has_exp ? vkws_now_ms() + (claims.exp * 1000 -
 	    vkws_wall_ms()) : 0;
+	/* A shorter exp, or the first ping: the loop files the new time. */
+	vkws_conn_timers(c);
 	/* userInfo takes pool memory; with none free the server is out of
 	 * memory for this client (PROTOCOL.md: 1013). */
 	if (vkws_info_set(c, claims.info, claims.info_len) < 0) {

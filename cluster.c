@@ -37,44 +37,77 @@
 /* ---- Scripts ---------------------------------------------------------- */
 
 /*
+ * Presence versions: every change of a room's members (a join, a leave,
+ * a sweep) takes the next number of the room's "pv" (in :info), and its
+ * bus message carries it. A node keeps the version of each of its
+ * memberships (mpv[] below), so it gives a user_join or user_leave only
+ * to the members that joined before the change and so did not see it in
+ * their user_list: what PROTOCOL.md 8 holds back stays consistent on
+ * every node.
+ *
  * A node's sweep: its memberships leave their rooms (with user_leave on
  * the bus when pub is true), its users are uncounted. Used for dead
- * nodes (BEAT) and for this node's own earlier life (REG).
+ * nodes (BEAT), for this node's own earlier life (REG) and, through
+ * drop(), for the memberships a node no longer holds after it
+ * registered itself again (DROP). A room left empty, neither persistent
+ * nor the default one, goes with its keys and its entry in NAME:rooms.
+ * A user counted 0 here is skipped: Lua writes -0 for it, which HINCRBY
+ * refuses, and the whole script would fail.
  */
 #define LUA_SWEEP \
-"local function sweep(n, d, now, pub, def)\n" \
-"  local ms = redis.call('SMEMBERS', n..':nm:'..d)\n" \
-"  for _, e in ipairs(ms) do\n" \
+"local t = redis.call('TIME')\n" \
+"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+"local function drop(n, set, d, pub, def)\n" \
+"  for _, e in ipairs(redis.call('SMEMBERS', set)) do\n" \
 "    local i = string.find(e, '\\n', 1, true)\n" \
 "    local room, cid = string.sub(e, 1, i - 1), string.sub(e, i + 1)\n" \
 "    local k = '{'..n..':'..room..'}'\n" \
 "    local u = redis.call('HGET', k..':m', cid)\n" \
 "    if u then\n" \
 "      redis.call('HDEL', k..':m', cid)\n" \
-"      if pub then redis.call('PUBLISH', n..':bus', 'L '..d..' '..room..\n" \
-"        '\\n{\"type\":\"user_leave\",\"room\":'..cjson.encode(room)..\n" \
-"        ',\"user\":'..u..',\"timestamp\":'..now..'}') end\n" \
+"      local pv = redis.call('HINCRBY', k..':info', 'pv', 1)\n" \
+"      if pub then redis.call('PUBLISH', n..':bus', 'L '..d..' 0 0 '..pv..\n" \
+"        ' '..room..'\\n{\"type\":\"user_leave\",\"room\":'..\n" \
+"        cjson.encode(room)..',\"user\":'..u..',\"timestamp\":'..now..'}')\n" \
+"      end\n" \
 "      if redis.call('HLEN', k..':m') == 0 and room ~= def and\n" \
 "          redis.call('HGET', k..':info', 'persistent') ~= '1' then\n" \
-"        redis.call('DEL', k..':h', k..':seq')\n" \
+"        redis.call('DEL', k..':h', k..':seq', k..':info')\n" \
+"        redis.call('SREM', n..':rooms', room)\n" \
 "      end\n" \
 "    end\n" \
 "  end\n" \
-"  redis.call('DEL', n..':nm:'..d)\n" \
+"  redis.call('DEL', set)\n" \
+"end\n" \
+"local function users(n, d)\n" \
 "  local us = redis.call('HGETALL', n..':nu:'..d)\n" \
 "  for i = 1, #us, 2 do\n" \
-"    if redis.call('HINCRBY', n..':u', us[i], -tonumber(us[i+1])) <= 0\n" \
+"    local c = tonumber(us[i+1])\n" \
+"    if c ~= 0 and redis.call('HINCRBY', n..':u', us[i], -c) <= 0\n" \
 "    then redis.call('HDEL', n..':u', us[i]) end\n" \
 "  end\n" \
 "  redis.call('DEL', n..':nu:'..d)\n" \
 "end\n" \
-"local t = redis.call('TIME')\n" \
-"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"local function sweep(n, d, pub, def)\n" \
+"  drop(n, n..':nm:'..d, d, pub, def)\n" \
+"  drop(n, n..':no:'..d, d, pub, def)\n" \
+"  users(n, d)\n" \
+"end\n"
 
-/* ARGV: name, node, ttl ms, default room, new life (1/0). */
+/* ARGV: name, node, ttl ms, default room, new life (1/0). A new life
+ * sweeps the old one; otherwise (the link came back, or leaves were
+ * lost) the memberships Redis holds move to NAME:no:NODE, the node
+ * registers what it holds (REJOIN takes each out of that set again) and
+ * DROP then removes the rest with user_leave. */
 static const char lua_reg[] = LUA_SWEEP
-"local n, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])\n"
-"sweep(n, me, now, ARGV[5] == '1', ARGV[4])\n"
+"local n, me, ttl, def = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
+"if ARGV[5] == '1' then sweep(n, me, true, def) else\n"
+"  redis.call('SUNIONSTORE', n..':no:'..me, n..':no:'..me, n..':nm:'..me)\n"
+"  redis.call('DEL', n..':nm:'..me)\n"
+"  users(n, me)\n"
+"end\n"
+"if def ~= '' then redis.call('SADD', n..':rooms', def)\n"
+"  redis.call('HSETNX', '{'..n..':'..def..'}:info', 'created', now) end\n"
 "redis.call('ZADD', n..':nodes', now + ttl, me)\n"
 "redis.call('SET', n..':node:'..me, now, 'PX', ttl)\n"
 "return redis.call('ZCARD', n..':nodes')\n";
@@ -86,8 +119,14 @@ static const char lua_beat[] = LUA_SWEEP
 "redis.call('ZADD', n..':nodes', now + ttl, me)\n"
 "redis.call('SET', n..':node:'..me, now, 'PX', ttl)\n"
 "for _, d in ipairs(redis.call('ZRANGEBYSCORE', n..':nodes', '-inf', now))\n"
-"do sweep(n, d, now, true, ARGV[4]); redis.call('ZREM', n..':nodes', d) end\n"
+"do sweep(n, d, true, ARGV[4]); redis.call('ZREM', n..':nodes', d) end\n"
 "return redis.call('ZCARD', n..':nodes')\n";
+
+/* ARGV: name, node, default room. After a registration: what is left
+ * in NAME:no:NODE, memberships this node no longer holds, leaves. */
+static const char lua_drop[] = LUA_SWEEP
+"drop(ARGV[1], ARGV[1]..':no:'..ARGV[2], ARGV[2], true, ARGV[3])\n"
+"return 0\n";
 
 /* KEYS: seq, history. ARGV: frame before the seq, after it, --history,
  * bus, bus header before the seq, after it. One seq per room for the
@@ -102,18 +141,29 @@ static const char lua_chat[] =
 "return s\n";
 
 /* KEYS: members, history, seq, info. ARGV: clientId, user, default
- * maxClients, since, node set, node set entry, bus, user_join message,
- * members cap, history bytes cap, members bytes cap. Returns -5 (full) or {seq, complete,
- * members, {member...}, {chat...}}. */
+ * maxClients, since, node set, node set entry, bus, user_join message
+ * before the presence version, after it, members cap, history bytes
+ * cap, members bytes cap, cluster name, room, publish (1: the joiner
+ * is not young), the node's old set. Returns -5 (full) or {seq,
+ * complete, members, pv, {member...}, {chat...}}; pv 0: a member
+ * already. */
 static const char lua_join[] =
+"local pv = 0\n"
 "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
 "  local mx = tonumber(redis.call('HGET', KEYS[4], 'max') or '0')\n"
 "  if mx == 0 then mx = tonumber(ARGV[3]) end\n"
 "  if redis.call('HLEN', KEYS[1]) >= mx then return -5 end\n"
 "  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
-"  redis.call('SADD', ARGV[5], ARGV[6])\n"
-"  redis.call('PUBLISH', ARGV[7], ARGV[8])\n"
+"  redis.call('SADD', ARGV[13]..':rooms', ARGV[14])\n"
+"  local t = redis.call('TIME')\n"
+"  redis.call('HSETNX', KEYS[4], 'created',\n"
+"    tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))\n"
+"  pv = redis.call('HINCRBY', KEYS[4], 'pv', 1)\n"
+"  if ARGV[15] == '1' then\n"
+"    redis.call('PUBLISH', ARGV[7], ARGV[8]..pv..ARGV[9]) end\n"
 "end\n"
+"redis.call('SADD', ARGV[5], ARGV[6])\n"
+"redis.call('SREM', ARGV[16], ARGV[6])\n"
 "local seq = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
 "local since = tonumber(ARGV[4])\n"
 "if since > seq then since = 0 end\n"
@@ -123,7 +173,7 @@ static const char lua_join[] =
 "if from < 1 then from = 1 end\n"
 "local complete = 0\n"
 "if first <= since + 1 then complete = 1 end\n"
-"local budget, lo = tonumber(ARGV[10]), #h + 1\n"
+"local budget, lo = tonumber(ARGV[11]), #h + 1\n"
 "while lo > from and budget >= #h[lo - 1] + 1 do\n"
 "  budget = budget - #h[lo - 1] - 1; lo = lo - 1 end\n"
 "if lo > from then complete = 0 end\n"
@@ -131,31 +181,92 @@ static const char lua_join[] =
 "for i = lo, #h do out[#out + 1] = h[i] end\n"
 "local vals = redis.call('HVALS', KEYS[1])\n"
 "local ms = {}\n"
-"local mb = tonumber(ARGV[11])\n"
-"for i = 1, math.min(#vals, tonumber(ARGV[9])) do\n"
+"local mb = tonumber(ARGV[12])\n"
+"for i = 1, math.min(#vals, tonumber(ARGV[10])) do\n"
 "  if mb < #vals[i] + 1 then break end\n"
 "  mb = mb - #vals[i] - 1; ms[i] = vals[i] end\n"
-"return {seq, complete, #vals, ms, out}\n";
+"return {seq, complete, #vals, pv, ms, out}\n";
 
-/* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
- * bus, node, room, whether the room is the default one. The user_leave
- * frame is made here from the member's entry, so a leave costs the
- * link little (a node closing many connections at once). */
-static const char lua_leave[] =
-"local u = redis.call('HGET', KEYS[1], ARGV[1])\n"
-"if u then\n"
-"  redis.call('HDEL', KEYS[1], ARGV[1])\n"
-"  redis.call('SREM', ARGV[2], ARGV[3])\n"
-"  local t = redis.call('TIME')\n"
-"  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-"  redis.call('PUBLISH', ARGV[4], 'L '..ARGV[5]..' '..ARGV[6]..\n"
-"    '\\n{\"type\":\"user_leave\",\"room\":'..cjson.encode(ARGV[6])..\n"
-"    ',\"user\":'..u..',\"timestamp\":'..now..'}')\n"
-"  if redis.call('HLEN', KEYS[1]) == 0 and ARGV[7] == '0' and\n"
-"      redis.call('HGET', KEYS[4], 'persistent') ~= '1' then\n"
-"    redis.call('DEL', KEYS[2], KEYS[3]) end\n"
+/* KEYS: members, info. ARGV: clientId, user, node set, entry, old set,
+ * cluster name, room, bus, user_join message before the presence
+ * version, after it, publish (1/0). A membership registered again: if
+ * Redis did not have it (joined while the link was down), the others
+ * hear of it now. */
+static const char lua_rejoin[] =
+"redis.call('SADD', ARGV[3], ARGV[4])\n"
+"redis.call('SREM', ARGV[5], ARGV[4])\n"
+"redis.call('SADD', ARGV[6]..':rooms', ARGV[7])\n"
+"local t = redis.call('TIME')\n"
+"redis.call('HSETNX', KEYS[2], 'created',\n"
+"  tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))\n"
+"if redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) == 1 then\n"
+"  local pv = redis.call('HINCRBY', KEYS[2], 'pv', 1)\n"
+"  if ARGV[11] == '1' then\n"
+"    redis.call('PUBLISH', ARGV[8], ARGV[9]..pv..ARGV[10]) end\n"
 "end\n"
 "return 0\n";
+
+/* KEYS: members, history, seq, info. ARGV: clientId, node set, entry,
+ * bus, node, room, whether the room is the default one, "PVJ HELD"
+ * (the leaver's join version, and 1 if its user_join was held back),
+ * cluster name, the node's old set. The user_leave frame is made here
+ * from the member's entry, so a leave costs the link little (a node
+ * closing many connections at once). */
+static const char lua_leave[] =
+"local u = redis.call('HGET', KEYS[1], ARGV[1])\n"
+"redis.call('SREM', ARGV[2], ARGV[3])\n"
+"redis.call('SREM', ARGV[10], ARGV[3])\n"
+"if u then\n"
+"  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+"  local pv = redis.call('HINCRBY', KEYS[4], 'pv', 1)\n"
+"  local t = redis.call('TIME')\n"
+"  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+"  redis.call('PUBLISH', ARGV[4], 'L '..ARGV[5]..' '..ARGV[8]..' '..pv..\n"
+"    ' '..ARGV[6]..'\\n{\"type\":\"user_leave\",\"room\":'..\n"
+"    cjson.encode(ARGV[6])..',\"user\":'..u..',\"timestamp\":'..now..'}')\n"
+"  if redis.call('HLEN', KEYS[1]) == 0 and ARGV[7] == '0' and\n"
+"      redis.call('HGET', KEYS[4], 'persistent') ~= '1' then\n"
+"    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])\n"
+"    redis.call('SREM', ARGV[9]..':rooms', ARGV[6]) end\n"
+"end\n"
+"return 0\n";
+
+/* KEYS: members, info. ARGV: cluster name, room. getRoomInfo from
+ * Redis: 0 if no node has the room, else {clients, maxClients,
+ * persistent, createdAt}. */
+static const char lua_info[] =
+"if redis.call('SISMEMBER', ARGV[1]..':rooms', ARGV[2]) == 0 then\n"
+"  return 0 end\n"
+"local f = redis.call('HMGET', KEYS[2], 'max', 'persistent', 'created')\n"
+"return {redis.call('HLEN', KEYS[1]), tonumber(f[1] or '0'),\n"
+"  f[2] == '1' and 1 or 0, tonumber(f[3] or '0')}\n";
+
+/* ARGV: cluster name, most entries, bytes. listRooms from Redis, in
+ * name order: {rooms, "CLIENTS MAX PERSISTENT CREATED NAME"...}, fewer
+ * entries than rooms when they would not fit. */
+static const char lua_list[] =
+"local n = ARGV[1]\n"
+"local rs = redis.call('SMEMBERS', n..':rooms')\n"
+"table.sort(rs)\n"
+"local out, budget = {#rs}, tonumber(ARGV[3])\n"
+"for i = 1, math.min(#rs, tonumber(ARGV[2])) do\n"
+"  local k = '{'..n..':'..rs[i]..'}'\n"
+"  local f = redis.call('HMGET', k..':info', 'max', 'persistent',\n"
+"    'created')\n"
+"  local e = redis.call('HLEN', k..':m')..' '..(f[1] or '0')..' '..\n"
+"    (f[2] == '1' and 1 or 0)..' '..(f[3] or '0')..' '..rs[i]\n"
+"  if budget < 2 * #e + 80 then break end\n"
+"  budget = budget - 2 * #e - 80\n"
+"  out[#out + 1] = e\n"
+"end\n"
+"return out\n";
+
+/* KEYS: members, history, seq, info, NAME:rooms. ARGV: room. deleteRoom
+ * in Redis: 1 if the cluster had the room. */
+static const char lua_forget[] =
+"if redis.call('SREM', KEYS[5], ARGV[1]) == 0 then return 0 end\n"
+"redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])\n"
+"return 1\n";
 
 /* ARGV: users hash, uid, bus, message. 1 if the user is on some node. */
 static const char lua_priv[] =
@@ -163,9 +274,11 @@ static const char lua_priv[] =
 "  redis.call('PUBLISH', ARGV[3], ARGV[4]) return 1 end\n"
 "return 0\n";
 
-enum { SC_REG, SC_BEAT, SC_CHAT, SC_JOIN, SC_LEAVE, SC_PRIV, SC_N };
+enum { SC_REG, SC_BEAT, SC_DROP, SC_CHAT, SC_JOIN, SC_REJOIN, SC_LEAVE,
+    SC_PRIV, SC_INFO, SC_LIST, SC_FORGET, SC_N };
 static const char *const scripts[SC_N] = {
-	lua_reg, lua_beat, lua_chat, lua_join, lua_leave, lua_priv
+	lua_reg, lua_beat, lua_drop, lua_chat, lua_join, lua_rejoin,
+	lua_leave, lua_priv, lua_info, lua_list, lua_forget
 };
 static char sha[SC_N][41];
 
@@ -182,6 +295,17 @@ static size_t bus_len;
 static char users_key[VKWS_CLUSTER_NAME_MAX + 8];
 static char nm_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
 static char nu_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
+static char no_key[VKWS_CLUSTER_NAME_MAX + VKWS_NODE_ID_MAX + 8];
+/* The presence version (lua_join) of each membership of this node, by
+ * its index (vkws_member_node()); 0: not known, such a member gets
+ * every user_join and user_leave. */
+static uint32_t mpv[VKWS_SLOTS * VKWS_ROOMS_PER_CONN];
+static int drop_old;	/* after the registration: DROP what is left */
+/* Memberships whose held-back user_join room.c told its members while
+ * the link could not take it: published at the next registration
+ * (reg_member()); until then the other nodes treat a leave of it as
+ * one of a join never told. A bit per membership index. */
+static uint8_t owed[(VKWS_SLOTS * VKWS_ROOMS_PER_CONN + 7) / 8];
 static int64_t retry_at, beat_at;
 static int64_t backoff = 250;	/* ms before the next connect, up to 1 s */
 static size_t resync;		/* next slot to register again */
@@ -222,13 +346,15 @@ _Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
     "SUBSCRIBE and the bus name fit");
 
 /* What to do with a reply on the command link. */
-enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD, P_LEAVE };
+enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD, P_LEAVE,
+    P_INFO, P_LIST, P_FORGET };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
 	uint8_t acked;		/* the chat's own bus copy acked it */
 	uint8_t api;		/* a join by the server API: A_* */
 	uint8_t room_len;
+	uint8_t pub;		/* a join's script published its user_join */
 	uint16_t slot;
 	uint16_t id_len;
 	uint32_t tag;		/* tag % VKWS_REDIS_PENDING is the index */
@@ -255,7 +381,7 @@ _Static_assert(VKWS_REDIS_PENDING_BYTES >= PEND_ID_MAX + VKWS_ROOM_NAME_MAX,
     "one entry's text fits");
 
 /* A server API call answered by other nodes: what came so far. */
-enum { H_FORWARD, H_SUM, H_ANY, H_CONCAT, H_INFO };
+enum { H_FORWARD, H_SUM, H_ANY, H_CONCAT };
 struct held {
 	uint8_t used;
 	uint8_t mode;		/* H_*: how the answers combine */
@@ -287,7 +413,7 @@ vkws_cluster_static_size(void)
 {
 	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
 	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) + sizeof(vals) +
-	    sizeof(leave_q) +
+	    sizeof(leave_q) + sizeof(mpv) + sizeof(owed) +
 	    sizeof(pend_text) +
 	    sizeof(held) +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
@@ -455,18 +581,20 @@ member_frame(const char *type, const struct conn *c, const char *room,
 	return json_out_ok(&o) ? o.n : 0;
 }
 
-/* The bus message "T NODE ROOM\n" + frame[0..fn) into frame2. */
-static size_t
-bus_msg(char t, const char *room, size_t rn, size_t fn)
-{
-	size_t k = 0;
+/* The bus message of c's user_join in room, split around its presence
+ * version (the script puts it in): "J NODE " in jhead, " ROOM\n" and
+ * the frame in frame2. Its length in frame2, 0 if it does not fit. */
+static char jhead[VKWS_NODE_ID_MAX + 4];
+static size_t jhead_len;
 
-	if (2 + node_len + 1 + rn + 1 + fn > sizeof(frame2))
+static size_t
+join_msg(const struct conn *c, const char *room, size_t rn)
+{
+	size_t fn = member_frame("user_join", c, room, rn), k = 0;
+
+	if (fn == 0 || 2 + rn + fn > sizeof(frame2))
 		return 0;
-	frame2[k++] = t;
-	frame2[k++] = ' ';
-	memcpy(frame2 + k, cfg->node, node_len);
-	k += node_len;
+	jhead_len = (size_t)snprintf(jhead, sizeof(jhead), "J %s ", cfg->node);
 	frame2[k++] = ' ';
 	memcpy(frame2 + k, room, rn);
 	k += rn;
@@ -474,6 +602,50 @@ bus_msg(char t, const char *room, size_t rn, size_t fn)
 	memcpy(frame2 + k, frame, fn);
 	return k + fn;
 }
+
+/* PROTOCOL.md 8 (as room.c's young()): a join of c now is held back. */
+static int
+young(const struct conn *c)
+{
+	return vkws_now_ms() - c->t_open < VKWS_CHURN_MS;
+}
+
+/* The quiet bit of c's membership node (room.c holds its join back). */
+static int
+quiet_bit(const struct conn *c, uint32_t node)
+{
+	unsigned q = c->quiet;
+
+	return node != UINT32_MAX &&
+	    (q >> (node % VKWS_ROOMS_PER_CONN) & 1u) != 0;
+}
+
+static int
+owed_get(uint32_t node)
+{
+	return node != UINT32_MAX && (owed[node / 8] >> (node % 8) & 1) != 0;
+}
+
+static void
+owed_put(uint32_t node, int v)
+{
+	if (node == UINT32_MAX)
+		return;
+	if (v)
+		owed[node / 8] |= (uint8_t)(1u << (node % 8));
+	else
+		owed[node / 8] &= (uint8_t)~(1u << (node % 8));
+}
+
+/* Whether the other nodes have not been told of c's membership node
+ * yet: its user_join is held back (PROTOCOL.md 8), or owed. */
+static int
+held_back(const struct conn *c, uint32_t node)
+{
+	return quiet_bit(c, node) || owed_get(node);
+}
+
+static void obs_announced(struct conn *c, struct room *r, uint32_t node);
 
 /* ---- Registration: what this node holds, told to Redis ---------------- */
 
@@ -498,35 +670,50 @@ reg_user(const struct conn *c, int delta)
 	(void)req_commit(P_NONE);
 }
 
-/* A membership, without any notification (re-registration). */
+/* A membership registered again: Redis takes it out of the node's old
+ * set; one Redis did not have is told to the others (unless its
+ * user_join is still held back, PROTOCOL.md 8). */
 static void
 reg_member(struct conn *c, struct room *r)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
-	size_t rn, un = user_json(c), en;
+	size_t rn, un = user_json(c), en, jn;
 	char room[VKWS_ROOM_NAME_MAX];
+	uint32_t node = vkws_member_node(c, r);
 
 	rn = vkws_room_name(r, room);
-	if (un == 0)
+	/* mpv[node] stays: after a reconnect check_up() forgot every
+	 * version; after lost leaves Redis kept them. */
+	if (un == 0 || (jn = join_msg(c, room, rn)) == 0)
 		return;
 	room_keys(room, rn);
-	req_begin(4);
-	resp_enc_str(&enc, "HSET");
+	en = member_entry(entry, c, room, rn);
+	eval_begin(SC_REJOIN, 2, 11);
 	resp_enc_arg(&enc, k_m, k_m_n);
+	resp_enc_arg(&enc, k_info, k_info_n);
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
-	(void)req_commit(P_NONE);
-	en = member_entry(entry, c, room, rn);
-	req_begin(3);
-	resp_enc_str(&enc, "SADD");
 	resp_enc_arg(&enc, nm_key, strlen(nm_key));
 	resp_enc_arg(&enc, entry, en);
+	resp_enc_arg(&enc, no_key, strlen(no_key));
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, room, rn);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, jhead, jhead_len);
+	resp_enc_arg(&enc, frame2, jn);
+	resp_enc_str(&enc, held_back(c, node) ? "0" : "1");
 	(void)req_commit(P_NONE);
+	if (owed_get(node) && !quiet_bit(c, node))
+		obs_announced(c, r, node);
 }
 
+static void script_common_args(void);
+
 /* Register one more slot's user and memberships while the output has
- * room; called each pass after the link came up. */
+ * room; called each pass after the link came up. Once every slot is
+ * registered, what Redis still holds of this node's old memberships
+ * leaves (DROP). */
 static void
 resync_step(void)
 {
@@ -537,6 +724,14 @@ resync_step(void)
 			continue;
 		reg_user(c, 1);
 		vkws_conn_rooms(c, reg_member);
+	}
+	if (up && drop_old && resync >= vkws_slot_hi && may_send(1024)) {
+		drop_old = 0;
+		eval_begin(SC_DROP, 0, 3);
+		resp_enc_arg(&enc, cfg->cluster, name_len);
+		resp_enc_arg(&enc, cfg->node, node_len);
+		resp_enc_str(&enc, cfg->default_room);
+		(void)req_commit(P_NONE);
 	}
 }
 
@@ -562,14 +757,52 @@ beat(void)
 
 /* ---- Observers of room.c ---------------------------------------------- */
 
-static void
-obs_joined(struct conn *c, struct room *r)
+/* The join script for c in room (keys set by room_keys()): max is
+ * the maxClients of a room without one, since the join's since. */
+static int
+join_args(struct conn *c, const char *room, size_t rn, uint64_t max,
+    uint64_t since, int pub, int lists)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
 	char cid[VKWS_CLIENT_ID_MAX];
-	size_t rn, un, fn, bn, en;
-	char room[VKWS_ROOM_NAME_MAX];
+	size_t un, jn, en;
 
+	if ((un = user_json(c)) == 0 || (jn = join_msg(c, room, rn)) == 0)
+		return -1;
+	room_keys(room, rn);
+	en = member_entry(entry, c, room, rn);
+	eval_begin(SC_JOIN, 4, 16);
+	args_room_keys();
+	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
+	resp_enc_arg(&enc, user_buf, un);
+	resp_enc_u64(&enc, max);
+	resp_enc_u64(&enc, since);
+	resp_enc_arg(&enc, nm_key, strlen(nm_key));
+	resp_enc_arg(&enc, entry, en);
+	resp_enc_arg(&enc, bus, bus_len);
+	resp_enc_arg(&enc, jhead, jhead_len);
+	resp_enc_arg(&enc, frame2, jn);
+	/* Without lists (nobody reads the reply): no members, no history. */
+	resp_enc_u64(&enc, lists ? VKWS_CLUSTER_LIST_MAX : 0);
+	resp_enc_u64(&enc, lists ? VKWS_HISTORY_BYTES : 0);
+	resp_enc_u64(&enc, lists ? VKWS_CLUSTER_LIST_BYTES : 0);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, room, rn);
+	resp_enc_str(&enc, pub ? "1" : "0");
+	resp_enc_arg(&enc, no_key, strlen(no_key));
+	return 0;
+}
+
+static void
+obs_joined(struct conn *c, struct room *r)
+{
+	size_t rn;
+	char room[VKWS_ROOM_NAME_MAX];
+	uint32_t node = vkws_member_node(c, r);
+
+	if (node != UINT32_MAX)
+		mpv[node] = 0;	/* join_done() sets it from Redis's reply */
+	owed_put(node, 0);
 	rn = vkws_room_name(r, room);
 	if (quiet || !c->authed)
 		return;
@@ -578,47 +811,64 @@ obs_joined(struct conn *c, struct room *r)
 		return;
 	}
 	/* A join by the API or at auth: tell the others, no check. */
-	if ((un = user_json(c)) == 0 ||
-	    (fn = member_frame("user_join", c, room, rn)) == 0 ||
-	    (bn = bus_msg('J', room, rn, fn)) == 0)
+	if (join_args(c, room, rn, 1u << 30, 0, !held_back(c, node), 0) == 0)
+		(void)req_commit(P_NONE);
+}
+
+/* A held user_join of c is told (PROTOCOL.md 8): to the other nodes'
+ * members that joined before c did. */
+static void
+obs_announced(struct conn *c, struct room *r, uint32_t node)
+{
+	char room[VKWS_ROOM_NAME_MAX], head[VKWS_NODE_ID_MAX + 16];
+	size_t rn = vkws_room_name(r, room), jn, hn;
+
+	/* Owed until it went out; the link full or down: the next
+	 * registration sends it (rereg, or the link coming back). */
+	owed_put(node, 1);
+	if (!up || !may_send(VKWS_MAX_OUT / 4) ||
+	    (jn = join_msg(c, room, rn)) == 0) {
+		rereg = up;
 		return;
-	room_keys(room, rn);
-	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 11);
-	args_room_keys();
-	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
-	resp_enc_arg(&enc, user_buf, un);
-	resp_enc_u64(&enc, 1u << 30);
-	resp_enc_u64(&enc, 0);
-	resp_enc_arg(&enc, nm_key, strlen(nm_key));
-	resp_enc_arg(&enc, entry, en);
+	}
+	hn = (size_t)snprintf(head, sizeof(head), "J %s %u", cfg->node,
+	    (unsigned)mpv[node]);
+	req_begin(3);
+	resp_enc_str(&enc, "PUBLISH");
 	resp_enc_arg(&enc, bus, bus_len);
-	resp_enc_arg(&enc, frame2, bn);
-	resp_enc_u64(&enc, 0);
-	resp_enc_u64(&enc, 0);
-	resp_enc_u64(&enc, 0);
-	(void)req_commit(P_NONE);
+	resp_enc_arg2(&enc, head, hn, frame2, jn);
+	if (req_commit(P_NONE) == NULL) {
+		rereg = up;
+		return;
+	}
+	owed_put(node, 0);
+	vkws_count.cluster_published++;
 }
 
 /*
  * Leaves wait here when the link's output is busy (a node closing many
  * connections in one pass): records [room length][room][clientId
- * length][clientId][default], sent as the output drains. If even this
- * fills, the node registers itself again from scratch (rereg).
+ * length][clientId][default][held][join version, 4 bytes], sent as the
+ * output drains. If even this fills, the node registers itself again
+ * (rereg): its memberships still in Redis that it no longer holds then
+ * leave with user_leave (lua_reg, lua_drop), so none is lost.
  */
 
-/* Encode the leave script's request (committed by the caller). */
+/* Encode the leave script's request (committed by the caller); pvj the
+ * leaver's join version, hb whether its user_join was held back. */
 static void
 leave_begin(const char *room, size_t rn, const char *cid, size_t cn,
-    int def)
+    int def, uint32_t pvj, int hb)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
+	char jv[24];
+	int jn = snprintf(jv, sizeof(jv), "%u %d", (unsigned)pvj, hb ? 1 : 0);
 
 	room_keys(room, rn);
 	memcpy(entry, room, rn);
 	entry[rn] = '\n';
 	memcpy(entry + rn + 1, cid, cn);
-	eval_begin(SC_LEAVE, 4, 7);
+	eval_begin(SC_LEAVE, 4, 10);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, cn);
 	resp_enc_arg(&enc, nm_key, strlen(nm_key));
@@ -627,14 +877,9 @@ leave_begin(const char *room, size_t rn, const char *cid, size_t cn,
 	resp_enc_arg(&enc, cfg->node, node_len);
 	resp_enc_arg(&enc, room, rn);
 	resp_enc_str(&enc, def ? "1" : "0");
-}
-
-static void
-leave_send(const char *room, size_t rn, const char *cid, size_t cn,
-    int def)
-{
-	leave_begin(room, rn, cid, cn, def);
-	(void)req_commit(P_NONE);
+	resp_enc_arg(&enc, jv, (size_t)jn);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, no_key, strlen(no_key));
 }
 
 static void
@@ -661,7 +906,8 @@ leave_drain(void)
 
 	while (up && leave_used > 0 && may_send(1024)) {
 		size_t rn = leave_q_take(), cn, k;
-		int def;
+		uint32_t pvj = 0;
+		int def, hb;
 
 		for (k = 0; k < rn; k++)
 			room[k] = (char)leave_q_take();
@@ -669,26 +915,36 @@ leave_drain(void)
 		for (k = 0; k < cn; k++)
 			cid[k] = (char)leave_q_take();
 		def = leave_q_take();
-		leave_send(room, rn, cid, cn, def);
+		hb = leave_q_take();
+		for (k = 0; k < 4; k++)
+			pvj = pvj << 8 | leave_q_take();
+		leave_begin(room, rn, cid, cn, def, pvj, hb);
+		(void)req_commit(P_NONE);
 	}
 }
 
 static void
-obs_left(struct conn *c, struct room *r)
+obs_left(struct conn *c, struct room *r, uint32_t node, int hb)
 {
 	char cid[VKWS_CLIENT_ID_MAX], room[VKWS_ROOM_NAME_MAX];
 	size_t rn = vkws_room_name(r, room), cn, k;
 	int def = vkws_room_is_default(r);
+	uint32_t pvj = node != UINT32_MAX ? mpv[node] : 0;
+
+	/* Never told to the other nodes: as a held-back join's leave. */
+	hb = hb || owed_get(node);
+	owed_put(node, 0);
 
 	/* Down: the next registration drops what Redis still holds. */
 	if (quiet || !c->authed || !up)
 		return;
 	cn = vkws_client_id(c, cid);
 	if (leave_used == 0 && may_send(1024)) {
-		leave_send(room, rn, cid, cn, def);
+		leave_begin(room, rn, cid, cn, def, pvj, hb);
+		(void)req_commit(P_NONE);
 		return;
 	}
-	if (sizeof(leave_q) - leave_used < rn + cn + 3) {
+	if (sizeof(leave_q) - leave_used < rn + cn + 8) {
 		rereg = 1;
 		return;
 	}
@@ -699,6 +955,9 @@ obs_left(struct conn *c, struct room *r)
 	for (k = 0; k < cn; k++)
 		leave_q_byte((uint8_t)cid[k]);
 	leave_q_byte((uint8_t)def);
+	leave_q_byte((uint8_t)(hb ? 1 : 0));
+	for (k = 0; k < 4; k++)
+		leave_q_byte((uint8_t)(pvj >> (24 - 8 * k)));
 }
 
 /* A user counted or uncounted; if the output is full the node
@@ -721,7 +980,29 @@ obs_user_removed(struct conn *c)
 		rereg = 1;
 }
 
-/* createRoom: maxClients and persistent for every node. */
+/* "NAME:rooms" into out (the rooms of the cluster); its length. */
+static size_t
+rooms_key(char *out)
+{
+	memcpy(out, cfg->cluster, name_len);
+	memcpy(out + name_len, ":rooms", 6);
+	return name_len + 6;
+}
+
+/* Which settings the createRoom call being run gave (api.c): only
+ * those are written, as this node's copy of a setting another node
+ * made may be old (PROTOCOL.md 7: a setting not given stays). */
+static int given_max = 1, given_persistent = 1;
+
+void
+vkws_cluster_create_fields(int max, int persistent)
+{
+	given_max = max;
+	given_persistent = persistent;
+}
+
+/* createRoom: maxClients and persistent for every node; the room is
+ * one of the cluster's (createdAt: the first node's, kept). */
 static int
 obs_room_set(struct room *r)
 {
@@ -735,13 +1016,34 @@ obs_room_set(struct room *r)
 		return -1;
 	vkws_room_settings(r, &max, &persistent);
 	room_keys(room, rn);
-	req_begin(6);
+	req_begin(2 + (given_max ? 2u : 0u) + (given_persistent ? 2u : 0u) +
+	    2);
 	resp_enc_str(&enc, "HSET");
 	resp_enc_arg(&enc, k_info, k_info_n);
-	resp_enc_str(&enc, "max");
-	resp_enc_u64(&enc, max);
-	resp_enc_str(&enc, "persistent");
-	resp_enc_str(&enc, persistent ? "1" : "0");
+	if (given_max) {
+		resp_enc_str(&enc, "max");
+		resp_enc_u64(&enc, max);
+	}
+	if (given_persistent) {
+		resp_enc_str(&enc, "persistent");
+		resp_enc_str(&enc, persistent ? "1" : "0");
+	}
+	/* pv is there already or counts from 0: HSET needs one field. */
+	resp_enc_str(&enc, "name");
+	resp_enc_arg(&enc, room, rn);
+	given_max = given_persistent = 1;
+	if (req_commit(P_NONE) == NULL)
+		return -1;
+	req_begin(4);
+	resp_enc_str(&enc, "HSETNX");
+	resp_enc_arg(&enc, k_info, k_info_n);
+	resp_enc_str(&enc, "created");
+	resp_enc_i64(&enc, vkws_wall_ms());
+	(void)req_commit(P_NONE);
+	req_begin(3);
+	resp_enc_str(&enc, "SADD");
+	resp_enc_arg(&enc, k_m, rooms_key(k_m));
+	resp_enc_arg(&enc, room, rn);
 	return req_commit(P_NONE) != NULL ? 0 : -1;
 }
 
@@ -761,6 +1063,11 @@ obs_room_deleted(struct room *r)
 	resp_enc_str(&enc, "DEL");
 	args_room_keys();
 	(void)req_commit(P_NONE);
+	req_begin(3);
+	resp_enc_str(&enc, "SREM");
+	resp_enc_arg(&enc, k_m, rooms_key(k_m));
+	resp_enc_arg(&enc, room, rn);
+	(void)req_commit(P_NONE);
 }
 
 static const struct vkws_room_obs observers = {
@@ -768,6 +1075,7 @@ static const struct vkws_room_obs observers = {
 	.room_set = obs_room_set,
 	.joined = obs_joined,
 	.left = obs_left,
+	.announced = obs_announced,
 	.user_added = obs_user_added,
 	.user_removed = obs_user_removed,
 };
@@ -895,38 +1203,22 @@ vkws_cluster_chat(struct conn *c, struct room *r, const char *text,
 }
 
 /* Send the join script for c (maxClients over every node); *pp the
- * entry awaiting its reply. 0, or a VKWS_E* code (nothing sent). */
+ * entry awaiting its reply. 0, or a VKWS_E* code (nothing sent). The
+ * others hear of the join from the script unless c is young (then from
+ * join_done() or obs_announced(), PROTOCOL.md 8). */
 static int
 join_send(struct conn *c, const char *room, size_t rn, uint64_t since,
     const char *id, size_t idn, struct pend **pp)
 {
-	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
-	char cid[VKWS_CLIENT_ID_MAX];
-	size_t un, fn, bn, en;
+	int pub = !young(c);
 
 	if (!may_send(VKWS_MAX_OUT / 4))
 		return VKWS_ESTORE;
-	if ((un = user_json(c)) == 0 ||
-	    (fn = member_frame("user_join", c, room, rn)) == 0 ||
-	    (bn = bus_msg('J', room, rn, fn)) == 0)
+	if (join_args(c, room, rn, cfg->max_conns, since, pub, 1) < 0)
 		return VKWS_ELIMIT;
-	room_keys(room, rn);
-	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 11);
-	args_room_keys();
-	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
-	resp_enc_arg(&enc, user_buf, un);
-	resp_enc_u64(&enc, cfg->max_conns);
-	resp_enc_u64(&enc, since);
-	resp_enc_arg(&enc, nm_key, strlen(nm_key));
-	resp_enc_arg(&enc, entry, en);
-	resp_enc_arg(&enc, bus, bus_len);
-	resp_enc_arg(&enc, frame2, bn);
-	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_MAX);
-	resp_enc_u64(&enc, VKWS_HISTORY_BYTES);
-	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
 	if ((*pp = req_commit_for(P_JOIN, c, id, idn, room, rn)) == NULL)
 		return VKWS_ESTORE;
+	(*pp)->pub = (uint8_t)pub;
 	vkws_count.cluster_published++;
 	return 0;
 }
@@ -996,10 +1288,12 @@ vkws_cluster_leave(struct conn *c, struct room *r, const char *id,
 {
 	char cid[VKWS_CLIENT_ID_MAX], room[VKWS_ROOM_NAME_MAX];
 	size_t rn = vkws_room_name(r, room), cn = vkws_client_id(c, cid);
+	uint32_t node = vkws_member_node(c, r);
 
 	if (!may_send(1024))
 		return VKWS_ESTORE;
-	leave_begin(room, rn, cid, cn, vkws_room_is_default(r));
+	leave_begin(room, rn, cid, cn, vkws_room_is_default(r),
+	    node != UINT32_MAX ? mpv[node] : 0, held_back(c, node));
 	if (req_commit_for(P_LEAVE, c, id, idn, "", 0) == NULL)
 		return VKWS_ESTORE;
 	vkws_count.cluster_published++;
@@ -1049,7 +1343,14 @@ static void api_answer_in(const char *id, size_t idn, const char *from,
     size_t fn, const char *r, size_t n);
 static void history_done(const struct pend *p, const uint8_t *base,
     const struct resp_val *v, size_t nv);
+static void info_done(const struct pend *p, const struct resp_val *v,
+    size_t nv);
+static void list_done(const struct pend *p, const uint8_t *base,
+    const struct resp_val *v, size_t nv);
+static void forget_done(const struct pend *p, const struct resp_val *v,
+    size_t nv);
 static void held_add(struct held *h, const char *r, size_t n);
+static int held_commit_id(struct held *h, int kind, struct conn *c);
 static void held_finish(struct held *h);
 static void api_publish(const char *origin, size_t olen, const char *id,
     size_t idn, const char *out, size_t len);
@@ -1105,7 +1406,7 @@ val_str(const uint8_t *base, const struct resp_val *v, size_t *n)
 /*
  * A join Redis took: the ack, the local part (the room here, user_join
  * to this node's members), then user_list and history as Redis has
- * them. v: {seq, complete, members, {member...}, {chat...}}.
+ * them. v: {seq, complete, members, pv, {member...}, {chat...}}.
  */
 static void
 join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
@@ -1113,9 +1414,10 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 {
 	struct conn *c = pend_conn(p);
 	struct json_out o;
-	uint32_t i, k;
+	uint32_t i, k, node;
 	size_t sn, total;
 	int complete;
+	struct room *r;
 
 	if (c == NULL) {
 		join_answer(p, VKWS_ENOTFOUND);
@@ -1125,16 +1427,24 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 		join_answer(p, (int)v[0].i);	/* -5: full */
 		return;
 	}
-	if (nv < 6 || v[0].type != RESP_ARRAY || v[0].len != 5 ||
-	    v[4].type != RESP_ARRAY || v[4].end >= nv ||
-	    v[v[4].end].type != RESP_ARRAY) {
+	if (nv < 7 || v[0].type != RESP_ARRAY || v[0].len != 6 ||
+	    v[4].type != RESP_INT || v[5].type != RESP_ARRAY ||
+	    v[5].end >= nv || v[v[5].end].type != RESP_ARRAY) {
 		join_answer(p, VKWS_ESTORE);
 		return;
 	}
 	join_answer(p, 0);
 	quiet = 1;
-	(void)vkws_join_member(c, P_ROOM(p), p->room_len);
+	r = vkws_join_member(c, P_ROOM(p), p->room_len);
 	quiet = 0;
+	node = r != NULL ? vkws_member_node(c, r) : UINT32_MAX;
+	if (node != UINT32_MAX) {
+		mpv[node] = (uint32_t)v[4].i;
+		/* Young when sent, no longer now: the others hear of it
+		 * here, as this node's members just did. */
+		if (!p->pub && v[4].i != 0 && !held_back(c, node))
+			obs_announced(c, r, node);
+	}
 	complete = v[2].i != 0;
 	total = (size_t)v[3].i;
 	json_out_init(&o, frame, sizeof(frame));
@@ -1142,7 +1452,7 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	json_out_str(&o, P_ROOM(p), p->room_len);
 	json_out_lit(&o, ",\"users\":[");
 	o.cap -= 64;
-	for (i = 5, k = 0; i < v[4].end; i = v[i].end, k++) {
+	for (i = 6, k = 0; i < v[5].end; i = v[i].end, k++) {
 		const char *s = val_str(base, &v[i], &sn);
 		size_t mark = o.n;
 
@@ -1172,7 +1482,7 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 	json_out_str(&o, P_ROOM(p), p->room_len);
 	json_out_lit(&o, ",\"messages\":[");
 	o.cap -= 32;
-	for (i = v[4].end + 1, k = 0; i < v[v[4].end].end;
+	for (i = v[5].end + 1, k = 0; i < v[v[5].end].end;
 	    i = v[i].end, k++) {
 		const char *s = val_str(base, &v[i], &sn);
 		size_t mark = o.n;
@@ -1242,6 +1552,15 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 	case P_HIST:
 		history_done(p, base, v, nv);
 		break;
+	case P_INFO:	/* an error reply: -7 */
+		info_done(p, v, err ? 0 : nv);
+		break;
+	case P_LIST:
+		list_done(p, base, v, err ? 0 : nv);
+		break;
+	case P_FORGET:
+		forget_done(p, v, err ? 0 : nv);
+		break;
 	default:
 		break;
 	}
@@ -1277,16 +1596,37 @@ dec(const char *s, size_t n)
 	return x;
 }
 
+/* Members told of a presence change: those whose version is not known,
+ * or above lo (0: any) and below hi (0: any). */
+struct pv_range {
+	uint32_t lo, hi;
+};
+
+static int
+pv_want(uint32_t node, void *arg)
+{
+	const struct pv_range *w = arg;
+	uint32_t m = mpv[node];
+
+	return m == 0 || ((w->lo == 0 || m > w->lo) &&
+	    (w->hi == 0 || m < w->hi));
+}
+
 /*
- * A bus message: "C NODE TAG SEQ ROOM\n" chat, "J NODE ROOM\n" and
- * "L NODE ROOM\n" user_join / user_leave, "U NODE UID\n" private; the
- * frame follows the newline and goes to this node's connections.
+ * A bus message: "C NODE TAG SEQ ROOM\n" chat, "J NODE PV ROOM\n"
+ * user_join, "L NODE PVJ HELD PV ROOM\n" user_leave, "U NODE UID\n"
+ * private; the frame follows the newline and goes to this node's
+ * connections. A user_join goes to the members that joined before it
+ * (the later ones saw the joiner in their user_list); a user_leave to
+ * those that joined before it and, if the leaver's user_join was held
+ * back (PROTOCOL.md 8), after the leaver: only they knew of it.
  */
 static void
 bus_message(const char *s, size_t n)
 {
-	const char *nd, *a, *b, *room, *fr;
-	size_t ndn, an, bn, rn, off = 2, fn;
+	const char *nd, *a, *b, *pv, *room, *fr;
+	size_t ndn, an, bn, pn, rn, off = 2, fn;
+	struct pv_range w;
 	int mine;
 	struct room *r;
 
@@ -1319,11 +1659,24 @@ bus_message(const char *s, size_t n)
 		}
 		break;
 	case 'J':
-	case 'L':
-		if (field(s, n, &off, &room, &rn, '\n') < 0 || mine)
+		if (mine || field(s, n, &off, &a, &an, ' ') < 0 ||
+		    field(s, n, &off, &room, &rn, '\n') < 0)
 			return;
+		w.lo = 0;
+		w.hi = (uint32_t)dec(a, an);
 		if ((r = vkws_room_find(room, rn)) != NULL)
-			(void)vkws_room_send(r, s + off, n - off);
+			(void)vkws_room_send_if(r, s + off, n - off, pv_want, &w);
+		break;
+	case 'L':
+		if (mine || field(s, n, &off, &a, &an, ' ') < 0 ||
+		    field(s, n, &off, &b, &bn, ' ') < 0 ||
+		    field(s, n, &off, &pv, &pn, ' ') < 0 ||
+		    field(s, n, &off, &room, &rn, '\n') < 0)
+			return;
+		w.lo = bn == 1 && b[0] == '1' ? (uint32_t)dec(a, an) : 0;
+		w.hi = (uint32_t)dec(pv, pn);
+		if ((r = vkws_room_find(room, rn)) != NULL)
+			(void)vkws_room_send_if(r, s + off, n - off, pv_want, &w);
 		break;
 	case 'U':
 		if (field(s, n, &off, &a, &an, '\n') < 0)
@@ -1364,7 +1717,7 @@ static const struct {
 	{ "disconnectAll", H_SUM }, { "deleteRoom", H_ANY },
 	{ "getAllConnections", H_CONCAT },
 	{ "getActiveConnections", H_CONCAT },
-	{ "getRoomClients", H_CONCAT }, { "getRoomInfo", H_INFO },
+	{ "getRoomClients", H_CONCAT },
 };
 
 /* The code of a reply {"code":N,...} (api.c writes code first). */
@@ -1442,11 +1795,6 @@ held_add(struct held *h, const char *r, size_t n)
 	case H_SUM:
 		h->sum += reply_num(r, n, "\"delivered\":");
 		break;
-	case H_INFO:
-		h->sum += reply_num(r, n, "\"clients\":");
-		if (!h->any_ok)
-			(void)held_put(h, r, n);
-		break;
 	case H_CONCAT:
 		/* {"code":0,"data":[...]}: the elements inside [ ]. */
 		a = memchr(r, '[', n);
@@ -1470,14 +1818,17 @@ held_finish(struct held *h)
 	static char out[VKWS_API_OUT];
 	struct conn *c = &vkws_conns[h->slot];
 	struct json_out o;
-	size_t k;
 
 	h->used = 0;
+	/* A node died or stopped mid-call (README: Cluster): the answer
+	 * is what the others said, counted here. */
+	if (h->mode != H_FORWARD && h->got < h->expect)
+		vkws_count.cluster_partial++;
 	if (c->state != S_HTTP || c->fd != h->fd || c->requests != h->requests)
 		return;		/* the client went away */
 	json_out_init(&o, out, sizeof(out));
 	if (h->len == 0 && (!h->any_ok || h->mode == H_FORWARD ||
-	    h->mode == H_ANY || h->mode == H_INFO)) {
+	    h->mode == H_ANY)) {
 		/* Nothing usable came: the node named is gone (-3), or the
 		 * answers did not (-7). */
 		json_out_lit(&o, h->mode == H_FORWARD && !h->any_ok ?
@@ -1489,28 +1840,10 @@ held_finish(struct held *h)
 		json_out_lit(&o, "{\"code\":0,\"data\":{\"delivered\":");
 		json_out_uint(&o, h->sum);
 		json_out_lit(&o, "}}");
-	} else if (h->mode == H_CONCAT) {
+	} else {
 		json_out_lit(&o, "{\"code\":0,\"data\":[");
 		json_out_raw(&o, h->buf, h->len);
 		json_out_lit(&o, "]}");
-	} else {
-		/* H_INFO: the first answer with "clients" summed. */
-		const char *kp = NULL;
-		for (k = 0; k + 10 < h->len; k++)
-			if (memcmp(h->buf + k, "\"clients\":", 10) == 0) {
-				kp = h->buf + k + 10;
-				break;
-			}
-		if (kp == NULL) {
-			json_out_raw(&o, h->buf, h->len);
-		} else {
-			const char *e = kp;
-			while (e < h->buf + h->len && *e >= '0' && *e <= '9')
-				e++;
-			json_out_raw(&o, h->buf, (size_t)(kp - h->buf));
-			json_out_uint(&o, h->sum);
-			json_out_raw(&o, e, (size_t)(h->buf + h->len - e));
-		}
 	}
 	if (!json_out_ok(&o)) {
 		json_out_init(&o, out, sizeof(out));
@@ -1534,9 +1867,32 @@ held_timers(int64_t now, int64_t *next)
 	}
 }
 
+/*
+ * deleteRoom of a room that may be in Redis only (persistent, and no
+ * node has it any more): its keys go here too, and the call counts it
+ * as one more answer, 0 if Redis had the room (forget_done()).
+ */
+static void
+forget(struct held *h, struct conn *c, const char *room, size_t rn)
+{
+	char rk[VKWS_CLUSTER_NAME_MAX + 8];
+
+	if ((rn == strlen(cfg->default_room) &&
+	    memcmp(room, cfg->default_room, rn) == 0) || !may_send(1024))
+		return;		/* -4 from every node; or the nodes only */
+	room_keys(room, rn);
+	eval_begin(SC_FORGET, 5, 1);
+	args_room_keys();
+	resp_enc_arg(&enc, rk, rooms_key(rk));
+	resp_enc_arg(&enc, room, rn);
+	if (held_commit_id(h, P_FORGET, c))
+		h->expect++;
+}
+
 int
 vkws_cluster_api(struct conn *c, const char *method, const char *body,
-    size_t n, const char *cid, size_t cn, int keep)
+    size_t n, const char *cid, size_t cn, const char *room, size_t rn,
+    int keep)
 {
 	struct held *h = NULL;
 	size_t i, k = 0, tn;
@@ -1591,6 +1947,8 @@ vkws_cluster_api(struct conn *c, const char *method, const char *body,
 	h->expect = mode == H_FORWARD || vkws_count.cluster_nodes == 0 ? 1 :
 	    (unsigned)vkws_count.cluster_nodes;
 	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	if (strcmp(method, "deleteRoom") == 0 && rn > 0)
+		forget(h, c, room, rn);
 	return 1;
 }
 
@@ -1629,6 +1987,202 @@ vkws_cluster_history(struct conn *c, const char *room, size_t rn,
 	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
 	p->cid = h->id;
 	return 1;
+}
+
+/* A held call answered by one reply of Redis (c the /api connection):
+ * a free entry set up, or NULL. */
+static struct held *
+held_one(struct conn *c, int keep)
+{
+	struct held *h = NULL;
+	size_t i;
+
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (!held[i].used)
+			h = &held[i];
+	if (h == NULL)
+		return NULL;
+	memset(h, 0, offsetof(struct held, buf));
+	h->mode = H_FORWARD;
+	h->keep = (uint8_t)keep;
+	h->slot = (uint16_t)vkws_slot_of(c);
+	h->fd = c->fd;
+	h->requests = c->requests;
+	h->expect = 1;
+	h->any_ok = 1;	/* nothing by the deadline: -7, not -3 */
+	/* The reply finishes it; the deadline only if the link dies. */
+	h->deadline = vkws_now_ms() + VKWS_CLUSTER_WAIT_MS;
+	return h;
+}
+
+/* Commit the request begun for h: its entry names h (and keeps the
+ * room's name); 1, or VKWS_ESTORE (nothing sent, h stays free). */
+static int
+held_commit(struct held *h, int kind, struct conn *c, const char *room,
+    size_t rn)
+{
+	struct pend *p = req_commit_for(kind, c, "", 0, room, rn);
+
+	if (p == NULL)
+		return VKWS_ESTORE;
+	h->used = 1;
+	h->id = held_next++;
+	p->cid = h->id;
+	return 1;
+}
+
+/* The same for a call held already (h used): 1 if sent, else 0. */
+static int
+held_commit_id(struct held *h, int kind, struct conn *c)
+{
+	struct pend *p = req_commit_for(kind, c, "", 0, "", 0);
+
+	if (p == NULL)
+		return 0;
+	p->cid = h->id;
+	return 1;
+}
+
+int
+vkws_cluster_room_info(struct conn *c, const char *room, size_t rn,
+    int keep)
+{
+	struct held *h = held_one(c, keep);
+
+	if (h == NULL || !may_send(1024))
+		return VKWS_ESTORE;
+	room_keys(room, rn);
+	eval_begin(SC_INFO, 2, 2);
+	resp_enc_arg(&enc, k_m, k_m_n);
+	resp_enc_arg(&enc, k_info, k_info_n);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_arg(&enc, room, rn);
+	return held_commit(h, P_INFO, c, room, rn);
+}
+
+int
+vkws_cluster_list_rooms(struct conn *c, int keep)
+{
+	struct held *h = held_one(c, keep);
+
+	if (h == NULL || !may_send(1024))
+		return VKWS_ESTORE;
+	eval_begin(SC_LIST, 0, 3);
+	resp_enc_arg(&enc, cfg->cluster, name_len);
+	resp_enc_u64(&enc, VKWS_CLUSTER_ROOMS_MAX);
+	resp_enc_u64(&enc, VKWS_CLUSTER_LIST_BYTES);
+	return held_commit(h, P_LIST, c, "", 0);
+}
+
+/* The held call a reply is for, or NULL (answered at its deadline). */
+static struct held *
+held_of(const struct pend *p)
+{
+	size_t i;
+
+	for (i = 0; i < VKWS_CLUSTER_HELD; i++)
+		if (held[i].used && held[i].id == p->cid)
+			return &held[i];
+	return NULL;
+}
+
+/* One room info object, as api.c writes it. */
+static void
+out_info(struct json_out *o, const char *room, size_t rn, uint64_t clients,
+    uint64_t max, int persistent, int64_t created)
+{
+	json_out_lit(o, "{\"room\":");
+	json_out_str(o, room, rn);
+	json_out_lit(o, ",\"clients\":");
+	json_out_uint(o, clients);
+	json_out_lit(o, ",\"maxClients\":");
+	json_out_uint(o, max);
+	json_out_lit(o, ",\"persistent\":");
+	json_out_lit(o, persistent ? "true" : "false");
+	json_out_lit(o, ",\"createdAt\":");
+	json_out_int(o, created);
+	json_out_lit(o, "}");
+}
+
+/* lua_forget's answer: one more answer to the held deleteRoom. */
+static void
+forget_done(const struct pend *p, const struct resp_val *v, size_t nv)
+{
+	static const char ok[] = "{\"code\":0,\"data\":null}";
+	static const char none[] = "{\"code\":-3,\"msg\":\"not found\"}";
+	struct held *h = held_of(p);
+	int had = nv == 1 && v[0].type == RESP_INT && v[0].i == 1;
+
+	if (h == NULL)
+		return;
+	held_add(h, had ? ok : none, had ? sizeof(ok) - 1 : sizeof(none) - 1);
+	if (h->got >= h->expect && h->own)
+		held_finish(h);
+}
+
+/* lua_info's answer: {clients, max, persistent, created}, or 0. */
+static void
+info_done(const struct pend *p, const struct resp_val *v, size_t nv)
+{
+	struct held *h = held_of(p);
+	struct json_out o;
+
+	if (h == NULL)
+		return;
+	h->len = 0;
+	if (nv == 1 && v[0].type == RESP_INT && v[0].i == 0)
+		h->any_ok = 0;	/* no node has it: -3 */
+	else if (nv == 5 && v[0].type == RESP_ARRAY && v[0].len == 4) {
+		json_out_init(&o, h->buf, sizeof(h->buf));
+		json_out_lit(&o, "{\"code\":0,\"data\":");
+		out_info(&o, P_ROOM(p), p->room_len, (uint64_t)v[1].i,
+		    (uint64_t)v[2].i, v[3].i != 0, v[4].i);
+		json_out_lit(&o, "}");
+		h->len = json_out_ok(&o) ? o.n : 0;
+	}
+	held_finish(h);
+}
+
+/* lua_list's answer: {rooms, "CLIENTS MAX PERSISTENT CREATED NAME"...};
+ * fewer entries than rooms: too large a reply (-5, never cut). */
+static void
+list_done(const struct pend *p, const uint8_t *base,
+    const struct resp_val *v, size_t nv)
+{
+	struct held *h = held_of(p);
+	struct json_out o;
+	uint32_t i, k;
+
+	if (h == NULL)
+		return;
+	json_out_init(&o, h->buf, sizeof(h->buf));
+	if (nv < 2 || v[0].type != RESP_ARRAY || v[1].type != RESP_INT) {
+		h->len = 0;	/* -7 */
+		held_finish(h);
+		return;
+	}
+	json_out_lit(&o, "{\"code\":0,\"data\":[");
+	for (i = 2, k = 0; i < v[0].end && i < nv; i = v[i].end, k++) {
+		const char *e = (const char *)base + v[i].off, *f[4];
+		size_t n = v[i].len, fl[4], off = 0, j;
+
+		for (j = 0; j < 4; j++)
+			if (field(e, n, &off, &f[j], &fl[j], ' ') < 0)
+				break;
+		if (j < 4 || v[i].type != RESP_BULK)
+			continue;
+		if (k > 0)
+			json_out_lit(&o, ",");
+		out_info(&o, e + off, n - off, dec(f[0], fl[0]), dec(f[1], fl[1]),
+		    fl[2] == 1 && f[2][0] == '1', (int64_t)dec(f[3], fl[3]));
+	}
+	json_out_lit(&o, "]}");
+	if (!json_out_ok(&o) || (uint64_t)v[1].i > k) {
+		json_out_init(&o, h->buf, sizeof(h->buf));
+		json_out_lit(&o, "{\"code\":-5,\"msg\":\"reply too large\"}");
+	}
+	h->len = o.n;
+	held_finish(h);
 }
 
 /* LRANGE's answer for a held getRoomHistory. */
@@ -1963,6 +2517,10 @@ check_up(void)
 	new_life = 0;
 	backoff = 250;
 	resync = 0;
+	/* Registered again (lua_reg): then DROP. Versions from before may
+	 * not hold (a Redis that lost its data counts from 1 again). */
+	drop_old = 1;
+	memset(mpv, 0, sizeof(mpv));
 	beat_at = vkws_now_ms() + (int64_t)cfg->node_ttl * 1000 / 3;
 }
 
@@ -1990,6 +2548,8 @@ vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
 		resp_enc_str(&enc, "0");
 		(void)req_commit(P_BEAT);
 		resync = 0;
+		drop_old = 1;
+		vkws_count.cluster_reregistrations++;
 	}
 	if (up && now >= beat_at) {
 		beat();
@@ -2131,6 +2691,8 @@ vkws_cluster_init(struct vkws_config *c)
 	(void)snprintf(nm_key, sizeof(nm_key), "%s:nm:%s", c->cluster,
 	    c->node);
 	(void)snprintf(nu_key, sizeof(nu_key), "%s:nu:%s", c->cluster,
+	    c->node);
+	(void)snprintf(no_key, sizeof(no_key), "%s:no:%s", c->cluster,
 	    c->node);
 	for (i = 0; i < SC_N; i++)
 		hex_sha1(scripts[i], sha[i]);

@@ -50,12 +50,14 @@ int vkws_cluster_private(struct conn *c, const char *uid, size_t un,
 const char *vkws_cluster_node(void);
 /*
  * The server API (api.c): a call by conn c (an /api request) of method
- * with body[0..n), clientId cid[0..cn) if it has one. Returns 1 if it
- * went to the nodes that must run it (answered later through
- * vkws_api_reply()), 0 if this node runs it alone, or a VKWS_E* code.
+ * with body[0..n), clientId cid[0..cn) and room[0..rn) if it has them.
+ * Returns 1 if it went to the nodes that must run it (answered later
+ * through vkws_api_reply()), 0 if this node runs it alone, or a VKWS_E*
+ * code.
  */
 int vkws_cluster_api(struct conn *c, const char *method, const char *body,
-    size_t n, const char *cid, size_t cn, int keep);
+    size_t n, const char *cid, size_t cn, const char *room, size_t rn,
+    int keep);
 /* joinRoom (api.c) of this node's connection cid[0..cn): through the
  * join script, so maxClients counts every node. api: the /api
  * connection, or NULL for a call another node sent. 0 if done here (a
@@ -67,6 +69,15 @@ int vkws_cluster_api_join(struct conn *api, const char *cid, size_t cn,
  * on this node (an empty history is then [] rather than -3). */
 int vkws_cluster_history(struct conn *c, const char *room, size_t rn,
     uint32_t limit, int here, int keep);
+/* getRoomInfo (and createRoom's answer) and listRooms (api.c) from
+ * Redis, which holds every node's rooms, members and settings: 1 if
+ * held, or a VKWS_E* code. */
+int vkws_cluster_room_info(struct conn *c, const char *room, size_t rn,
+    int keep);
+int vkws_cluster_list_rooms(struct conn *c, int keep);
+/* createRoom (api.c), before vkws_create_room(): whether the call gave
+ * maxClients and persistent; only those go to Redis. */
+void vkws_cluster_create_fields(int max, int persistent);
 /* api.c: run a call here only (for another node); its reply at *out. */
 size_t vkws_api_run(const char *body, size_t n, const char **out);
 /* api.c: answer a held call. */

@@ -148,7 +148,8 @@ struct vkws_counts {
 	uint64_t rooms;		/* rooms in the table */
 	/* The cluster link (cluster.c). */
 	uint64_t cluster_up, cluster_nodes, cluster_published,
-	    cluster_received, cluster_reconnects;
+	    cluster_received, cluster_reconnects,
+	    cluster_reregistrations, cluster_partial;
 };
 
 extern struct conn vkws_conns[VKWS_SLOTS];
@@ -241,6 +242,10 @@ int vkws_info_set(struct conn *c, const char *p, size_t n);
 /* A chat connection authenticated: it leaves the unproven list. Returns
  * 0, or -1 if --max-conns proven connections are open already. */
 int vkws_conn_prove(struct conn *c);
+/* A deadline of c may have moved earlier (a token's exp, the first
+ * ping after auth, a held user_join): its timers run in the next loop
+ * pass, which files the new time. A later deadline needs no call. */
+void vkws_conn_timers(struct conn *c);
 /* Reconnect buckets (admit.c): take one upgrade of user uid[0..n).
  * Returns 0, or -1 if the user is over --reconnect-rate. */
 int vkws_admit_user(const char *uid, size_t n);
@@ -330,7 +335,12 @@ void vkws_rooms_init(struct vkws_config *c);
  * called after room.c has done its local part; any may be NULL. */
 struct vkws_room_obs {
 	void (*joined)(struct conn *c, struct room *r);
-	void (*left)(struct conn *c, struct room *r);
+	/* c left r; node: its membership's index (vkws_member_node(), as
+	 * it was), held: its user_join had not been told yet (PROTOCOL.md
+	 * 8, a young connection). */
+	void (*left)(struct conn *c, struct room *r, uint32_t node, int held);
+	/* A held user_join of c in r is told to the members now. */
+	void (*announced)(struct conn *c, struct room *r, uint32_t node);
 	void (*user_added)(struct conn *c);
 	void (*user_removed)(struct conn *c);
 	/* createRoom set maxClients and persistent: -1 answers -7. */
@@ -343,6 +353,12 @@ void vkws_room_settings(const struct room *r, uint32_t *max_clients,
 void vkws_room_observe(const struct vkws_room_obs *o);
 /* Queue p[0..n) to r's members on this node; returns how many. */
 int vkws_room_send(struct room *r, const char *p, size_t n);
+/* The same, to the members whose membership index want() accepts. */
+int vkws_room_send_if(struct room *r, const char *p, size_t n,
+    int (*want)(uint32_t node, void *arg), void *arg);
+/* The index of c's membership of r (0 to VKWS_SLOTS *
+ * VKWS_ROOMS_PER_CONN - 1), or UINT32_MAX if c is not a member. */
+uint32_t vkws_member_node(const struct conn *c, const struct room *r);
 /* A chat message of r stored by the cluster: seq and local history. */
 void vkws_room_chat_seen(struct room *r, uint64_t seq, const char *p,
     size_t n);

@@ -503,6 +503,8 @@ announce(struct conn *c, int k)
 	struct fan fa;
 
 	c->quiet &= (uint16_t)~(1u << k);
+	if (obs != NULL && obs->announced != NULL)
+		obs->announced(c, r, node);
 	if (n == 0)
 		return;
 	/* One frame for all of them, stored once (pool.c). */
@@ -693,7 +695,11 @@ vkws_join_check(const struct conn *c, const char *name, size_t n,
 	if (member_entry(c, r) >= 0)
 		return 1;
 	max = r->max_clients ? r->max_clients : cfg->max_conns;
-	if (r->members >= max || c->nrooms >= VKWS_ROOMS_PER_CONN)
+	/* In a cluster (an observer watches) the join script counts
+	 * maxClients over every node, as the cluster set it; this node's
+	 * copy of the setting may be older. */
+	if ((obs == NULL && r->members >= max) ||
+	    c->nrooms >= VKWS_ROOMS_PER_CONN)
 		return VKWS_ELIMIT;
 	return 0;
 }
@@ -720,6 +726,7 @@ vkws_join_member(struct conn *c, const char *name, size_t n)
 	if (young(c)) {
 		size_t jn = member_note(r, "user_join", c);
 		c->quiet |= (uint16_t)(1u << k);
+		vkws_conn_timers(c);	/* its user_join is due then */
 		if (jn > 0)
 			(void)vkws_deliver(c, out_buf, jn);
 	} else
@@ -810,11 +817,14 @@ vkws_leave_check(const struct conn *c, const char *name, size_t n,
 void
 vkws_leave(struct conn *c, struct room *r)
 {
-	int k = member_entry(c, r);
+	int k = member_entry(c, r), held;
+	uint32_t mine;
 
 	if (k < 0)
 		return;
-	if (c->quiet & (1u << k)) {
+	mine = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN + (size_t)k);
+	held = (c->quiet & (1u << k)) != 0;
+	if (held) {
 		/* Held join (PROTOCOL.md 8): only those who joined since,
 		 * and so saw c in their user_list, hear that it left. They
 		 * are linked before c (newest first). */
@@ -837,7 +847,7 @@ vkws_leave(struct conn *c, struct room *r)
 		notify_member(r, "user_leave", c);
 	}
 	if (obs != NULL && obs->left != NULL)
-		obs->left(c, r);
+		obs->left(c, r, mine, held);
 	if (r->members == 0 && !r->persistent && !vkws_room_is_default(r))
 		room_remove(r);
 }
@@ -940,6 +950,33 @@ int
 vkws_room_send(struct room *r, const char *p, size_t n)
 {
 	return room_send(r, p, n);
+}
+
+int
+vkws_room_send_if(struct room *r, const char *p, size_t n,
+    int (*want)(uint32_t node, void *arg), void *arg)
+{
+	uint32_t node = r->head;
+	struct fan fa;
+	int sent = 0;
+
+	fan_init(&fa, p, n);
+	while (node != NODE_NONE) {
+		uint32_t next = mem_next[node];
+		if (want(node, arg))
+			sent += fan_deliver(&fa, node_conn(node));
+		node = next;
+	}
+	return fan_done(&fa, sent);
+}
+
+uint32_t
+vkws_member_node(const struct conn *c, const struct room *r)
+{
+	int k = member_entry(c, r);
+
+	return k < 0 ? UINT32_MAX : (uint32_t)(vkws_slot_of(c) *
+	    VKWS_ROOMS_PER_CONN + (size_t)k);
 }
 
 /* A chat message another node stored: r's seq moves on and the frame is

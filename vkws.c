@@ -1,17 +1,30 @@
 /*
- * vkws.c: the core. One poll() loop over a static table of connection
- * slots: accept, HTTP request heads and routing, the WebSocket handshake,
- * frame reassembly, send queues, deadlines and the close handshake.
+ * vkws.c: the core. One loop over a static table of connection slots:
+ * accept, HTTP request heads and routing, the WebSocket handshake, frame
+ * reassembly, send queues, deadlines and the close handshake. It waits
+ * through poller.c (epoll or poll()), which also keeps the deadlines.
  *
  * Memory: every buffer is a static array sized in vkws.h; nothing here
  * allocates. A slot's receive buffer is touched only when a frame arrives
  * split across reads (whole frames are handled in the shared read buffer),
  * and its send queue only when the socket does not take a reply at once.
  *
- * Order of one loop pass: timers, the pollfd set rebuilt from state,
- * poll(), signals, accepts, reads (each of which may queue replies to
- * any connection), one flush per connection with queued bytes, and last
- * the slots whose socket is done are freed.
+ * Order of one loop pass: the deadlines that are due (a heap), a flush,
+ * then what each slot touched since the last wait now waits for is told
+ * to the poller; the wait; held frames and TLS plaintext already
+ * decrypted; reads (each of which may queue replies to any connection);
+ * signals; accepts; one flush per connection with queued bytes. A pass
+ * touches only slots with events, due deadlines, or bytes queued to
+ * them, so idle connections cost it nothing.
+ *
+ * A slot is touched (put on the touched list) when it is read, written,
+ * queued to or changes state; its interest is recomputed before the next
+ * wait. A deadline that moves later (a frame came, so the idle timeout
+ * is further away) is found lazily: the heap wakes the slot at the old
+ * time, conn_timer() acts on nothing and returns the new one. A deadline
+ * that may move earlier (a close, an upgrade, an auth, a join) makes the
+ * slot due at once (vkws_conn_timers()), so conn_timer() runs for it in
+ * the next pass and files the real time.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,6 +47,7 @@
 #include "core.h"
 #include "http.h"
 #include "json.h"
+#include "poller.h"
 #include "store.h"
 #include "ws_frame.h"
 
@@ -51,6 +65,23 @@ static int64_t pass_now;
 static uint16_t dirty[VKWS_SLOTS];
 static size_t ndirty;
 
+/*
+ * The loop's own state per slot, beside struct conn: marks, and the
+ * lists they put a slot on (each slot at most once on each). Touched:
+ * its interest is recomputed before the next wait. Ready: it has work
+ * that needs no event (frames held for queue room that has come, TLS
+ * plaintext inside the engine), done right after the wait.
+ */
+enum { L_TOUCHED = 1, L_READY = 2, L_SERVED = 4 };
+static uint8_t lmark[VKWS_SLOTS];
+static uint16_t touched[VKWS_SLOTS];
+static size_t ntouched;
+static uint16_t readyq[VKWS_SLOTS];
+static size_t nready;
+/* Free slots, a stack: accept takes the top in O(1). */
+static uint16_t free_slots[VKWS_SLOTS];
+static size_t nfree;
+
 static struct vkws_config *cfg;
 static int listen_fd = -1;	/* plain */
 static int tls_fd = -1;		/* TLS */
@@ -62,6 +93,23 @@ static int64_t accept_pause_until;
 struct vkws_counts vkws_count;
 
 static const struct vkws_hooks *hooks;
+
+static void
+touch(const struct conn *c)
+{
+	size_t s = vkws_slot_of(c);
+
+	if (!(lmark[s] & L_TOUCHED)) {
+		lmark[s] |= L_TOUCHED;
+		touched[ntouched++] = (uint16_t)s;
+	}
+}
+
+void
+vkws_conn_timers(struct conn *c)
+{
+	vkws_timer_sooner(vkws_slot_of(c), pass_now);
+}
 
 static void conn_free(struct conn *c);
 /* Not inlined: sanitizer builds give each inlined frame its own
@@ -248,6 +296,7 @@ mark_dirty(struct conn *c)
 		c->dirty = 1;
 		dirty[ndirty++] = (uint16_t)vkws_slot_of(c);
 	}
+	touch(c);
 }
 
 static void
@@ -491,6 +540,8 @@ vkws_close(struct conn *c, uint16_t code, const char *reason)
 	c->close_sent = 1;
 	c->close_code = code;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
+	touch(c);
+	vkws_conn_timers(c);	/* the close deadline may come sooner */
 	count_close(code);
 	if (c->close_rcvd)
 		vkws_linger(c);
@@ -523,6 +574,7 @@ vkws_linger(struct conn *c)
 	c->state = S_LINGER;
 	c->deadline = vkws_now_ms() + (int64_t)cfg->close_timeout * 1000;
 	mark_dirty(c);
+	vkws_conn_timers(c);
 }
 
 /* Fail the connection (RFC 6455 7.1.7) for a codec error. */
@@ -716,6 +768,7 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	id_assign(c);
 	c->t_open = c->t_in = vkws_now_ms();
 	c->deadline = 0;
+	vkws_conn_timers(c);	/* the handshake deadline gives way */
 	memset(&c->rx, 0, sizeof(c->rx));
 	vkws_count.ws_open++;
 	vkws_count.upgrades++;
@@ -1218,6 +1271,7 @@ sock_writev(struct conn *c, struct iovec *iov, int n)
 	struct msghdr m;
 	ssize_t r;
 
+	touch(c);	/* a write may change what it waits for */
 	if (c->tls) {
 		if (vkws_tls_engine(c))
 			return vkws_tls_send(c, iov, n);
@@ -1278,6 +1332,7 @@ conn_read(struct conn *c)
 	size_t room;
 	ssize_t r;
 
+	touch(c);
 	if (c->tls && !vkws_tls_engine(c) && c->state == S_HTTP &&
 	    tls_begin(c) <= 0)
 		return;
@@ -1384,9 +1439,12 @@ conn_free(struct conn *c)
 	rx_trim(c);
 	(void)vkws_info_set(c, NULL, 0);
 	(void)vkws_uid_set(c, NULL, 0);
+	vkws_poller_gone(vkws_slot_of(c), c->fd);
+	vkws_timer_set(vkws_slot_of(c), INT64_MAX);
 	close(c->fd);
 	c->fd = -1;
 	c->state = S_FREE;
+	free_slots[nfree++] = (uint16_t)vkws_slot_of(c);
 	vkws_count.conns--;
 	while (vkws_slot_hi > 0 && vkws_conns[vkws_slot_hi - 1].state == S_FREE)
 		vkws_slot_hi--;
@@ -1445,16 +1503,11 @@ vkws_conn_addr(const struct conn *c)
 	return out;
 }
 
-/* The lowest free slot, or NULL. */
+/* The free slot accept takes next (the top of the stack), or NULL. */
 static struct conn *
 slot_free(void)
 {
-	size_t s;
-
-	for (s = 0; s < VKWS_SLOTS; s++)
-		if (vkws_conns[s].state == S_FREE)
-			return &vkws_conns[s];
-	return NULL;
+	return nfree > 0 ? &vkws_conns[free_slots[nfree - 1]] : NULL;
 }
 
 /*
@@ -1463,7 +1516,8 @@ slot_free(void)
  * a newcomer always gets a slot: when the unproven share is full, or no
  * slot is free, the oldest unproven connection gives way. One past the
  * cap gets a slot only if one is free without evicting anyone (to be
- * answered 503); more are refused at accept. Returns the slot, or NULL.
+ * answered 503); more are refused at accept. Returns the slot (the top
+ * of the free stack), or NULL.
  */
 static struct conn *
 admit(unsigned before, int *over)
@@ -1479,10 +1533,9 @@ admit(unsigned before, int *over)
 	}
 	if ((c == NULL || vkws_count.unproven >= cfg->max_pending) &&
 	    up_head != VKWS_NO_SLOT) {
-		struct conn *old = &vkws_conns[up_head];
-		evict(old, &vkws_count.evicted_unproven);
-		if (c == NULL)
-			c = old;
+		/* The slot it frees goes on top of the stack. */
+		evict(&vkws_conns[up_head], &vkws_count.evicted_unproven);
+		c = slot_free();
 	}
 	return c;
 }
@@ -1537,6 +1590,7 @@ conn_accept(int lfd, int tls)
 			int sb = (int)cfg->sndbuf;
 			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof(sb));
 		}
+		nfree--;	/* c is the top of the free stack */
 		/* A slot freed by an eviction in this pass may still be on
 		 * the flush list: keep its mark so it is not listed twice. */
 		d = c->dirty;
@@ -1555,6 +1609,8 @@ conn_accept(int lfd, int tls)
 			vkws_slot_hi = vkws_slot_of(c) + 1;
 		c->deadline = vkws_now_ms() +
 		    (int64_t)cfg->handshake_timeout * 1000;
+		vkws_timer_set(vkws_slot_of(c), c->deadline);
+		touch(c);
 		/* A TLS engine waits for the first record (tls_begin()). */
 		c->tls = tls != 0;
 		c->tls_slot = VKWS_NO_SLOT;
@@ -1660,10 +1716,12 @@ begin_shutdown(void)
 	stopping = 1;
 	stop_deadline = vkws_now_ms() + (int64_t)VKWS_SHUTDOWN_GRACE * 1000;
 	if (listen_fd >= 0) {
+		vkws_poller_listen(listen_fd, VKWS_P_LISTEN, 0);
 		close(listen_fd);
 		listen_fd = -1;
 	}
 	if (tls_fd >= 0) {
+		vkws_poller_listen(tls_fd, VKWS_P_LISTEN_TLS, 0);
 		close(tls_fd);
 		tls_fd = -1;
 	}
@@ -1774,13 +1832,6 @@ listen_open(const char *spec, char *shown, size_t shown_cap)
 
 /* ---- The loop ------------------------------------------------------- */
 
-/* pollfd entries: one per slot that waits for something, then the
- * self-pipe and the listeners, marked in pslot by these values. */
-enum { P_SIGNAL = UINT16_MAX, P_LISTEN = UINT16_MAX - 1,
-    P_LISTEN_TLS = UINT16_MAX - 2 };
-static struct pollfd pfd[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
-static uint16_t pslot[VKWS_SLOTS + 3 + VKWS_EXTRA_FDS];
-
 /* What c waits for: input only while its buffers can take it. */
 static short
 conn_events(const struct conn *c)
@@ -1811,97 +1862,166 @@ conn_events(const struct conn *c)
 	return ev;
 }
 
-
-static void
-loop_pass(void)
+/* Frames held back for lack of queue room may go on: the queue has
+ * drained enough for the largest reply. */
+static int
+held_ready(const struct conn *c)
 {
-	int64_t now = vkws_now_ms(), next = INT64_MAX;
-	nfds_t n = 0, i, extra;
-	size_t s;
-	int timeout, r;
+	if (!c->held || c->raw == 0)
+		return 0;
+	if (c->state == S_HTTP)
+		return vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM;
+	return c->state == S_WS && vkws_tx_free(c) >= VKWS_REPLY_ROOM;
+}
 
-	pass_now = now;
+/*
+ * Before the wait: tell the poller what each touched slot waits for
+ * now (epoll_ctl only if that changed), and list the slots with work
+ * that no event would announce. The list may grow while it is walked (a
+ * slot the kernel refuses to watch is freed, and its room hears of it).
+ */
+static void
+settle(void)
+{
+	size_t i;
 
-	for (s = 0; s < vkws_slot_hi; s++) {
+	for (i = 0; i < ntouched; i++) {
+		size_t s = touched[i];
 		struct conn *c = &vkws_conns[s];
-		int64_t t;
 		short ev;
 
+		lmark[s] &= (uint8_t)~L_TOUCHED;
 		if (c->state == S_FREE)
 			continue;
-		t = conn_timer(c, now);
-		if (t < next)
-			next = t;
-		if (c->state == S_FREE)
+		ev = conn_events(c);
+		if (vkws_poller_set(s, c->fd, ev) < 0) {
+			vkws_log("cannot watch a connection: %s",
+			    strerror(errno));
+			conn_free(c);
 			continue;
-		/* Frames held back for lack of queue room go on once the
-		 * queue has drained. */
-		if (c->held && c->state == S_HTTP && c->raw > 0 &&
-		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM) {
-			c->held = 0;
-			http_input(c, vkws_rx_mem(c->rx_buf));
-		} else if (c->held && c->state == S_WS && c->raw > 0 &&
-		    vkws_tx_free(c) >= VKWS_REPLY_ROOM) {
-			c->held = 0;
-			ws_process(c);
 		}
-		if (c->state == S_FREE)
-			continue;
-		if ((ev = conn_events(c)) == 0)
-			continue;
-		/* poll() cannot see plaintext BearSSL has already
+		/* The poller cannot see plaintext BearSSL has already
 		 * decrypted: such a slot is read without waiting. */
-		c->ready = c->tls && (ev & POLLIN) && vkws_tls_pending(c);
-		if (c->ready)
-			next = now;
-		pfd[n].fd = c->fd;
-		pfd[n].events = ev;
-		pfd[n].revents = 0;
-		pslot[n++] = (uint16_t)s;
+		if (!(lmark[s] & L_READY) && (held_ready(c) ||
+		    (c->tls && (ev & POLLIN) && vkws_tls_pending(c)))) {
+			lmark[s] |= L_READY;
+			readyq[nready++] = (uint16_t)s;
+		}
 	}
-	/* Flush what the timers and held frames queued before sleeping,
-	 * after the layers above had the sync their acks wait for. */
-	hooks->after_pass();
+	ntouched = 0;
+}
+
+/* After the wait: a slot of the ready list (see settle()). */
+static void
+serve_ready(struct conn *c)
+{
+	if (held_ready(c)) {
+		c->held = 0;
+		touch(c);
+		if (c->state == S_HTTP)
+			http_input(c, vkws_rx_mem(c->rx_buf));
+		else
+			ws_process(c);
+	}
+	if (c->state != S_FREE && c->tls && (conn_events(c) & POLLIN) &&
+	    vkws_tls_pending(c))
+		conn_read(c);
+}
+
+static void
+flush_dirty(void)
+{
+	size_t s;
+
 	for (s = 0; s < ndirty; s++) {
 		struct conn *c = &vkws_conns[dirty[s]];
 		c->dirty = 0;
 		if (c->state != S_FREE)
 			conn_flush(c);
-		/* A pipelined request held for this reply may go on now,
-		 * without waiting for the socket to say anything. */
-		if (c->held && c->state == S_HTTP &&
-		    vkws_tx_free(c) >= VKWS_HTTP_REPLY_ROOM)
-			next = now;
 	}
 	ndirty = 0;
-	pfd[n].fd = sig_pipe[0];
-	pfd[n].events = POLLIN;
-	pfd[n].revents = 0;
-	pslot[n++] = P_SIGNAL;
-	/* The listeners are polled while a slot is free or held by an
+}
+
+/* The deadlines that passed. A slot woken early (its deadline moved
+ * later) is acted on as not due and filed under its new time. */
+static void
+timers_due(int64_t now)
+{
+	int s;
+
+	while ((s = vkws_timer_pop(now)) >= 0) {
+		struct conn *c = &vkws_conns[s];
+		int64_t t;
+
+		if (c->state == S_FREE)
+			continue;
+		t = conn_timer(c, now);
+		if (c->state == S_FREE)
+			continue;
+		/* Never due again in this pass: the loop must end. */
+		vkws_timer_set((size_t)s, t > now ? t : now + 1);
+		touch(c);
+	}
+}
+
+static void
+on_signals(void)
+{
+	char drain[64];
+	size_t s;
+
+	while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
+		;
+	if (sig_term && !stopping)
+		begin_shutdown();
+	if (sig_hup) {
+		sig_hup = 0;
+		hooks->reload();
+		/* A new certificate and key for new handshakes; open
+		 * connections keep theirs. */
+		if (tls_fd >= 0)
+			vkws_tls_reload();
+		/* New timeouts may be shorter: every deadline is looked at
+		 * again (once, the only scan of the table a pass makes). */
+		for (s = 0; s < vkws_slot_hi; s++)
+			if (vkws_conns[s].state != S_FREE)
+				vkws_timer_sooner(s, pass_now);
+	}
+}
+
+static void
+loop_pass(void)
+{
+	static struct pollfd xfd[VKWS_EXTRA_FDS];
+	const struct vkws_ev *ev;
+	int64_t now = vkws_now_ms(), next;
+	size_t i, nx = 0;
+	int k, n, timeout, on, sig = 0, lis = 0;
+
+	pass_now = now;
+	timers_due(now);
+	/* Flush what the timers queued before sleeping, after the layers
+	 * above had the sync their acks wait for. */
+	hooks->after_pass();
+	flush_dirty();
+	settle();
+
+	next = nready > 0 ? now : vkws_timer_next();
+	/* The listeners are watched while a slot is free or held by an
 	 * unproven connection that can give way (PROTOCOL.md 8). */
-	if ((vkws_count.conns < VKWS_SLOTS || up_head != VKWS_NO_SLOT) &&
-	    now >= accept_pause_until) {
-		if (listen_fd >= 0) {
-			pfd[n].fd = listen_fd;
-			pfd[n].events = POLLIN;
-			pfd[n].revents = 0;
-			pslot[n++] = P_LISTEN;
-		}
-		if (tls_fd >= 0) {
-			pfd[n].fd = tls_fd;
-			pfd[n].events = POLLIN;
-			pfd[n].revents = 0;
-			pslot[n++] = P_LISTEN_TLS;
-		}
-	} else if (accept_pause_until > now && accept_pause_until < next)
+	on = (vkws_count.conns < VKWS_SLOTS || up_head != VKWS_NO_SLOT) &&
+	    now >= accept_pause_until;
+	if (listen_fd >= 0)
+		vkws_poller_listen(listen_fd, VKWS_P_LISTEN, on);
+	if (tls_fd >= 0)
+		vkws_poller_listen(tls_fd, VKWS_P_LISTEN_TLS, on);
+	if (!on && accept_pause_until > now && accept_pause_until < next)
 		next = accept_pause_until;
 	if (stopping && stop_deadline < next)
 		next = stop_deadline;
-	/* A layer's own descriptors (hooks->poll_fds) go last. */
-	extra = n;
+	/* A layer's own descriptors (hooks->poll_fds), for this wait. */
 	if (hooks->poll_fds != NULL)
-		n += hooks->poll_fds(pfd + n, VKWS_EXTRA_FDS, now, &next);
+		nx = hooks->poll_fds(xfd, VKWS_EXTRA_FDS, now, &next);
 
 	if (next == INT64_MAX)
 		timeout = -1;
@@ -1911,57 +2031,54 @@ loop_pass(void)
 		timeout = 60000;
 	else
 		timeout = (int)(next - now);
-	r = poll(pfd, n, timeout);
+	n = vkws_poller_wait(xfd, nx, timeout, &ev);
 	pass_now = vkws_now_ms();
-	if (r < 0)
+	if (n < 0)
 		return;	/* EINTR: the self-pipe says what came */
 
-	if (hooks->poll_ready != NULL && n > extra)
-		hooks->poll_ready(pfd + extra, n - extra);
-	for (i = 0; i < extra; i++) {
+	if (hooks->poll_ready != NULL && nx > 0)
+		hooks->poll_ready(xfd, nx);
+	/* Work no event announces; such a slot is not read twice. */
+	for (i = 0; i < nready; i++) {
+		size_t s = readyq[i];
+		lmark[s] = (uint8_t)((lmark[s] & ~L_READY) | L_SERVED);
+		if (vkws_conns[s].state != S_FREE)
+			serve_ready(&vkws_conns[s]);
+	}
+	for (k = 0; k < n; k++) {
+		uint16_t s = ev[k].slot;
+		short re = ev[k].revents;
 		struct conn *c;
 
-		if (pfd[i].revents == 0 && (pslot[i] >= VKWS_SLOTS ||
-		    !vkws_conns[pslot[i]].ready))
-			continue;
-		if (pslot[i] == P_SIGNAL) {
-			char drain[64];
-			while (read(sig_pipe[0], drain, sizeof(drain)) > 0)
-				;
-			if (sig_term && !stopping)
-				begin_shutdown();
-			if (sig_hup) {
-				sig_hup = 0;
-				hooks->reload();
-				/* A new certificate and key for new
-				 * handshakes; open connections keep theirs. */
-				if (tls_fd >= 0)
-					vkws_tls_reload();
-			}
+		if (s == VKWS_P_SIGNAL) {
+			sig = 1;
 			continue;
 		}
-		if (pslot[i] == P_LISTEN || pslot[i] == P_LISTEN_TLS) {
-			if (!stopping)
-				conn_accept(pfd[i].fd, pslot[i] == P_LISTEN_TLS);
+		if (s == VKWS_P_LISTEN || s == VKWS_P_LISTEN_TLS) {
+			lis |= s == VKWS_P_LISTEN ? 1 : 2;
 			continue;
 		}
-		c = &vkws_conns[pslot[i]];
-		if (c->state == S_FREE || c->fd != pfd[i].fd)
+		c = &vkws_conns[s];
+		if (c->state == S_FREE)
 			continue;
-		if ((pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
-		    c->ready)
+		if ((re & (POLLIN | POLLHUP | POLLERR)) &&
+		    !(lmark[s] & L_SERVED))
 			conn_read(c);
-		if (c->state != S_FREE && (pfd[i].revents & POLLOUT))
+		if (c->state != S_FREE && (re & POLLOUT))
 			mark_dirty(c);
 	}
+	for (i = 0; i < nready; i++)
+		lmark[readyq[i]] &= (uint8_t)~L_SERVED;
+	nready = 0;
+	/* Signals and accepts after the reads, as the slots came first. */
+	if (sig)
+		on_signals();
+	if ((lis & 1) && listen_fd >= 0 && !stopping)
+		conn_accept(listen_fd, 0);
+	if ((lis & 2) && tls_fd >= 0 && !stopping)
+		conn_accept(tls_fd, 1);
 	hooks->after_pass();
-	for (s = 0; s < ndirty; s++) {
-		struct conn *c = &vkws_conns[dirty[s]];
-		c->dirty = 0;
-		if (c->state != S_FREE)
-			conn_flush(c);
-	}
-	ndirty = 0;
+	flush_dirty();
 }
 
 void
@@ -2028,6 +2145,9 @@ vkws_serve(struct vkws_config *c)
 
 	cfg = c;
 	raise_fd_limit();
+	/* Every slot is free; slot 0 is taken first. */
+	for (nfree = 0; nfree < VKWS_SLOTS; nfree++)
+		free_slots[nfree] = (uint16_t)(VKWS_SLOTS - 1 - nfree);
 	/* A zeroed slot is S_FREE: the table is not written until used, so
 	 * its pages cost nothing before then. */
 	vkws_pool_init(c->pool_chunks);
@@ -2035,6 +2155,11 @@ vkws_serve(struct vkws_config *c)
 	vkws_admit_init(c);
 	if (signals_init() < 0 || hooks->init(c) < 0)
 		return 1;
+	if (vkws_poller_init(sig_pipe[0]) < 0) {
+		vkws_log("cannot start the %s poller: %s",
+		    vkws_poller_name(), strerror(errno));
+		return 1;
+	}
 	/* TLS material is loaded before anything listens: a bad file stops
 	 * the server at start, never half-configured. */
 	if (c->tls_listen[0] != '\0' && vkws_tls_init(c) < 0)
@@ -2085,8 +2210,10 @@ vkws_budget(int fd)
 	size_t log_sz = vkws_store_static_size();
 	size_t pool_sz = vkws_pool_static_size();
 	size_t admit_sz = vkws_admit_static_size();
+	size_t loop_sz = vkws_poller_static_size() + sizeof(lmark) +
+	    sizeof(touched) + sizeof(readyq) + sizeof(free_slots);
 	size_t total = sizeof(vkws_conns) + sizeof(dirty) + sizeof(scratch) +
-	    pool_sz + rooms_sz + api_sz + tls_sz + log_sz + admit_sz;
+	    pool_sz + rooms_sz + api_sz + tls_sz + log_sz + admit_sz + loop_sz;
 	int n;
 
 	n = snprintf(out, sizeof(out),
@@ -2102,8 +2229,11 @@ vkws_budget(int fd)
 	    "  TLS engines        %9zu  %d x %zu, and the key pair\n"
 	    "  log buffers        %9zu\n"
 	    "  addresses, users   %9zu  %d entries\n"
-	    "  per connection     %9zu  the slot (%zu) and its flush-list"
-	    " entry; queues and buffers come from the pools\n"
+	    "  loop (%-5s)       %9zu  timer heap, lists, free slots\n"
+	    "  per connection     %9zu  the slot (%zu), its flush-list entry"
+	    " and the loop's per-slot\n"
+	    "                                entries; queues and buffers come"
+	    " from the pools\n"
 	    "  queue cap          %9d  per connection; slow past %d when"
 	    " under %d free chunks\n"
 	    "  per TLS connection %9zu\n"
@@ -2116,9 +2246,9 @@ vkws_budget(int fd)
 	    (size_t)VKWS_RX_BUFS * VKWS_RX_BUF, VKWS_RX_BUFS, VKWS_RX_BUF,
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
-	    admit_sz, VKWS_ADDR_TABLE,
-	    sizeof(struct conn) + sizeof(dirty[0]), sizeof(struct conn),
-	    VKWS_TX_BUF,
+	    admit_sz, VKWS_ADDR_TABLE, vkws_poller_name(), loop_sz,
+	    sizeof(struct conn) + sizeof(dirty[0]) + loop_sz / VKWS_SLOTS,
+	    sizeof(struct conn), VKWS_TX_BUF,
 	    VKWS_TX_SLOW, VKWS_POOL_CHUNKS / VKWS_POOL_LOW_DIV,
 	    vkws_tls_conn_size(), total);
 	if (n > 0)

@@ -265,6 +265,16 @@ _Static_assert(VKWS_SLOTS < 65535, "a slot index fits 16 bits");
 #define VKWS_ACCEPT_BURST 64
 /* Pause before polling the listener again after EMFILE/ENFILE (ms). */
 #define VKWS_ACCEPT_BACKOFF_MS 100
+/* Ready descriptors taken from the kernel per wait (epoll backend): the
+ * epoll_event array is static, 12 bytes each. More ready ones stay in
+ * the kernel's ready list, which hands them out in turn next pass, so
+ * none starves; 256 is more than one pass serves well at once. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_POLL_EVENTS 64
+#else
+#define VKWS_POLL_EVENTS 256
+#endif
+_Static_assert(VKWS_POLL_EVENTS >= 8, "a wait returns a useful batch");
 /* Bytes reserved at the end of every send queue for a close frame, so a
  * connection can always be told why it is closed. */
 #define VKWS_CLOSE_RESERVE (2 + 125)
@@ -333,8 +343,14 @@ _Static_assert(VKWS_REDIS_IN >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
  * carries; the rest are counted in "more", so that the reply fits the
  * link's input whole. */
 #define VKWS_CLUSTER_LIST_BYTES 32768
+/* Rooms a cluster listRooms names (more: -5 "reply too large", as a
+ * reply larger than VKWS_API_OUT is): one parsed value each. */
+#define VKWS_CLUSTER_ROOMS_MAX (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX)
 /* Values of one parsed Redis reply: a join's history and members. */
 #define VKWS_REDIS_VALUES (VKWS_HISTORY + VKWS_CLUSTER_LIST_MAX + 16)
+_Static_assert(VKWS_CLUSTER_ROOMS_MAX + 2 <= VKWS_REDIS_VALUES &&
+    VKWS_CLUSTER_ROOMS_MAX >= VKWS_MAX_ROOMS,
+    "a listRooms reply parses whole and names at least one node's rooms");
 /* Server API calls waiting for other nodes' answers at once (each holds
  * a reply buffer of VKWS_API_OUT bytes); more answer -7. */
 #ifdef VKWS_PROFILE_SMALL

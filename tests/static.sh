@@ -97,6 +97,16 @@ if command -v clang >/dev/null && clang -std=c11 -D_POSIX_C_SOURCE=200809L \
 else
 	bad "clang -Weverything: $(grep -m5 'error:' "$log")"
 fi
+# The same for the epoll half of poller.c (the run above, without
+# VKWS_POLLER_EPOLL, sees the poll() half).
+if command -v clang >/dev/null && clang -std=c11 -D_POSIX_C_SOURCE=200809L \
+    -DVKWS_POLLER_EPOLL -I. -Weverything -Wno-padded \
+    -Wno-disabled-macro-expansion -Werror -fsyntax-only poller.c \
+    >"$log" 2>&1; then
+	ok "clang -Weverything -Werror, poller.c with epoll"
+else
+	bad "clang -Weverything (epoll): $(grep -m5 'error:' "$log")"
+fi
 
 if command -v clang >/dev/null && $MAKE -s CC=clang O=build-clang \
     build-clang/vkws >"$log" 2>&1; then
@@ -114,7 +124,7 @@ nm_for() {	# the nm that reads this build's objects
 	esac
 }
 for dir in build build-clang build-armhf build-arm64 build-static \
-    build-small; do
+    build-small build-poll; do
 	bin=$dir/vkws
 	if [ ! -x "$bin" ]; then
 		case $dir in
@@ -191,8 +201,12 @@ if cppcheck -q -j2 --std=c11 \
     --error-exitcode=1 --inline-suppr --suppress=missingIncludeSystem \
     --suppress=variableScope --suppress=knownConditionTrueFalse:auth.c \
     -D_POSIX_C_SOURCE=200809L -DJSMN_STRICT -DJSMN_PARENT_LINKS \
-    -I. *.c fuzz/*.c >"$log" 2>&1; then
-	ok "cppcheck"
+    -I. *.c fuzz/*.c >"$log" 2>&1 && cppcheck -q --std=c11 \
+    --enable=warning,style,performance,portability \
+    --error-exitcode=1 --inline-suppr --suppress=missingIncludeSystem \
+    --suppress=variableScope -D_POSIX_C_SOURCE=200809L \
+    -DVKWS_POLLER_EPOLL -I. poller.c >>"$log" 2>&1; then
+	ok "cppcheck (poller.c twice: poll() and epoll)"
 else
 	bad "cppcheck: $(head -40 "$log")"
 fi
@@ -209,7 +223,8 @@ fi
 # Two files at a time; each run reads the same .clang-tidy.
 if ls *.c fuzz/*.c | xargs -P2 -I{} clang-tidy --quiet {} -- -std=c11 \
     -D_POSIX_C_SOURCE=200809L -DJSMN_STRICT -DJSMN_PARENT_LINKS -I. \
-    >"$log" 2>&1; then
+    >"$log" 2>&1 && clang-tidy --quiet poller.c -- -std=c11 \
+    -D_POSIX_C_SOURCE=200809L -DVKWS_POLLER_EPOLL -I. >>"$log" 2>&1; then
 	ok "clang-tidy"
 else
 	bad "clang-tidy: $(grep -E 'warning:|error:' "$log" | sort -u |

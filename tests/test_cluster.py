@@ -23,6 +23,7 @@ import time
 import urllib.request
 
 import pytest
+import websockets
 
 from conftest import Server, Transport, run, vkws_bin
 from test_chat import Pool, check_ts, token, DEFAULT_ROOM, SECRET
@@ -389,11 +390,37 @@ def test_max_clients_over_nodes(nodes):
         await b.ok({"type": "join", "room": "small"})
         await b.sync()
         await c.fails({"type": "join", "room": "small"}, -5)
+        # The leave is acked once Redis applied it. (b lived less than
+        # a second: a hears of neither its join nor its leave,
+        # PROTOCOL.md 8.)
         await b.ok({"type": "leave", "room": "small"})
-        # a hears of it through Redis: the leave is in Redis then.
-        while (await a.recv())["type"] != "user_leave":
-            pass
         await c.ok({"type": "join", "room": "small"})
+
+    go(body)
+
+
+def test_max_clients_set_on_another_node(nodes):
+    """maxClients is the cluster's: raised by createRoom on n2, it holds
+    for a join on n1, whose own copy of the setting is older."""
+    n1, n2 = (nodes(n, "--default-room", "") for n in ("x1", "x2"))
+    wait_up(n1, n2)
+    assert api(n1, "createRoom", room="s", maxClients=1)["code"] == 0
+
+    async def body(pool):
+        a = await pool.login(n1, "a", room=None)
+        a2 = await pool.login(n1, "a2", room=None)
+        c = await pool.login(n2, "c", room=None)
+        await a.join("s")
+        await a2.fails({"type": "join", "room": "s"}, -5)
+        r = api(n2, "createRoom", room="s", maxClients=3)
+        assert r["code"] == 0 and r["data"]["maxClients"] == 3, r
+        await a2.join("s", others=[a])
+        await c.join("s", others=[a, a2])
+        r = api(n1, "joinRoom", clientId=c.cid, room="s")
+        assert r == {"code": 0, "data": None}, r    # a member already
+        await c.quiet()
+        d = await pool.login(n1, "d", room=None)
+        await d.fails({"type": "join", "room": "s"}, -5)
 
     go(body)
 
@@ -439,16 +466,24 @@ def test_api_join_room_counts_every_node(nodes):
         assert sorted(e["clientId"] for e in r["data"]) == sorted(
             [a.cid, b.cid]), r
         # A place frees: the API's join from another node goes through.
+        # (The leave is acked once Redis applied it.)
         await b.ok({"type": "leave", "room": "small"})
-        while (await a.recv())["type"] != "user_leave":
-            pass
         r = await call(n1, "joinRoom", clientId=c.cid, room="small")
         assert r == {"code": 0, "data": None}, r
         await c.expect("user_join", room="small")
         await c.expect("user_list", room="small")
         await c.expect("history", room="small")
-        j = await a.expect("user_join", room="small")
-        assert j["user"]["clientId"] == c.cid, j
+        # a hears of c's join; of b's only if b was older than a second
+        # when it left (PROTOCOL.md 8), then of its leave too.
+        seen = []
+        while True:
+            j = await a.recv()
+            assert j["type"] in ("user_join", "user_leave"), j
+            if j["user"]["clientId"] == c.cid:
+                break
+            seen.append((j["type"], j["user"]["clientId"]))
+        assert seen in ([], [("user_join", b.cid), ("user_leave", b.cid)])
+        assert j["type"] == "user_join", j
         # A member already: 0, nothing new.
         r = await call(n3, "joinRoom", clientId=c.cid, room="small")
         assert r == {"code": 0, "data": None}, r
@@ -855,5 +890,358 @@ def test_redis_down_at_start_then_registered(nodes, redis):
         n2 = nodes("d2")
         wait_up(n2)
         await pool.login(n2, "bob", others=[a])
+
+    go(body)
+
+
+# ---- rooms cluster-wide: getRoomInfo, listRooms (PROTOCOL.md 9) --------------
+
+def test_room_info_and_list_rooms_cluster_wide(nodes):
+    """getRoomInfo and listRooms answer the same on every node: clients
+    over every node, maxClients and persistent as the last createRoom
+    (on any node) set them, createdAt when the cluster first had the
+    room (kept while Redis keeps it), and rooms no node holds any more
+    (persistent, every member gone) too."""
+    n1, n2 = nodes("i1"), nodes("i2")
+    wait_up(n1, n2)
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        b = await pool.login(n2, "bob", others=[a])
+        r = api(n1, "createRoom", room="p", maxClients=5, persistent=True)
+        assert r["code"] == 0, r
+        p = r["data"]
+        assert p["room"] == "p" and p["clients"] == 0 and \
+            p["maxClients"] == 5 and p["persistent"] is True, p
+        created = p["createdAt"]
+        check_ts({"timestamp": created})
+        # n2 has no room p of its own: Redis has it.
+        assert api(n2, "getRoomInfo", room="p") == {"code": 0, "data": p}
+        await b.join("p")
+        await a.join("p", others=[b])
+        await b.expect("user_join", room="p", user=a.user())
+        await a.join("q", others=[])
+        for n in (n1, n2):
+            r = api(n, "getRoomInfo", room="p")
+            assert r["data"] == dict(p, clients=2), r
+        general = api(n2, "getRoomInfo", room=DEFAULT_ROOM)["data"]
+        assert general["clients"] == 2, general
+        q = api(n2, "getRoomInfo", room="q")["data"]
+        assert (q["clients"], q["maxClients"], q["persistent"]) == (
+            1, 0, False), q
+        want = [general, dict(p, clients=2), q]
+        assert [x["room"] for x in want] == sorted(x["room"] for x in want)
+        for n in (n1, n2):
+            assert api(n, "listRooms") == {"code": 0, "data": want}
+        # createRoom again, on the other node: settings change, the
+        # room keeps its createdAt.
+        r = api(n2, "createRoom", room="p", maxClients=7)
+        assert r == {"code": 0, "data": dict(p, clients=2, maxClients=7)}, r
+        assert api(n1, "getRoomInfo", room="p")["data"]["maxClients"] == 7
+        # The last member of q leaves: q is gone everywhere.
+        await a.ok({"type": "leave", "room": "q"})
+        for n in (n1, n2):
+            assert api(n, "getRoomInfo", room="q")["code"] == -3
+            names = [x["room"] for x in api(n, "listRooms")["data"]]
+            assert names == [DEFAULT_ROOM, "p"], names
+        # A persistent room only n1 made, and n1 stops: n2 (which never
+        # had it) still lists it, with its createdAt.
+        r = api(n1, "createRoom", room="only", persistent=True)
+        assert r["code"] == 0, r
+        only = r["data"]
+        await a.ws.close()
+        await b.expect("user_leave", room=DEFAULT_ROOM, user=a.user())
+        os.kill(n1.proc.pid, signal.SIGTERM)
+        assert n1.proc.wait(10) == 0
+        r = api(n2, "getRoomInfo", room="only")
+        assert r == {"code": 0, "data": only}, r
+        r = api(n2, "listRooms")
+        assert [x["room"] for x in r["data"]] == [DEFAULT_ROOM, "only", "p"]
+        assert r["data"][1] == only and r["data"][2]["clients"] == 1, r
+        assert r["data"][2]["createdAt"] == created, r
+        # deleteRoom of it: Redis had it, so 0; then it is gone.
+        assert api(n2, "deleteRoom", room="only") == {"code": 0,
+                                                      "data": None}
+        assert api(n2, "getRoomInfo", room="only")["code"] == -3
+        assert api(n2, "deleteRoom", room="only")["code"] == -3
+        r = api(n2, "listRooms")
+        assert [x["room"] for x in r["data"]] == [DEFAULT_ROOM, "p"], r
+
+    go(body)
+
+
+# ---- PROTOCOL.md 8 across nodes: young connections' joins and leaves ---------
+
+def test_churn_rule_across_nodes(nodes):
+    """A connection younger than a second: the members of other nodes
+    hear of its join only once it is a second old, and of its leave only
+    if they knew of it (a later joiner saw it in its user_list). No one
+    is left with a member that is gone, or told of a leave of someone it
+    never saw. A chat from the sender's node marks where to look: Redis
+    publishes in order, so what came before it on the bus came first."""
+    n1, n2 = (nodes(n, "--default-room", "") for n in ("y1", "y2"))
+    wait_up(n1, n2)
+
+    async def about(c, who, marker):
+        """c's user_join/user_leave of who, up to the chat marker."""
+        got = []
+        while True:
+            m = await c.recv()
+            if m["type"] == "chat" and m["message"] == marker:
+                return got
+            if m["type"] in ("user_join", "user_leave") and \
+                    m["user"]["clientId"] == who.cid:
+                got.append(m["type"])
+
+    async def joined_seen(c, who):
+        """Read c up to who's user_join (others' presence may come
+        first: each arrives once its connection is a second old)."""
+        while True:
+            m = await c.recv()
+            assert m["type"] in ("user_join", "user_leave"), m
+            if m["user"]["clientId"] == who.cid:
+                assert m["type"] == "user_join", m
+                return
+
+    async def mark(c, text):
+        """A chat from c into ch: its ack, then its copy (presence
+        notifications of others may come in between)."""
+        await c.send({"type": "chat", "room": "ch", "content": text,
+                      "id": text})
+        acked = False
+        while True:
+            m = await c.recv()
+            if m["type"] == "ack":
+                assert m == {"type": "ack", "id": text, "code": 0}, m
+                acked = True
+            elif m["type"] == "chat":
+                assert acked and m["message"] == text, m
+                return
+            else:
+                assert m["type"] in ("user_join", "user_leave"), m
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        s = await pool.login(n1, "sender", room=None)
+        await w.join("ch")
+        await s.join("ch", others=[w])
+        # s was young: w hears of it once it is a second old.
+        await joined_seen(w, s)
+
+        # A young leaver, with a member on n2 that joined after it.
+        t0 = time.monotonic()
+        y = await pool.login(n1, "young", room=None)
+        await y.join("ch", others=[w, s])
+        m = await pool.login(n2, "newer", room=None)
+        await m.join("ch", others=[w, s, y])
+        await y.ok({"type": "leave", "room": "ch"})
+        life = time.monotonic() - t0    # longer than y's life
+        await mark(s, "mark1")
+        assert await about(m, y, "mark1") == ["user_leave"]
+        if life < 1.0:      # y lived less than a second: w never knew
+            assert await about(w, y, "mark1") == []
+        else:               # a slow machine: then the whole pair
+            assert await about(w, y, "mark1") in (
+                [], ["user_join", "user_leave"])
+
+        # A young member that stays: the later joiner on n2 saw it in
+        # user_list and gets no user_join; w gets one, a second later.
+        y2 = await pool.login(n1, "young2", room=None)
+        await y2.join("ch", others=[w, s, m])
+        m2 = await pool.login(n2, "newer2", room=None)
+        await m2.join("ch", others=[w, s, m, y2])
+        await joined_seen(w, y2)
+        await mark(s, "mark2")
+        assert await about(m2, y2, "mark2") == []
+        assert await about(w, y2, "mark2") == []
+
+        # Listings agree with what everyone was told.
+        r = api(n2, "getRoomClients", room="ch")
+        assert sorted(e["userId"] for e in r["data"]) == sorted(
+            ["watcher", "sender", "newer", "young2", "newer2"]), r
+
+    go(body)
+
+
+def test_held_join_told_when_the_link_was_full(nodes, redis):
+    """A young member's user_join falls due (a second after it
+    connected) while the link to Redis is full (Redis stopped, the
+    replies awaited all taken by a flood of chats): its node owes it to
+    the others and publishes it once Redis runs again, so the member on
+    the other node hears of it, and then of its leave."""
+    flags = ("--default-room", "", "--node-ttl", "60")
+    n1, n2 = nodes("o1", *flags), nodes("o2", *flags)
+    wait_up(n1, n2)
+
+    acks = []
+
+    async def drain(c):
+        try:
+            while True:
+                m = json.loads(await c.ws.recv())
+                if m["type"] == "ack":
+                    acks.append(m["code"])
+        except websockets.ConnectionClosed:
+            pass
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        await w.join("r")
+        s = await pool.login(n1, "local", room=None)
+        await s.join("r", others=[w])
+        await w.expect("user_join", room="r", user=s.user())
+        f = await pool.login(n1, "flood", room=None, max_queue=None)
+        await f.join("full")
+        y = await pool.login(n1, "young", room=None)
+        await y.join("r", others=[w, s])
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            task = asyncio.ensure_future(drain(f))
+            for i in range(2300):   # past VKWS_REDIS_PENDING (2048)
+                await f.send({"type": "chat", "room": "full",
+                              "content": "x", "id": i})
+            # y's join told on n1 (room.c): it fell due by now.
+            await s.expect("user_join", room="r", user=y.user())
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        await w.expect("user_join", room="r", user=y.user(), timeout=10)
+        # Every chat answered (the link has room again), then y leaves.
+        deadline = time.monotonic() + 20
+        while len(acks) < 2300:
+            assert time.monotonic() < deadline, len(acks)
+            await asyncio.sleep(0.05)
+        assert 0 in acks and -7 in acks
+        await y.ok({"type": "leave", "room": "r"})
+        await w.expect("user_leave", room="r", user=y.user())
+        await s.expect("user_leave", room="r", user=y.user())
+        await f.ws.close()
+        await task
+
+    go(body, 60)
+
+
+# ---- the leave backlog full (VKWS_LEAVE_BACKLOG) ------------------------------
+
+def test_leave_backlog_full_loses_no_user_leave(nodes, redis):
+    """Redis stops reading while a node's connections all close: the
+    replies awaited (VKWS_REDIS_PENDING) and then the leave backlog
+    (VKWS_LEAVE_BACKLOG bytes, long room names make each leave take more
+    of it) fill, past them by about a thousand leaves. Once Redis runs
+    again the node registers itself again, and the memberships it no
+    longer holds leave with user_leave: a member on the other node hears
+    of every one, and the listings are clean."""
+    flags = ("--default-room", "", "--reconnect-rate", "0",
+             "--max-per-ip", "0", "--max-pending", "1000",
+             "--node-ttl", "60")     # Redis stops for a few seconds
+    n1, n2 = nodes("b1", *flags), nodes("b2", *flags)
+    wait_up(n1, n2)
+    conns, per, nrooms = 200, 16, 200     # 3,200 memberships on n1
+    names = ["r%03d-%s" % (i, "x" * 59) for i in range(nrooms)]
+    assert all(len(n) == 64 for n in names)     # VKWS_ROOM_NAME_MAX
+
+    async def drain(c, acks):
+        try:
+            while True:
+                m = json.loads(await c.ws.recv())
+                if m.get("type") == "ack":
+                    assert m["code"] == 0, m
+                    acks.append(m["id"])
+        except websockets.ConnectionClosed:
+            pass
+
+    async def body(pool):
+        w = await pool.login(n2, "watcher", room=None)
+        for r in names[:per]:
+            await w.join(r)
+        cs, acks, tasks, pairs = [], [], [], set()
+        for i in range(conns):
+            c = await pool.login(n1, "u%d" % i, room=None)
+            cs.append(c)
+            tasks.append(asyncio.ensure_future(drain(c, acks)))
+            for j in range(per):
+                r = names[(i * per + j) % nrooms]
+                await c.send({"type": "join", "room": r, "id": j})
+                if r in names[:per]:
+                    pairs.add((r, c.cid))
+            # One connection's joins at a time: a burst of all of them
+            # would find the link's output full (-7).
+            deadline = time.monotonic() + 20
+            while len(acks) < (i + 1) * per:
+                assert time.monotonic() < deadline, len(acks)
+                assert not tasks[-1].done(), tasks[-1].result()
+                await asyncio.sleep(0.01)
+        # Every join told to w: each connection is a second old then
+        # (PROTOCOL.md 8), so its leaves are for everyone.
+        seen = set()
+        while seen != pairs:
+            m = await w.recv(10)
+            assert m["type"] == "user_join", m
+            seen.add((m["room"], m["user"]["clientId"]))
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            await asyncio.gather(*(c.ws.close() for c in cs))
+            await asyncio.gather(*tasks)
+            deadline = time.monotonic() + 30
+            while metric(n1, "connections_proven") != 0:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        left = set()
+        while left != pairs:
+            m = await w.recv(15)
+            assert m["type"] == "user_leave", m
+            key = (m["room"], m["user"]["clientId"])
+            assert key in pairs and key not in left, m
+            left.add(key)
+        assert metric(n1, "cluster_reregistrations_total") >= 1
+        for n in (n1, n2):
+            r = api(n, "getRoomClients", room=names[0])
+            assert r["code"] == 0, r
+            assert [e["userId"] for e in r["data"]] == ["watcher"], r
+            r = api(n, "listRooms")
+            assert [(x["room"], x["clients"]) for x in r["data"]] == [
+                (x, 1) for x in names[:per]], r
+        await w.quiet()
+
+    go(body, 180)
+
+
+def test_node_stopped_mid_call_partial_answer(nodes):
+    """A node that stops answering mid-call (SIGSTOP here; a node that
+    dies is the same until its sweep): a call to every node waits
+    VKWS_CLUSTER_WAIT_MS, then answers code 0 with what the other nodes
+    said, and vkws_cluster_partial_total counts it."""
+    # A long --node-ttl: n2 stays counted (and unswept) meanwhile. n1
+    # starts second, so it counts two nodes at once.
+    n2 = nodes("h2", "--node-ttl", "60")
+    wait_up(n2)
+    n1 = nodes("h1", "--node-ttl", "60")
+    wait_up(n1)
+    assert metric(n1, "cluster_nodes") == 2
+
+    async def body(pool):
+        a = await pool.login(n1, "alice")
+        await pool.login(n2, "bob", others=[a])
+        loop = asyncio.get_running_loop()
+        r = await loop.run_in_executor(None, lambda: api(
+            n1, "broadcastToAll", data=1))
+        assert r == {"code": 0, "data": {"delivered": 2}}, r
+        assert metric(n1, "cluster_partial_total") == 0
+        os.kill(n2.proc.pid, signal.SIGSTOP)
+        try:
+            r = await loop.run_in_executor(None, lambda: api(
+                n1, "broadcastToAll", data=2))
+            assert r == {"code": 0, "data": {"delivered": 1}}, r
+            r = await loop.run_in_executor(None, lambda: api(
+                n1, "getAllConnections"))
+            assert r["code"] == 0, r
+            assert [e["userId"] for e in r["data"]] == ["alice"], r
+            assert metric(n1, "cluster_partial_total") == 2
+        finally:
+            os.kill(n2.proc.pid, signal.SIGKILL)
+            n2.proc.wait(5)
+        assert await raw(a) == 1
+        assert await raw(a) == 2
 
     go(body)
