@@ -388,13 +388,26 @@ vkws_ws_opened(struct conn *c, const struct http_req *r)
 
 	vkws_count.ws_pending++;
 	c->t_open_wall = vkws_wall_ms();
-	c->rate_tokens = (int64_t)cfg->rate_burst * 1000;
+	c->rate_tokens = (int32_t)((int64_t)cfg->rate_burst * 1000);
 	c->rate_t = c->t_open;
+	c->rate_over_age = c->rate_last_age = VKWS_RATE_NONE;
 	/* PROTOCOL.md 7: the upgrade completes either way; the token is
 	 * answered like an auth message. */
 	n = http_query_get(r->query, "token", token_buf, sizeof(token_buf));
 	if (n >= 0 || n == -2)
 		authenticate(c, NULL, token_buf, n > 0 ? (size_t)n : 0);
+}
+
+/* An age in ms (conn.rate_*_age) d ms later: saturated below
+ * VKWS_RATE_NONE, which stays none. */
+static uint32_t
+age_add(uint32_t a, int64_t d)
+{
+	if (a == VKWS_RATE_NONE)
+		return a;
+	if (d >= (int64_t)(VKWS_RATE_NONE - 1 - a))
+		return VKWS_RATE_NONE - 1;
+	return a + (uint32_t)d;
 }
 
 /*
@@ -405,25 +418,29 @@ vkws_ws_opened(struct conn *c, const struct http_req *r)
 static int
 rate_check(struct conn *c, const struct req *q)
 {
-	int64_t now = vkws_now_ms(), max;
+	int64_t now = vkws_now_ms(), max, t, d;
 
 	if (cfg->rate == 0)
 		return 0;
 	max = (int64_t)cfg->rate_burst * 1000;
-	c->rate_tokens += (now - c->rate_t) * (int64_t)cfg->rate;
-	if (c->rate_tokens > max)
-		c->rate_tokens = max;
+	if (max > INT32_MAX)	/* --rate-burst allows 1,000,000 */
+		max = INT32_MAX;
+	d = now - c->rate_t;
+	t = c->rate_tokens + d * (int64_t)cfg->rate;
+	c->rate_tokens = (int32_t)(t > max ? max : t);
 	c->rate_t = now;
+	c->rate_over_age = age_add(c->rate_over_age, d);
+	c->rate_last_age = age_add(c->rate_last_age, d);
 	if (c->rate_tokens >= 1000) {
 		c->rate_tokens -= 1000;
 		return 0;
 	}
 	vkws_count.rate_limited++;
-	if (c->rate_over_since == 0 || now - c->rate_last_over > 1000)
-		c->rate_over_since = now;
-	c->rate_last_over = now;
+	if (c->rate_over_age == VKWS_RATE_NONE || c->rate_last_age > 1000)
+		c->rate_over_age = 0;
+	c->rate_last_age = 0;
 	reply(c, q, VKWS_ERATE);
-	if (now - c->rate_over_since >= (int64_t)cfg->rate_grace * 1000)
+	if (c->rate_over_age >= (uint64_t)cfg->rate_grace * 1000)
 		vkws_close(c, WS_CLOSE_POLICY, "rate limit");
 	return -1;
 }

@@ -37,24 +37,43 @@ struct vkws_q {
 	uint16_t head, tail;	/* segments, VKWS_NONE16 if empty */
 	uint32_t len;		/* bytes */
 };
+/* conn.rate_over_age: no refusal streak. */
+#define VKWS_RATE_NONE UINT32_MAX
 /* No slot (list ends) and no address table entry. */
 #define VKWS_NO_SLOT 0xFFFF
-_Static_assert(VKWS_ROOMS_PER_CONN <= 16, "conn.quiet has a bit per room");
+_Static_assert(VKWS_ROOMS_PER_CONN <= 16,
+    "conn.quiet and conn.in_rooms have a bit per room entry");
 
+/*
+ * A connection slot: one per connection, so every byte here is paid
+ * VKWS_SLOTS times (aim: at most 256, see the assertion below). Fields
+ * are ordered by size so the compiler adds no padding; what only one
+ * state needs is narrowed to its range. Times are int64 monotonic ms.
+ */
 struct conn {
 	int fd;
+	/* One bit each: the flags nothing takes the address of. */
+	unsigned shut : 1;	/* write side shut down */
+	unsigned close_sent : 1;	/* our close frame is queued */
+	unsigned close_rcvd : 1;	/* the peer's close frame came */
+	unsigned authed : 1;	/* a valid token was presented */
+	unsigned tls : 1;	/* served over TLS */
+	unsigned unproven : 1;	/* on the unproven list (admission) */
+	unsigned proven : 1;	/* counted in vkws_count.proven */
+	unsigned over_ip : 1;	/* past --max-per-ip: answered 503 */
+	unsigned v6 : 1;	/* the peer came over IPv6 */
 	uint8_t state;		/* S_* */
 	uint8_t kind;		/* K_* */
 	uint8_t dirty;		/* on the flush list */
-	uint8_t shut;		/* write side shut down */
-	uint8_t close_sent;	/* our close frame is queued */
-	uint8_t close_rcvd;	/* the peer's close frame came */
-	uint8_t authed;		/* a valid token was presented */
-	uint8_t tls;		/* served over TLS */
 	uint8_t held;		/* frames wait for send-queue room */
 	uint8_t ready;		/* TLS plaintext waits inside the engine */
+	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
+	uint8_t nrooms;		/* entries set in rooms[] */
+	uint8_t requests;	/* HTTP requests on this connection */
 	uint16_t tls_slot;	/* TLS engine of this connection */
 	uint16_t close_code;	/* the code of our close frame */
+	uint16_t quiet;		/* rooms[] entries whose user_join is held */
+	uint32_t body_need;	/* /api: Content-Length still to come */
 	struct ws_rx rx;	/* fragmentation and UTF-8 state */
 	uint32_t frag;		/* rxbuf: bytes of the open message ... */
 	uint32_t raw;		/* ... then this many unparsed bytes */
@@ -62,42 +81,49 @@ struct conn {
 	uint16_t rx_buf;	/* receive buffer, VKWS_NONE16 if none */
 	uint16_t info_chunk;	/* userInfo chunk, VKWS_NONE16 if none */
 	uint16_t info_off;	/* userInfo: its offset in the chunk */
+	uint16_t info_len;
+	uint16_t uid_chunk, uid_off;
+	/* Admission (PROTOCOL.md 8): unproven connections are kept on an
+	 * intrusive list, oldest first, for eviction. */
+	uint16_t up_prev, up_next;	/* unproven list, VKWS_NO_SLOT ends */
+	uint16_t addr_ent;	/* address table entry, VKWS_NO_SLOT: none */
+	uint16_t port;		/* peer port */
+	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
+	uint16_t user_next;	/* next slot of the same user, or NONE */
+	uint16_t in_rooms;	/* rooms[] entries set: bit k for rooms[k] */
+	/* Rate limit: a token bucket in thousandths of a message; at most
+	 * --rate-burst (1,000,000) x 1000, so 32 bits hold it. */
+	int32_t rate_tokens;
+	/* Its refusals, as ms before rate_t: the first of the streak
+	 * (VKWS_RATE_NONE: none) and the last. Both saturate (past 49
+	 * days); a streak lasts at most --rate-grace (a day), so the
+	 * checks against 1 s and --rate-grace stay exact. */
+	uint32_t rate_over_age, rate_last_age;
+	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
+	/* Room indexes (room.c), valid where in_rooms has the bit: 8 bits
+	 * as VKWS_MAX_ROOMS <= 256. Entry k is node k of the slot in the
+	 * room's member list, so entries keep their place (holes). */
+	uint8_t rooms[VKWS_ROOMS_PER_CONN];
 	int64_t deadline;	/* handshake, closing or linger (ms) */
 	int64_t t_open;		/* upgrade time (monotonic ms) */
 	int64_t t_open_wall;	/* upgrade time (wall ms) */
 	int64_t t_in;		/* last frame in (monotonic ms) */
 	int64_t t_ping;		/* next keepalive ping (monotonic ms) */
 	int64_t exp;		/* token expiry (monotonic ms), 0: none */
+	int64_t rate_t;		/* last refill (monotonic ms) */
 	uint64_t id;		/* clientId, unique in the process */
 	uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
-	uint32_t requests;	/* HTTP requests on this connection */
-	uint32_t pings;
-	/* Rate limit: a token bucket in thousandths of a message. */
-	int64_t rate_tokens;
-	int64_t rate_t;		/* last refill (monotonic ms) */
-	int64_t rate_over_since; /* first second refused in a row, 0: none */
-	int64_t rate_last_over;	/* last refusal (monotonic ms) */
-	/* Admission (PROTOCOL.md 8): unproven connections are kept on an
-	 * intrusive list, oldest first, for eviction. */
-	uint8_t unproven;	/* on the unproven list */
-	uint8_t proven;		/* counted in vkws_count.proven */
-	uint8_t over_ip;	/* past --max-per-ip: answered 503 */
-	uint16_t up_prev, up_next;	/* unproven list, VKWS_NO_SLOT ends */
-	uint16_t addr_ent;	/* address table entry, VKWS_NO_SLOT: none */
-	uint16_t quiet;		/* rooms[] entries whose user_join is held */
-	int64_t t_accept;	/* accept time (monotonic ms) */
-	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
-	uint16_t port;		/* peer port */
-	uint8_t v6;		/* the peer came over IPv6 */
-	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
-	uint32_t body_need;	/* /api: Content-Length still to come */
-	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
-	uint16_t uid_chunk, uid_off;
-	uint16_t info_len;
-	uint16_t nrooms;
-	uint16_t rooms[VKWS_ROOMS_PER_CONN];
-	uint16_t user_next;	/* next slot of the same user, or NONE */
 };
+_Static_assert(VKWS_HTTP_MAX_REQUESTS <= 255,
+    "conn.requests counts up to --http-max-requests");
+_Static_assert(VKWS_MAX_ROOMS <= 256, "a room index fits conn.rooms[]");
+/* Issue 14: the fixed memory of a connection is its slot (aim: at most
+ * 256 bytes); the pools hold everything else only while it is in use.
+ * 240 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
+ * int64 fields are 8-aligned on each), no padding but 2 bytes and 7
+ * bits: a field added here costs VKWS_SLOTS times its size, so this
+ * fails until it is paid for elsewhere in the slot. */
+_Static_assert(sizeof(struct conn) <= 240, "a slot takes at most 240 bytes");
 
 /* Process-wide counters, the source of /metrics and getStats. */
 struct vkws_counts {

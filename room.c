@@ -287,7 +287,7 @@ member_entry(const struct conn *c, const struct room *r)
 	int k;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == room_index(r))
+		if ((c->in_rooms & (1u << k)) && c->rooms[k] == room_index(r))
 			return k;
 	return -1;
 }
@@ -304,7 +304,8 @@ member_link(struct conn *c, struct room *r, int k)
 	uint32_t node = (uint32_t)(vkws_slot_of(c) * VKWS_ROOMS_PER_CONN +
 	    (size_t)k);
 
-	c->rooms[k] = (uint16_t)room_index(r);
+	c->rooms[k] = (uint8_t)room_index(r);
+	c->in_rooms |= (uint16_t)(1u << k);
 	c->nrooms++;
 	mem_prev[node] = NODE_NONE;
 	mem_next[node] = r->head;
@@ -326,7 +327,7 @@ member_unlink(struct conn *c, struct room *r, int k)
 		r->head = mem_next[node];
 	if (mem_next[node] != NODE_NONE)
 		mem_prev[mem_next[node]] = mem_prev[node];
-	c->rooms[k] = VKWS_NO_ROOM;
+	c->in_rooms &= (uint16_t)~(1u << k);
 	c->quiet &= (uint16_t)~(1u << k);
 	c->nrooms--;
 	r->members--;
@@ -717,7 +718,7 @@ vkws_join_member(struct conn *c, const char *name, size_t n)
 	if (r == NULL && (r = room_create(name, n)) == NULL)
 		return NULL;
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] == VKWS_NO_ROOM)
+		if (!(c->in_rooms & (1u << k)))
 			break;
 	if (k == VKWS_ROOMS_PER_CONN)
 		return NULL;
@@ -751,9 +752,12 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 	 * counted in "more" (README: limits). */
 	out_room_head(&o, "user_list", r);
 	json_out_lit(&o, ",\"users\":[");
-	o.cap -= 64;	/* room for the closing fields */
 	{
 		unsigned more = 0;
+		size_t cap = o.cap;
+
+		/* Room for the closing fields. */
+		o.cap = VKWS_USER_LIST_BYTES - 64;
 		for (node = r->head; node != NODE_NONE; node = mem_next[node]) {
 			mark = o.n;
 			if (more == 0) {
@@ -767,7 +771,7 @@ vkws_join(struct conn *c, const char *name, size_t n, uint64_t since)
 				more++;
 			}
 		}
-		o.cap += 64;
+		o.cap = cap;
 		json_out_lit(&o, "]");
 		if (more > 0) {
 			json_out_lit(&o, ",\"more\":");
@@ -854,7 +858,7 @@ leave_all(struct conn *c)
 	int k, n = 0;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
+		if (c->in_rooms & (1u << k)) {
 			vkws_leave(c, &rooms[c->rooms[k]]);
 			n++;
 		}
@@ -993,7 +997,7 @@ vkws_conn_rooms(struct conn *c, void (*fn)(struct conn *, struct room *))
 	int k;
 
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM)
+		if (c->in_rooms & (1u << k))
 			fn(c, &rooms[c->rooms[k]]);
 }
 
@@ -1049,7 +1053,7 @@ client_info(const struct conn *c, struct vkws_client *out)
 	out->user_info_len = c->info_len ? c->info_len : 2;
 	out->remote_addr = vkws_conn_addr(c);
 	for (k = 0; k < VKWS_ROOMS_PER_CONN; k++)
-		if (c->rooms[k] != VKWS_NO_ROOM) {
+		if (c->in_rooms & (1u << k)) {
 			const struct room *r = &rooms[c->rooms[k]];
 			out->rooms[out->nrooms] = r->name;
 			out->room_lens[out->nrooms++] = r->name_len;

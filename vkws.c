@@ -1017,7 +1017,6 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 		/* RFC 6455 5.5.3: a pong carries the ping's payload. */
 		if (!c->close_sent)
 			(void)vkws_tx_frame(c, WS_OP_PONG, p, n);
-		c->pings++;
 		return;
 	case WS_OP_PONG:
 		return;
@@ -1598,24 +1597,22 @@ conn_accept(int lfd, int tls)
 		memset(c, 0, sizeof(*c));
 		c->dirty = d;
 		addr_set(c, &ss);
-		memset(c->rooms, 0xFF, sizeof(c->rooms));
 		c->user_next = VKWS_NO_ROOM;
 		c->body_slot = VKWS_NO_ROOM;
 		c->tx.head = c->tx.tail = VKWS_NONE16;
 		c->rx_buf = c->info_chunk = c->uid_chunk = VKWS_NONE16;
 		c->addr_ent = ent;
-		c->over_ip = (uint8_t)over;
+		c->over_ip = over != 0;
 		c->fd = fd;
 		c->state = S_HTTP;
 		if (vkws_slot_of(c) + 1 > vkws_slot_hi)
 			vkws_slot_hi = vkws_slot_of(c) + 1;
-		c->t_accept = vkws_now_ms();
-		c->deadline = c->t_accept +
+		c->deadline = vkws_now_ms() +
 		    (int64_t)cfg->handshake_timeout * 1000;
 		vkws_timer_set(vkws_slot_of(c), c->deadline);
 		touch(c);
 		/* A TLS engine waits for the first record (tls_begin()). */
-		c->tls = (uint8_t)tls;
+		c->tls = tls != 0;
 		c->tls_slot = VKWS_NO_SLOT;
 		up_add(c);
 		vkws_count.conns++;
@@ -2233,7 +2230,9 @@ vkws_budget(int fd)
 	    "  log buffers        %9zu\n"
 	    "  addresses, users   %9zu  %d entries\n"
 	    "  loop (%-5s)       %9zu  timer heap, lists, free slots\n"
-	    "  per connection     %9zu  the slot; queues and buffers come"
+	    "  per connection     %9zu  the slot (%zu), its flush-list entry"
+	    " and the loop's per-slot\n"
+	    "                                entries; queues and buffers come"
 	    " from the pools\n"
 	    "  queue cap          %9d  per connection; slow past %d when"
 	    " under %d free chunks\n"
@@ -2248,7 +2247,8 @@ vkws_budget(int fd)
 	    sizeof(scratch), rooms_sz, VKWS_MAX_ROOMS, api_sz,
 	    tls_sz, VKWS_MAX_TLS_CONNS, vkws_tls_conn_size(), log_sz,
 	    admit_sz, VKWS_ADDR_TABLE, vkws_poller_name(), loop_sz,
-	    sizeof(struct conn) + sizeof(dirty[0]), VKWS_TX_BUF,
+	    sizeof(struct conn) + sizeof(dirty[0]) + loop_sz / VKWS_SLOTS,
+	    sizeof(struct conn), VKWS_TX_BUF,
 	    VKWS_TX_SLOW, VKWS_POOL_CHUNKS / VKWS_POOL_LOW_DIV,
 	    vkws_tls_conn_size(), total);
 	if (n > 0)

@@ -128,6 +128,17 @@
 #define VKWS_SECRET_MAX 256	/* bytes of the HMAC secret */
 #define VKWS_ROOM_NAME_MAX 64	/* bytes of a room name */
 #define VKWS_ROOMS_PER_CONN 16	/* rooms one connection may be in */
+/* Bytes of a user_list (the users a joiner is told of, some 250 plain
+ * ones; the rest are counted in "more"): a quarter of a largest frame,
+ * so that a joiner of a big room, whose send queue holds at most one
+ * largest frame (VKWS_TX_BUF), has room for the notices that come in
+ * bursts before it has read the list: the user_join notices the churn
+ * rule held back (PROTOCOL.md 8) go out together a second after their
+ * connections opened, ~36 KB to every member when 256 connections
+ * opened at once. A list of one whole frame left room for a few
+ * notices, and such joiners were closed 1013 as slow consumers (bench
+ * fanout 1000: the late joiners). Cluster joins name 256 at most. */
+#define VKWS_USER_LIST_BYTES 16384
 #define VKWS_REQ_ID_MAX 64	/* bytes of a string request id */
 #define VKWS_JSON_TOKENS 2048	/* jsmn tokens for one request */
 #define VKWS_MAX_ORIGINS 8	/* --allowed-origin entries */
@@ -207,6 +218,9 @@ _Static_assert(VKWS_POOL_SEGS < 65535 && VKWS_RX_BUFS < 65535,
 _Static_assert(VKWS_POOL_CHUNKS >= VKWS_POOL_MIN,
     "the pool holds two largest frames");
 _Static_assert(VKWS_USERINFO_MAX <= VKWS_CHUNK, "userInfo fits a chunk");
+_Static_assert(VKWS_USER_LIST_BYTES <= VKWS_MAX_OUT &&
+    VKWS_USER_LIST_BYTES >= 256 + VKWS_UID_MAX + VKWS_USERINFO_MAX,
+    "a user_list is one frame and names one largest user at least");
 _Static_assert(VKWS_MAX_HEAD <= VKWS_RX_BUF,
     "a request head is read into the receive buffer");
 

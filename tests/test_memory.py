@@ -320,3 +320,80 @@ def test_pool_exhaustion_answers():
             h.close()
         s.check_stop()
 
+
+
+def token_info(uid, info):
+    head = b64u(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64u(json.dumps({"uid": uid, "userInfo": info}).encode())
+    msg = (head + "." + body).encode("ascii")
+    sig = hmac.new(SECRET.encode(), msg, hashlib.sha256).digest()
+    return head + "." + body + "." + b64u(sig)
+
+
+def test_late_joiner_is_no_slow_consumer():
+    """A joiner is not a slow consumer for the replies of its own join
+    (PROTOCOL.md 5: 1013 is for a full send queue): the late joiner of a
+    room of big users gets a user_list, then the user_join notices of
+    the next joiners, before it has read anything. It gets them all,
+    the user_list naming as many as VKWS_USER_LIST_BYTES hold and
+    counting the rest in "more". While a user_list could take a whole
+    largest frame (the queue cap) such joiners were closed 1013 after a
+    few notices, as the late joiners of bench/run's fanout row were."""
+    b = budget()
+    m = min(60, b["conns"] - 8)
+    first, then = m * 3 // 5, m - m * 3 // 5
+    # Each user ~1.9 KB in user_list and user_join: the room's list is
+    # a largest frame and more, its notices another half of one.
+    info = {"p": "x" * 1800}
+    s = Server(Transport(), BASE)
+    members, extra = [], []
+    try:
+        def join(uid, sock_opts=None):
+            c = s.ws("/ws?token=" + token_info(uid, info), timeout=10,
+                     sock_opts=sock_opts)
+            assert next_of(c, "auth")["code"] == 0
+            c.send_text(json.dumps({"type": "join", "room": "big"}).encode())
+            return c
+
+        def joined(c):
+            next_of(c, "history")
+            members.append(c)
+            # The others read their notices as they come.
+            drain([o.sock for o in members[:-1]], quiet=0.02)
+        for i in range(first - 1):
+            joined(join("f%d" % i))
+        # The watcher reads only at the end: when it has the last
+        # notice, so has the late joiner (both are members).
+        watcher = join("watcher")
+        extra.append(watcher)
+        next_of(watcher, "history")
+        # The late joiner reads nothing until the end.
+        late = join("late", sock_opts={"rcvbuf": 4096})
+        extra.append(late)
+        for i in range(then):
+            joined(join("t%d" % i))
+        # user_join of a young user is held a second (PROTOCOL.md 8).
+        for uid in ["late"] + ["t%d" % i for i in range(then)]:
+            while True:
+                u = next_of(watcher, "user_join", timeout=10)
+                if u["user"]["userId"] == uid:
+                    break
+        got = {}
+        while len(got.get("user_join", [])) < 1 + then:
+            op, p, _ = late.recv_message(10)
+            assert op == wsraw.OP_TEXT, (op, p[:2])
+            msg = json.loads(p)
+            got.setdefault(msg["type"], []).append(msg)
+        assert [u["user"]["userId"] for u in got["user_join"]] == \
+            ["late"] + ["t%d" % i for i in range(then)]
+        assert len(got["user_list"]) == 1 and len(got["history"]) == 1
+        ul = got["user_list"][0]
+        assert len(ul["users"]) + ul.get("more", 0) == first + 1
+        if first * 1900 > 16384:
+            assert ul["more"] > 0
+            assert len(json.dumps(ul["users"])) <= 16384
+        assert metrics(s)["closes_slow_consumer_total"] == 0
+    finally:
+        for c in members + extra:
+            c.close()
+        s.check_stop()
