@@ -218,8 +218,13 @@ size_t vkws_pool_static_size(void);
 int64_t vkws_now_ms(void);	/* monotonic */
 int64_t vkws_wall_ms(void);	/* since the Unix epoch */
 
-/* Bytes a data frame may take in c's queue now. */
-size_t vkws_tx_free(const struct conn *c);
+/* Bytes a data frame may take in c's queue now. Inline, as is
+ * vkws_tx_room() below: conn.c asks for every frame it reads. */
+static inline size_t
+vkws_tx_free(const struct conn *c)
+{
+	return VKWS_TX_BUF - VKWS_CLOSE_RESERVE - c->tx.len;
+}
 /* Queue raw bytes (HTTP); 0, or -1 if they do not fit whole. */
 int vkws_tx_raw(struct conn *c, const void *p, size_t n);
 /* Queue a frame with payload a||b; 0, or -1 if it does not fit whole or
@@ -267,7 +272,7 @@ void vkws_linger(struct conn *c);
 /* Whether the request being answered may leave c open for another
  * (--http-max-requests). */
 int vkws_http_may_keep(const struct conn *c);
-/* Queue an HTTP response (see vkws.c). */
+/* Queue an HTTP response (see conn.c). */
 void vkws_http_reply(struct conn *c, int status, const char *extra,
     const char *type, const void *body, size_t n, int keep);
 
@@ -283,6 +288,54 @@ struct conn *vkws_conn_by_id(const char *s, size_t n);
  * process. The counter starts at seed (random), so a node restarted
  * under the same name never hands out an id of its earlier life. */
 void vkws_client_id_prefix(const char *p, size_t n, uint64_t seed);
+
+/* ---- Between the loop (vkws.c) and a connection's input (conn.c) ---- */
+struct vkws_hooks;
+/*
+ * vkws.c reads and writes sockets; conn.c makes sense of what a read
+ * brought (HTTP heads, the upgrade, frames) and answers through the
+ * send queue. Only these cross between the two, besides the calls
+ * above that the layers on top use as well.
+ */
+
+/* conn.c: at start, the configuration and the hooks of the layer above. */
+void vkws_conn_init(struct vkws_config *c, const struct vkws_hooks *h);
+/* conn.c: n bytes were read for c into b: the shared read buffer when
+ * c->raw was 0, else the end of c's receive buffer. */
+void vkws_conn_input(struct conn *c, uint8_t *b, size_t n);
+/* conn.c: input held for send-queue room (c->held) goes on. */
+void vkws_conn_resume(struct conn *c);
+/* vkws.c: the monotonic time of this loop pass (ms), for activity
+ * stamps: one clock read per pass instead of one per frame. */
+extern int64_t vkws_pass_now;
+/* Whether a data frame of n bytes may be queued for c: within its cap,
+ * and, while the pool is low, only for a reader that keeps up. Inline:
+ * /echo asks for every piece it sends on. */
+static inline int
+vkws_tx_room(const struct conn *c, size_t n)
+{
+	if (n > vkws_tx_free(c))
+		return 0;
+	if (vkws_pool_low() && c->tx.len > VKWS_TX_SLOW)
+		return 0;
+	return vkws_q_can_put(n);
+}
+/* vkws.c: append p[0..n) to c's queue (room checked by the caller);
+ * start: the bytes begin a frame or a response. */
+void vkws_tx_put(struct conn *c, const void *p, size_t n, int start);
+/* vkws.c: queue a||b, written to the socket at once if nothing waits
+ * before it. 0, or -1 if the rest did not fit the pool (c is freed). */
+int vkws_tx_write(struct conn *c, const void *a, size_t an, const void *b,
+    size_t bn);
+/* vkws.c: count a close frame sent, by code (vkws_count.closes). */
+void vkws_count_close(uint16_t code);
+/* vkws.c: c's receive buffer, taken from the pool if it has none (an
+ * unproven connection may give its up); NULL if none is free. */
+uint8_t *vkws_rx_own(struct conn *c);
+/* vkws.c: give c's receive buffer back once nothing waits in it. */
+void vkws_rx_trim(struct conn *c);
+/* vkws.c: give c, just upgraded, its clientId. */
+void vkws_client_id_assign(struct conn *c);
 
 /* ---- Rooms, users and history (room.c) -------------------------------- */
 
