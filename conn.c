@@ -266,7 +266,7 @@ http_heads(struct conn *c, uint8_t *b)
 			continue;
 		}
 		/* One response at a time: a pipelined request waits until
-		 * the queue can take the largest reply (see loop_pass). */
+		 * the queue can take the largest reply (vkws.c, held_ready()). */
 		if (vkws_tx_free(c) < VKWS_HTTP_REPLY_ROOM) {
 			c->held = 1;
 			return;
@@ -343,11 +343,11 @@ rx_exhausted(struct conn *c)
 }
 
 /*
- * Handle the c->raw bytes at b: the slot's receive buffer, or the shared
- * read buffer when a read found the slot's empty. Only what is left over
- * (part of a head, or the first frames after an upgrade) is copied into
- * a receive buffer of the pool, so a request that arrives whole takes
- * none.
+ * Handle the c->raw bytes at b: the slot's receive buffer, or (shared)
+ * the shared read buffer when a read found the slot's empty. Only what is
+ * left over (part of a head, or the first frames after an upgrade) is
+ * copied into a receive buffer of the pool, so a request that arrives
+ * whole takes none.
  */
 static void
 http_input(struct conn *c, uint8_t *b, int shared)
@@ -553,10 +553,11 @@ whole_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
  * The /echo receive path: frame headers and control frames as in
  * ws_input(), data payloads in pieces through echo_piece(). A piece waits
  * in the receive buffer (c->held) while the send queue has less than
- * VKWS_REPLY_ROOM free, and conn_events() asks for no input meanwhile, so
- * a client that does not read is not read either: nothing is dropped and
- * nothing is buffered past the slot's two buffers. No message limit: a
- * frame may be as long as RFC 6455 5.2 allows (2^63 - 1 bytes).
+ * VKWS_REPLY_ROOM free, and conn_events() (vkws.c) asks for no input
+ * meanwhile, so a client that does not read is not read either: nothing
+ * is dropped and nothing is buffered past the slot's two buffers. No
+ * message limit: a frame may be as long as RFC 6455 5.2 allows (2^63 - 1
+ * bytes).
  */
 static size_t
 echo_input(struct conn *c, uint8_t *p, size_t n)

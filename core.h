@@ -270,7 +270,7 @@ void vkws_close(struct conn *c, uint16_t code, const char *reason);
 /* Flush, shut the write side and drop the connection at EOF. */
 void vkws_linger(struct conn *c);
 /* Whether the request being answered may leave c open for another
- * (--http-max-requests). */
+ * (--http-max-requests; conn.c, as is vkws_http_reply()). */
 int vkws_http_may_keep(const struct conn *c);
 /* Queue an HTTP response (see conn.c). */
 void vkws_http_reply(struct conn *c, int status, const char *extra,

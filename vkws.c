@@ -1,8 +1,12 @@
 /*
  * vkws.c: the core. One loop over a static table of connection slots:
- * accept, HTTP request heads and routing, the WebSocket handshake, frame
- * reassembly, send queues, deadlines and the close handshake. It waits
- * through poller.c (epoll or poll()), which also keeps the deadlines.
+ * accept and admission, the transport (plain sockets here, TLS in tls.c),
+ * reads into the shared read buffer, send queues and their flush,
+ * deadlines, signals, the listeners, and our side of the close handshake.
+ * It waits through poller.c (epoll or poll()), which also keeps the
+ * deadlines. What a read brought (HTTP heads, the upgrade, frames) is
+ * handed to conn.c (vkws_conn_input()); this file never parses a request
+ * or a frame.
  *
  * Memory: every buffer is a static array sized in vkws.h; nothing here
  * allocates. A slot's receive buffer is touched only when a frame arrives
@@ -45,8 +49,6 @@
 
 #include "vkws.h"
 #include "core.h"
-#include "http.h"
-#include "json.h"
 #include "poller.h"
 #include "store.h"
 #include "ws_frame.h"

@@ -27,7 +27,7 @@
 #endif
 
 /* Largest incoming WebSocket message on /ws, all fragments (bytes).
- * PROTOCOL.md 7 asks for at least 16 KiB. /echo streams (vkws.c,
+ * PROTOCOL.md 7 asks for at least 16 KiB. /echo streams (conn.c,
  * echo_input) and holds no message, so it has no limit. */
 #define VKWS_MAX_MSG 16384
 /* Receive buffer per slot: the fragments of an open message, then one

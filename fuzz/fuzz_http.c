@@ -22,7 +22,7 @@ check_str(struct http_str s)
 	FUZZ_CHECK(s.n == 0 || (s.p >= lo && s.p + s.n <= hi));
 }
 
-/* The router's look-ups, as vkws.c and chat.c make them. */
+/* The router's look-ups, as conn.c and chat.c make them. */
 static void
 lookups(const struct http_req *r)
 {
