@@ -66,7 +66,6 @@ struct conn {
 	uint8_t kind;		/* K_* */
 	uint8_t dirty;		/* on the flush list */
 	uint8_t held;		/* frames wait for send-queue room */
-	uint8_t ready;		/* TLS plaintext waits inside the engine */
 	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
 	uint8_t nrooms;		/* entries set in rooms[] */
 	uint8_t requests;	/* HTTP requests on this connection */
@@ -91,6 +90,9 @@ struct conn {
 	uint16_t body_slot;	/* /api body buffer, VKWS_NO_ROOM if none */
 	uint16_t user_next;	/* next slot of the same user, or NONE */
 	uint16_t in_rooms;	/* rooms[] entries set: bit k for rooms[k] */
+	uint16_t tx_left;	/* what the last write left unsent when the
+				 * socket took no more, in VKWS_TX_UNIT
+				 * (rounded up, saturating): the backlog */
 	/* Rate limit: a token bucket in thousandths of a message; at most
 	 * --rate-burst (1,000,000) x 1000, so 32 bits hold it. */
 	int32_t rate_tokens;
@@ -120,7 +122,7 @@ _Static_assert(VKWS_MAX_ROOMS <= 256, "a room index fits conn.rooms[]");
 /* Issue 14: the fixed memory of a connection is its slot (aim: at most
  * 256 bytes); the pools hold everything else only while it is in use.
  * 240 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
- * int64 fields are 8-aligned on each), no padding but 2 bytes and 7
+ * int64 fields are 8-aligned on each), no padding but 1 byte and 7
  * bits: a field added here costs VKWS_SLOTS times its size, so this
  * fails until it is paid for elsewhere in the slot. */
 _Static_assert(sizeof(struct conn) <= 240, "a slot takes at most 240 bytes");
@@ -218,12 +220,31 @@ size_t vkws_pool_static_size(void);
 int64_t vkws_now_ms(void);	/* monotonic */
 int64_t vkws_wall_ms(void);	/* since the Unix epoch */
 
-/* Bytes a data frame may take in c's queue now. Inline, as is
+/* Bytes c's queue holds under its cap (VKWS_TX_BUF less the close
+ * frame's reserve), 0 past it: input is read while a reply fits here
+ * (backpressure), and an HTTP reply must fit. Inline, as is
  * vkws_tx_room() below: conn.c asks for every frame it reads. */
 static inline size_t
 vkws_tx_free(const struct conn *c)
 {
-	return VKWS_TX_BUF - VKWS_CLOSE_RESERVE - c->tx.len;
+	size_t cap = VKWS_TX_BUF - VKWS_CLOSE_RESERVE;
+
+	return c->tx.len < cap ? cap - c->tx.len : 0;
+}
+
+/*
+ * Whether a data frame of n bytes fits c's cap: the backlog its last
+ * write left (c->tx_left) plus n. What a loop pass queued since that
+ * write is not counted: the reader has had no chance to take it yet,
+ * and a burst the server makes in one pass (Redis answering a pipeline
+ * at once, the notices of many joins) must not make a reader slow. The
+ * pool bounds such a burst (vkws_tx_room()).
+ */
+static inline int
+vkws_tx_fits(const struct conn *c, size_t n)
+{
+	return (size_t)c->tx_left * VKWS_TX_UNIT + n <=
+	    VKWS_TX_BUF - VKWS_CLOSE_RESERVE;
 }
 /* Queue raw bytes (HTTP); 0, or -1 if they do not fit whole. */
 int vkws_tx_raw(struct conn *c, const void *p, size_t n);
@@ -308,13 +329,14 @@ void vkws_conn_resume(struct conn *c);
 /* vkws.c: the monotonic time of this loop pass (ms), for activity
  * stamps: one clock read per pass instead of one per frame. */
 extern int64_t vkws_pass_now;
-/* Whether a data frame of n bytes may be queued for c: within its cap,
- * and, while the pool is low, only for a reader that keeps up. Inline:
- * /echo asks for every piece it sends on. */
+/* Whether a data frame of n bytes may be queued for c: within its cap
+ * (vkws_tx_fits()), and, while the pool is low, only for a reader with
+ * at most VKWS_TX_SLOW queued. Inline: /echo asks for every piece it
+ * sends on. */
 static inline int
 vkws_tx_room(const struct conn *c, size_t n)
 {
-	if (n > vkws_tx_free(c))
+	if (!vkws_tx_fits(c, n))
 		return 0;
 	if (vkws_pool_low() && c->tx.len > VKWS_TX_SLOW)
 		return 0;

@@ -423,9 +423,9 @@ vkws_tx_shared(struct conn *c, const struct vkws_q *f, size_t n)
 {
 	if (c->state != S_WS || c->close_sent)
 		return -1;
-	if (f->len > vkws_tx_free(c) ||
+	if (!vkws_tx_fits(c, f->len) ||
 	    (vkws_pool_low() && c->tx.len > VKWS_TX_SLOW))
-		return -1;
+		return -1;	/* as vkws_tx_room() */
 	if (vkws_q_attach(&c->tx, f) < 0)
 		return -1;
 	queued(c);
@@ -722,14 +722,23 @@ conn_flush(struct conn *c)
 {
 	size_t budget = VKWS_WRITE_CAP;
 
+	c->tx_left = 0;
 	while (c->tx.len > 0 && budget > 0) {
 		struct iovec iov[FLUSH_IOV];
 		int n = vkws_q_iov(&c->tx, iov, FLUSH_IOV, budget);
 		ssize_t r = sock_writev(c, iov, n);
 
 		if (r < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			size_t u;
+
+			if (errno != EAGAIN && errno != EWOULDBLOCK) {
 				conn_free(c);
+				return;
+			}
+			/* The socket is full: what is left is the reader's
+			 * backlog (what the pass's budget left is not). */
+			u = (c->tx.len + VKWS_TX_UNIT - 1) / VKWS_TX_UNIT;
+			c->tx_left = (uint16_t)(u > UINT16_MAX ? UINT16_MAX : u);
 			return;
 		}
 		vkws_q_consume(&c->tx, (size_t)r);

@@ -111,6 +111,10 @@
 /* Bytes written to one connection per loop pass, so one fast reader
  * cannot starve the rest. */
 #define VKWS_WRITE_CAP 65536
+/* conn.tx_left counts the backlog in these (16 bits: up to 4 MiB). */
+#define VKWS_TX_UNIT 64
+_Static_assert((size_t)VKWS_TX_BUF / VKWS_TX_UNIT < 0xFFFF,
+    "a backlog past the cap fits conn.tx_left");
 /* An echo this large (bytes) is written from the read buffer, not
  * copied into the send queue first. */
 #define VKWS_DIRECT_MIN 4096
