@@ -25,6 +25,7 @@ import time
 import wsraw
 from conftest import Server, Transport, vkws_bin
 
+CLOSE_TRY_AGAIN = 1013
 KEY = "mem-test-key"
 SECRET = "mem-test-secret"
 # --sndbuf: the kernel would otherwise take megabytes per slow reader
@@ -381,6 +382,43 @@ def test_burst_of_one_pass_is_no_slow_consumer():
     finally:
         for c in members + posts:
             c.close()
+        s.check_stop()
+
+
+def test_backlog_past_the_cap_is_slow():
+    """The other half of the rule: a member whose socket takes no more
+    while its backlog passes the cap is closed 1013 at the next frame
+    for it, long before the pool runs low (the pool's own rule would
+    close it too, but only when everyone's memory is short)."""
+    b = budget()
+    data = "w" * 30000
+    s = Server(Transport(), BASE)
+    reader = slow = None
+    try:
+        reader = chat(s, "reader", "lag")
+        next_of(reader, "history")
+        slow = chat(s, "slow", "lag", rcvbuf=4096)
+        next_of(slow, "history")
+        next_of(reader, "user_join", timeout=10)
+        sent = 0
+        while metrics(s)["closes_slow_consumer_total"] == 0:
+            # 30 KB each, one pass each: the reader has every one
+            # before the next goes out. --sndbuf 16384 and 4 KiB of
+            # receive buffer: the slow one's socket holds ~20 KB.
+            assert sent < 10, "not closed after %d broadcasts" % sent
+            rep = api(s, "broadcastToRoom",
+                      {"room": "lag", "data": {"n": sent, "pad": data}})
+            assert rep["code"] == 0, rep
+            sent += 1
+            op, p, _ = reader.recv_message(10)
+            assert json.loads(p) == {"n": sent - 1, "pad": data}
+        m = metrics(s)
+        assert m["pool_chunks_free_min"] > b["chunks"] // 8, m
+        slow.expect_close(CLOSE_TRY_AGAIN, skip_data=True, timeout=10)
+    finally:
+        for c in (reader, slow):
+            if c is not None:
+                c.close()
         s.check_stop()
 
 
