@@ -1574,7 +1574,7 @@ vkws_budget(int fd)
 	    " and the loop's per-slot\n"
 	    "                                entries; queues and buffers come"
 	    " from the pools\n"
-	    "  queue cap          %9d  per connection; slow past %d when"
+	    "  backlog cap        %9d  per connection (slow past it); %d"
 	    " under %d free chunks\n"
 	    "  per TLS connection %9zu\n"
 	    "  total              %9zu\n",

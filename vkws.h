@@ -61,12 +61,14 @@
 #define VKWS_MAX_OUT (VKWS_MAX_BODY + 1024)
 /* Largest --sndbuf (bytes): the kernel's send buffer of a connection is
  * memory too; a router sets it low so a slow reader's bytes wait in the
- * pool, where the queue cap sees them. */
+ * pool, where the cap sees them. */
 #define VKWS_SNDBUF_MAX (4 * 1024 * 1024)
-/* Most bytes one connection may have queued (its cap): one largest
- * frame with its header. The bytes live in the shared chunk pool below,
- * taken only while they are in flight; a reader whose queue would pass
- * the cap is a slow consumer and is closed with 1013. */
+/* A connection's cap: one largest frame with its header. The bytes live
+ * in the shared chunk pool below, taken only while they are in flight; a
+ * reader whose backlog (what a write left unsent when its socket took no
+ * more) would pass the cap with the next frame is a slow consumer and is
+ * closed with 1013. Its input is read only while its queue is under the
+ * cap (backpressure). */
 #define VKWS_TX_BUF (VKWS_MAX_OUT + 16)
 
 /* The chunk pool (pool.c): send queues, client data and room history
