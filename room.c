@@ -430,10 +430,12 @@ fan_done(struct fan *fa, int sent)
 	return fa->made < 0 ? VKWS_ELIMIT : sent;
 }
 
-/* Queue p[0..n) to every member of r; returns the number delivered, or
- * VKWS_ELIMIT if the pool could not hold the frame. */
+/* Queue p[0..n) to every member of r (want NULL) or to those want()
+ * takes; returns the number delivered, or VKWS_ELIMIT if the pool could
+ * not hold the frame. */
 static int
-room_send(struct room *r, const char *p, size_t n)
+room_send(struct room *r, const char *p, size_t n,
+    int (*want)(uint32_t node, void *arg), void *arg)
 {
 	uint32_t node = r->head;
 	struct fan fa;
@@ -442,7 +444,8 @@ room_send(struct room *r, const char *p, size_t n)
 	fan_init(&fa, p, n);
 	while (node != NODE_NONE) {
 		uint32_t next = mem_next[node];
-		sent += fan_deliver(&fa, node_conn(node));
+		if (want == NULL || want(node, arg))
+			sent += fan_deliver(&fa, node_conn(node));
 		node = next;
 	}
 	return fan_done(&fa, sent);
@@ -471,7 +474,7 @@ notify_member(struct room *r, const char *type, const struct conn *who)
 	size_t n = member_note(r, type, who);
 
 	if (n > 0)
-		room_send(r, out_buf, n);
+		room_send(r, out_buf, n, NULL, NULL);
 }
 
 /*
@@ -928,7 +931,7 @@ vkws_chat_send(struct room *r, const char *p, size_t n)
 	/* Every chat of r encoded before this send goes out in the same
 	 * commit (or at once), before any join can run. */
 	r->unsent = 0;
-	return room_send(r, p, n);
+	return room_send(r, p, n, NULL, NULL);
 }
 
 uint64_t
@@ -949,25 +952,14 @@ vkws_room_name(const struct room *r, char *out)
 int
 vkws_room_send(struct room *r, const char *p, size_t n)
 {
-	return room_send(r, p, n);
+	return room_send(r, p, n, NULL, NULL);
 }
 
 int
 vkws_room_send_if(struct room *r, const char *p, size_t n,
     int (*want)(uint32_t node, void *arg), void *arg)
 {
-	uint32_t node = r->head;
-	struct fan fa;
-	int sent = 0;
-
-	fan_init(&fa, p, n);
-	while (node != NODE_NONE) {
-		uint32_t next = mem_next[node];
-		if (want(node, arg))
-			sent += fan_deliver(&fa, node_conn(node));
-		node = next;
-	}
-	return fan_done(&fa, sent);
+	return room_send(r, p, n, want, arg);
 }
 
 uint32_t
@@ -1145,7 +1137,7 @@ vkws_delete_room(const char *room, size_t n)
 	out_room_head(&o, "room_deleted", r);
 	json_out_lit(&o, "}");
 	if (json_out_ok(&o))
-		room_send(r, o.p, o.n);
+		room_send(r, o.p, o.n, NULL, NULL);
 	while ((node = r->head) != NODE_NONE) {
 		struct conn *c = node_conn(node);
 		member_unlink(c, r, (int)(node % VKWS_ROOMS_PER_CONN));
@@ -1230,7 +1222,7 @@ vkws_broadcast_to_room(const char *room, size_t n, const char *data,
 
 	if (r == NULL)
 		return VKWS_ENOTFOUND;
-	return room_send(r, data, dn);
+	return room_send(r, data, dn, NULL, NULL);
 }
 
 int
