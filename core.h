@@ -92,7 +92,8 @@ struct conn {
 	uint16_t in_rooms;	/* rooms[] entries set: bit k for rooms[k] */
 	uint16_t tx_left;	/* what the last write left unsent when the
 				 * socket took no more, in VKWS_TX_UNIT
-				 * (rounded up, saturating): the backlog */
+				 * (rounded down, so a piece /echo sizes
+				 * to vkws_tx_free() fits; saturating) */
 	/* Rate limit: a token bucket in thousandths of a message; at most
 	 * --rate-burst (1,000,000) x 1000, so 32 bits hold it. */
 	int32_t rate_tokens;

@@ -737,7 +737,7 @@ conn_flush(struct conn *c)
 			}
 			/* The socket is full: what is left is the reader's
 			 * backlog (what the pass's budget left is not). */
-			u = (c->tx.len + VKWS_TX_UNIT - 1) / VKWS_TX_UNIT;
+			u = c->tx.len / VKWS_TX_UNIT;
 			c->tx_left = (uint16_t)(u > UINT16_MAX ? UINT16_MAX : u);
 			return;
 		}
