@@ -136,14 +136,12 @@ _Static_assert((size_t)VKWS_TX_BUF / VKWS_TX_UNIT < 0xFFFF,
 #define VKWS_ROOMS_PER_CONN 16	/* rooms one connection may be in */
 /* Bytes of a user_list (the users a joiner is told of, some 250 plain
  * ones; the rest are counted in "more"): a quarter of a largest frame,
- * so that a joiner of a big room, whose send queue holds at most one
- * largest frame (VKWS_TX_BUF), has room for the notices that come in
- * bursts before it has read the list: the user_join notices the churn
- * rule held back (PROTOCOL.md 8) go out together a second after their
- * connections opened, ~36 KB to every member when 256 connections
- * opened at once. A list of one whole frame left room for a few
- * notices, and such joiners were closed 1013 as slow consumers (bench
- * fanout 1000: the late joiners). Cluster joins name 256 at most. */
+ * so that a joiner of a big room that is slow to start reading keeps
+ * room under its backlog cap (VKWS_TX_BUF) for the notices that follow
+ * the list: the user_join notices the churn rule held back (PROTOCOL.md
+ * 8) go out together a second after their connections opened, ~36 KB
+ * to every member when 256 connections opened at once. Cluster joins
+ * name 256 at most. */
 #define VKWS_USER_LIST_BYTES 16384
 #define VKWS_REQ_ID_MAX 64	/* bytes of a string request id */
 #define VKWS_JSON_TOKENS 2048	/* jsmn tokens for one request */
