@@ -328,8 +328,11 @@ clients/js/vkws.js: web/vkws.js
 test-js: clients/js/vkws.js
 	node --test tests/client/*.test.mjs
 
-# Every build refreshes the package's copy of the library too.
-$(O)/web_assets.c: web/embed.sh $(WEB_FILES) clients/js/vkws.js | $(O)
+# Every build refreshes the package's copy of the library too; only in
+# order (after |): npm pack's prepack copies it again, and its newer time
+# must not make the next make (make deb in the tests) relink a binary
+# that other tests are running.
+$(O)/web_assets.c: web/embed.sh $(WEB_FILES) | $(O) clients/js/vkws.js
 	sh web/embed.sh $(WEB_FILES) >$@.tmp && mv $@.tmp $@
 
 $(O)/web_assets.o: $(O)/web_assets.c web.h vkws.h
