@@ -15,18 +15,7 @@ set -eu
 rounds=$1
 idle=$2
 shift 2
-W=$(cd "$(dirname "$0")" && pwd)/build/wsload
-[ -x "$W" ] || { echo "no $W: run bench/run --quick first"; exit 2; }
-tmp=$(mktemp -d)
-srv=""
-idler=""
-cleanup() {
-	[ -z "$idler" ] || kill "$idler" 2>/dev/null || true
-	[ -z "$srv" ] || kill "$srv" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
 r=0
 while [ "$r" -lt "$rounds" ]; do

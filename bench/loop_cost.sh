@@ -17,20 +17,8 @@ set -eu
 bin=${1:?usage: bench/loop_cost.sh VKWS [IDLE...]}
 shift
 [ $# -gt 0 ] || set -- 0 7000
-here=$(cd "$(dirname "$0")" && pwd)
-wsload=$here/build/wsload
-[ -x "$wsload" ] || { echo "no $wsload: run bench/run --quick first"; exit 2; }
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 2; }
-tmp=$(mktemp -d)
-srv=""
-idler=""
-cleanup() {
-	[ -z "$idler" ] || kill "$idler" 2>/dev/null || true
-	[ -z "$srv" ] || kill "$srv" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
 for idle in "$@"; do
 	valgrind --tool=callgrind --instr-atstart=no \
@@ -48,7 +36,7 @@ for idle in "$@"; do
 	[ -n "$port" ] || { cat "$tmp/err"; exit 1; }
 	fds0=$(ls /proc/$srv/fd | wc -l)
 	if [ "$idle" -gt 0 ]; then
-		"$wsload" idle --port "$port" --pid "$srv" --conns "$idle" \
+		"$W" idle --port "$port" --pid "$srv" --conns "$idle" \
 		    --duration 600 >"$tmp/idle" 2>&1 &
 		idler=$!
 		for _ in $(seq 1800); do
@@ -59,7 +47,7 @@ for idle in "$@"; do
 	fi
 	held=$(($(ls /proc/$srv/fd | wc -l) - fds0))
 	callgrind_control -i on "$srv" >/dev/null 2>&1
-	"$wsload" echo --port "$port" --conns 100 --inflight 16 --size 32 \
+	"$W" echo --port "$port" --conns 100 --inflight 16 --size 32 \
 	    --count 20000 --duration 120 >"$tmp/echo"
 	callgrind_control -d "$srv" >/dev/null 2>&1
 	callgrind_control -i off "$srv" >/dev/null 2>&1
