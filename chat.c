@@ -387,7 +387,6 @@ vkws_ws_opened(struct conn *c, const struct http_req *r)
 	int n;
 
 	vkws_count.ws_pending++;
-	c->t_open_wall = vkws_wall_ms();
 	c->rate_tokens = (int32_t)((int64_t)cfg->rate_burst * 1000);
 	c->rate_t = c->t_open;
 	c->rate_over_age = c->rate_last_age = VKWS_RATE_NONE;

@@ -262,7 +262,7 @@ http_heads(struct conn *c, uint8_t *b)
 			if (used == 0)
 				return;
 			memmove(b, b + used, c->raw - used);
-			c->raw -= (uint32_t)used;
+			c->raw = (uint16_t)(c->raw - used);
 			continue;
 		}
 		/* One response at a time: a pipelined request waits until
@@ -297,7 +297,7 @@ http_heads(struct conn *c, uint8_t *b)
 			return;	/* waiting for a body */
 		rest -= used;
 		memmove(b, b + (size_t)n + used, rest);
-		c->raw = (uint32_t)rest;
+		c->raw = (uint16_t)rest;
 		/*
 		 * PROTOCOL.md 8: an HTTP connection lives for at most
 		 * --http-max-requests requests (the last reply says
@@ -463,7 +463,7 @@ ws_frame(struct conn *c, const struct ws_frame *f, uint8_t *p, size_t n)
 		return;
 	}
 	memmove(msg + c->frag, p, n);
-	c->frag += (uint32_t)n;
+	c->frag = (uint16_t)(c->frag + n);
 	if (r == 1) {
 		size_t len = c->frag;
 		c->frag = 0;
@@ -663,7 +663,7 @@ ws_process(struct conn *c)
 	}
 	/* Fragments appended during ws_input() moved c->frag forward. */
 	memmove(own + c->frag, b + used, c->raw - used);
-	c->raw -= (uint32_t)used;
+	c->raw = (uint16_t)(c->raw - used);
 	vkws_rx_trim(c);
 }
 
@@ -683,10 +683,10 @@ vkws_conn_input(struct conn *c, uint8_t *b, size_t n)
 
 	if (c->state == S_HTTP) {
 		int fresh = c->raw == 0;
-		c->raw += (uint32_t)n;
+		c->raw = (uint16_t)(c->raw + n);
 		http_input(c, fresh ? b : vkws_rx_mem(c->rx_buf), fresh);
 	} else if (c->raw > 0) {
-		c->raw += (uint32_t)n;
+		c->raw = (uint16_t)(c->raw + n);
 		ws_process(c);
 	} else {
 		size_t used = ws_input(c, b, n);
@@ -696,7 +696,7 @@ vkws_conn_input(struct conn *c, uint8_t *b, size_t n)
 				return;
 			}
 			memcpy(own + c->frag, b + used, n - used);
-			c->raw = (uint32_t)(n - used);
+			c->raw = (uint16_t)(n - used);
 		}
 		vkws_rx_trim(c);
 	}

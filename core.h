@@ -47,8 +47,9 @@ _Static_assert(VKWS_ROOMS_PER_CONN <= 16,
 /*
  * A connection slot: one per connection, so every byte here is paid
  * VKWS_SLOTS times (aim: at most 256, see the assertion below). Fields
- * are ordered by size so the compiler adds no padding; what only one
- * state needs is narrowed to its range. Times are int64 monotonic ms.
+ * are ordered by size so the compiler pads only the end of the small
+ * ones; what only one state needs is narrowed to its range or shares
+ * its field. Times are int64 monotonic ms.
  */
 struct conn {
 	int fd;
@@ -62,21 +63,18 @@ struct conn {
 	unsigned proven : 1;	/* counted in vkws_count.proven */
 	unsigned over_ip : 1;	/* past --max-per-ip: answered 503 */
 	unsigned v6 : 1;	/* the peer came over IPv6 */
+	unsigned held : 1;	/* frames wait for send-queue room */
 	uint8_t state;		/* S_* */
 	uint8_t kind;		/* K_* */
 	uint8_t dirty;		/* on the flush list */
-	uint8_t held;		/* frames wait for send-queue room */
 	uint8_t uid_len;	/* user id: packed in the pool (vkws_uid()) */
 	uint8_t nrooms;		/* entries set in rooms[] */
 	uint8_t requests;	/* HTTP requests on this connection */
 	uint16_t tls_slot;	/* TLS engine of this connection */
 	uint16_t close_code;	/* the code of our close frame */
 	uint16_t quiet;		/* rooms[] entries whose user_join is held */
-	uint32_t body_need;	/* /api: Content-Length still to come */
-	struct ws_rx rx;	/* fragmentation and UTF-8 state */
-	uint32_t frag;		/* rxbuf: bytes of the open message ... */
-	uint32_t raw;		/* ... then this many unparsed bytes */
-	struct vkws_q tx;	/* send queue (pool.c) */
+	uint16_t frag;		/* rxbuf: bytes of the open message ... */
+	uint16_t raw;		/* ... then this many unparsed bytes */
 	uint16_t rx_buf;	/* receive buffer, VKWS_NONE16 if none */
 	uint16_t info_chunk;	/* userInfo chunk, VKWS_NONE16 if none */
 	uint16_t info_off;	/* userInfo: its offset in the chunk */
@@ -94,6 +92,7 @@ struct conn {
 				 * socket took no more, in VKWS_TX_UNIT
 				 * (rounded down, so a piece /echo sizes
 				 * to vkws_tx_free() fits; saturating) */
+	uint32_t body_need;	/* /api: Content-Length still to come */
 	/* Rate limit: a token bucket in thousandths of a message; at most
 	 * --rate-burst (1,000,000) x 1000, so 32 bits hold it. */
 	int32_t rate_tokens;
@@ -102,16 +101,26 @@ struct conn {
 	 * days); a streak lasts at most --rate-grace (a day), so the
 	 * checks against 1 s and --rate-grace stay exact. */
 	uint32_t rate_over_age, rate_last_age;
+	struct vkws_q tx;	/* send queue (pool.c) */
 	uint8_t ip[16];		/* peer address, IPv4 mapped to IPv6 */
 	/* Room indexes (room.c), valid where in_rooms has the bit: 8 bits
 	 * as VKWS_MAX_ROOMS <= 256. Entry k is node k of the slot in the
 	 * room's member list, so entries keep their place (holes). */
 	uint8_t rooms[VKWS_ROOMS_PER_CONN];
-	int64_t deadline;	/* handshake, closing or linger (ms) */
+	struct ws_rx rx;	/* fragmentation and UTF-8 state */
+	/* One timer, as no state needs two at once: the handshake deadline
+	 * (S_HTTP), the next keepalive ping (S_WS, authenticated, before
+	 * our close frame), the close deadline (after it) and the linger
+	 * deadline (S_LINGER). */
+	union {
+		int64_t deadline;
+		int64_t t_ping;
+	};
+	/* The upgrade time; its wall-clock time is derived when asked
+	 * (vkws_wall_of()), so a clock stepped meanwhile (NTP on a router
+	 * without an RTC) does not skew it. */
 	int64_t t_open;		/* upgrade time (monotonic ms) */
-	int64_t t_open_wall;	/* upgrade time (wall ms) */
 	int64_t t_in;		/* last frame in (monotonic ms) */
-	int64_t t_ping;		/* next keepalive ping (monotonic ms) */
 	int64_t exp;		/* token expiry (monotonic ms), 0: none */
 	int64_t rate_t;		/* last refill (monotonic ms) */
 	uint64_t id;		/* clientId, unique in the process */
@@ -120,13 +129,15 @@ struct conn {
 _Static_assert(VKWS_HTTP_MAX_REQUESTS <= 255,
     "conn.requests counts up to --http-max-requests");
 _Static_assert(VKWS_MAX_ROOMS <= 256, "a room index fits conn.rooms[]");
+_Static_assert(VKWS_RX_BUF <= UINT16_MAX,
+    "conn.frag and conn.raw count bytes of a receive buffer");
 /* Issue 14: the fixed memory of a connection is its slot (aim: at most
  * 256 bytes); the pools hold everything else only while it is in use.
- * 240 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
- * int64 fields are 8-aligned on each), no padding but 1 byte and 7
- * bits: a field added here costs VKWS_SLOTS times its size, so this
- * fails until it is paid for elsewhere in the slot. */
-_Static_assert(sizeof(struct conn) <= 240, "a slot takes at most 240 bytes");
+ * 224 on every build we make (x86-64, armhf, arm64, mipsel, s390x: the
+ * int64 fields are 8-aligned on each), with 6 bytes of padding before
+ * rx and 6 bits free: a field added here costs VKWS_SLOTS times its
+ * size, so this fails unless it fits there or is paid for elsewhere. */
+_Static_assert(sizeof(struct conn) <= 224, "a slot takes at most 224 bytes");
 
 /* Process-wide counters, the source of /metrics and getStats. */
 struct vkws_counts {
@@ -220,6 +231,7 @@ size_t vkws_pool_static_size(void);
 
 int64_t vkws_now_ms(void);	/* monotonic */
 int64_t vkws_wall_ms(void);	/* since the Unix epoch */
+int64_t vkws_wall_of(int64_t t);	/* monotonic t on the wall clock now */
 
 /* Bytes c's queue holds under its cap (VKWS_TX_BUF less the close
  * frame's reserve), 0 past it: input is read while a reply fits here

@@ -1050,8 +1050,8 @@ client_info(const struct conn *c, struct vkws_client *out)
 			out->rooms[out->nrooms] = r->name;
 			out->room_lens[out->nrooms++] = r->name_len;
 		}
-	out->connected_at = c->t_open_wall;
-	out->last_active_at = c->t_open_wall + (c->t_in - c->t_open);
+	out->connected_at = vkws_wall_of(c->t_open);
+	out->last_active_at = out->connected_at + (c->t_in - c->t_open);
 	out->msgs_in = c->msgs_in;
 	out->msgs_out = c->msgs_out;
 	out->bytes_in = c->bytes_in;

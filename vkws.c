@@ -142,6 +142,12 @@ vkws_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t
+vkws_wall_of(int64_t t)
+{
+	return t + (vkws_wall_ms() - vkws_now_ms());
+}
+
 void
 vkws_log(const char *fmt, ...)
 {
@@ -694,7 +700,7 @@ conn_read(struct conn *c)
 			conn_free(c);
 		return;
 	}
-	room = VKWS_RX_BUF - c->frag - c->raw;
+	room = VKWS_RX_BUF - (size_t)c->frag - c->raw;
 	if (c->raw > 0) {
 		/* Continue a partial head or frame where it lies. */
 		b = vkws_rx_mem(c->rx_buf) + c->frag + c->raw;
