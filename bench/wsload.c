@@ -10,8 +10,10 @@
  *   fanout   C subscribers join a room on /ws; one publisher sends chat
  *            messages, W in flight (or R per second); delivery latency
  *            from a timestamp in the content.
- *   idle     hold C connections open on /echo; the server's VmRSS before
- *            and after, per connection.
+ *   idle     hold C connections open on /echo; the server's VmRSS growth
+ *            per connection, from when the first tenth (at most
+ *            IDLE_WARM) is open to when all are: what one more costs,
+ *            without the code and buffers the first ones bring in.
  *   connect  C workers, each in a loop: connect, upgrade (and wait for the
  *            auth reply on /ws), close; connections per second.
  *
@@ -57,6 +59,7 @@
 #define DRAIN_NS (2 * NS)	/* wait for in-flight replies after the run */
 #define CLOSE_WAIT_NS (1 * NS)	/* wait for the server's close */
 #define IDLE_SETTLE_NS (1 * NS)	/* idle: settle before reading VmRSS */
+#define IDLE_WARM 64		/* idle: open before the first VmRSS */
 #define AUTH_WAIT_NS (3 * NS)	/* connect: wait for the auth reply */
 #define FANOUT_RING 65536u	/* fanout: messages tracked in flight */
 #define JOIN_WINDOW 8		/* fanout: joins awaiting their ack */
@@ -133,6 +136,7 @@ static struct {
 	int cpu_ok;		/* cpu0 was read at the start of the window */
 	int64_t cpu0, cpu1;	/* server CPU ticks at t_meas and t_end */
 	int idle_open;		/* idle: connections open when RSS was read */
+	int idle_warm;		/* ... and at the first read (-1: not yet) */
 	uint64_t self0, self1;	/* our own CPU (us) at t_meas and t_end */
 	long rss0, rss1;	/* server VmRSS (KiB) */
 
@@ -1271,12 +1275,34 @@ start_sending(uint64_t t)
 	}
 }
 
+/* idle: the connections open before VmRSS is first read. */
+static int
+idle_warm_n(void)
+{
+	return g.ntotal / 10 < IDLE_WARM ? g.ntotal / 10 : IDLE_WARM;
+}
+
+/* idle: VmRSS once the warm-up connections are open (all settled). */
+static void
+idle_warm_done(void)
+{
+	if (g.idle_warm >= 0 || g.nstarted < idle_warm_n() ||
+	    g.nactive != g.nopen)
+		return;
+	g.rss0 = proc_rss(g.pid);
+	g.idle_warm = g.nopen;
+}
+
 /* Idle and fanout open connections a batch at a time, so the server's
  * listen backlog never overflows. */
 static void
 open_more(void)
 {
-	while (g.nstarted < g.ntotal &&
+	int n = g.ntotal;
+
+	if (g.mode == M_IDLE && g.idle_warm < 0)
+		n = idle_warm_n();
+	while (g.nstarted < n &&
 	    g.nactive - g.nopen < g.batch)
 		conn_start(&g.c[g.nstarted]);
 }
@@ -1338,6 +1364,8 @@ tick(void)
 	}
 	switch (g.phase) {
 	case P_SETUP:
+		if (g.mode == M_IDLE)
+			idle_warm_done();
 		open_more();
 		if (g.mode == M_FANOUT)
 			join_more();
@@ -1517,16 +1545,16 @@ report(void)
 		break;
 	case M_IDLE: {
 		long d = g.rss1 - g.rss0;
-		int open = g.idle_open;
+		int open = g.idle_open, more = open - g.idle_warm;
 
 		if (cpu_us >= 0)
 			snprintf(cpu, sizeof cpu, " cpu_us_per_conn=%.2f",
 			    open ? cpu_us / open : 0);
-		printf("mode=idle conns=%d open=%d refused=%d failed=%d "
-		    "stalled=%d rss_before_kib=%ld rss_after_kib=%ld kib_per_conn=%.2f%s "
-		    "errors=%" PRIu64 "\n", g.nconns, open, g.nrefused,
-		    g.nfailed, g.nstalled, g.rss0, g.rss1,
-		    open && g.pid > 0 ? (double)d / open : 0, cpu, g.errors);
+		printf("mode=idle conns=%d open=%d warm=%d refused=%d failed=%d "
+		    "stalled=%d rss_before_kib=%ld rss_after_kib=%ld "
+		    "kib_per_conn=%.3f%s errors=%" PRIu64 "\n", g.nconns, open,
+		    g.idle_warm, g.nrefused, g.nfailed, g.nstalled, g.rss0, g.rss1,
+		    more > 0 && g.pid > 0 ? (double)d / more : 0, cpu, g.errors);
 		break;
 	}
 	case M_CONNECT:
@@ -1561,8 +1589,9 @@ usage(FILE *f)
 "  fanout   C subscribers join --room on /ws?token=JWT; one publisher sends\n"
 "           chat messages of S bytes, W in flight (or --rate R per second);\n"
 "           deliveries/s and delivery latency percentiles; needs --secret\n"
-"  idle     open C conns to /echo and hold them; the server's VmRSS before\n"
-"           and after, KiB per connection; needs --pid\n"
+"  idle     open C conns to /echo and hold them; the server's VmRSS growth\n"
+"           per connection from when C/10 (at most 64) are open to when all\n"
+"           are; needs --pid\n"
 "  connect  C workers each connect, upgrade (on /ws with --secret: wait for\n"
 "           the auth reply) and close, in a loop; connections/s and the\n"
 "           time from connect() to open (or auth)\n"
@@ -1880,7 +1909,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (g.mode == M_IDLE) {
-		g.rss0 = proc_rss(g.pid);
+		g.idle_warm = -1;
 		g.cpu0 = proc_cpu(g.pid);
 		g.cpu_ok = g.cpu0 >= 0;
 	}
