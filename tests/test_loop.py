@@ -177,12 +177,15 @@ def test_idle_timeouts_fire_among_many(srv):
             c.close()
 
 
-def test_close_from_another_connection_keeps_close_timeout(srv):
+@pytest.mark.parametrize("ping", ["0", "3600"])
+def test_close_from_another_connection_keeps_close_timeout(srv, ping):
     """An API disconnect closes a WebSocket whose next deadline was an
-    hour away (idle timeout, no pings): the client never answers the
-    close, and the server drops it after --close-timeout."""
+    hour away (idle timeout; no pings, or the next one an hour away: the
+    ping time and the close deadline share the slot's timer field): the
+    client never answers the close, and the server drops it after
+    --close-timeout."""
     s = srv("--secret", SECRET, "--api-key", API_KEY, "--ping-interval",
-            "0", "--idle-timeout", "3600", "--close-timeout", "1")
+            ping, "--idle-timeout", "3600", "--close-timeout", "1")
     c, cid = login(s, "alice")
     other, _ = login(s, "bob")
     try:
