@@ -55,9 +55,11 @@ def budget():
                          timeout=10, check=True).stdout.decode()
     slots = re.search(r"connection slots\s+\d+\s+\((\d+) \+", out)
     pool = re.search(r"chunk pool\s+\d+\s+(\d+) x (\d+)", out)
+    per_conn = re.search(r"per connection\s+(\d+)", out)
     total = re.search(r"total\s+(\d+)", out)
     return {"conns": int(slots.group(1)), "chunks": int(pool.group(1)),
-            "chunk": int(pool.group(2)), "total": int(total.group(1))}
+            "chunk": int(pool.group(2)), "per_conn": int(per_conn.group(1)),
+            "total": int(total.group(1))}
 
 
 # Issue 14's targets for the static budget, by the profile's slots:
@@ -154,6 +156,42 @@ def poll_ready(socks):
         p.register(so, select.POLLIN)
         by_fd[so.fileno()] = so
     return [by_fd[fd] for fd, _ in p.poll(50)]
+
+
+def test_idle_websocket_costs_its_slot():
+    """An idle WebSocket holds its slot and the loop's entries for it,
+    nothing from the pools: 500 more idle /echo connections grow the
+    server's RSS by at most --budget's "per connection" each, plus a
+    page per static array they spread over. (The first 50 bring in the
+    code and buffers every connection shares; 4 KiB each, one pool
+    chunk per connection, would be 2 MB here.)"""
+    b = budget()
+    warm, n = 50, 500
+    s = Server(Transport(), BASE + ["--echo"])
+    conns = []
+    try:
+        for _ in range(warm):
+            conns.append(s.ws("/echo"))
+        time.sleep(0.2)
+        before = rss(s)
+        for _ in range(n):
+            conns.append(s.ws("/echo"))
+        time.sleep(0.2)
+        grown = rss(s) - before
+        per_conn = b["per_conn"]
+        if sanitized(s):
+            per_conn += per_conn // 8 + 1	# ASan's shadow of each byte
+        # Slots, flush list, timer heap (3 arrays), touched list and
+        # mark, the poller's set: partial pages at both ends of each.
+        slack = 16 * 4096
+        assert grown <= n * per_conn + slack, (grown, n, per_conn)
+        # Still served: the last one echoes.
+        conns[-1].send_text(b"still here")
+        assert conns[-1].recv_message(5)[1] == b"still here"
+    finally:
+        for c in conns:
+            c.close()
+        s.stop()
 
 
 def test_slow_consumer_storm_stored_once():
