@@ -65,6 +65,28 @@ static int drop_old;	/* after the registration: DROP what is left */
  * (reg_member()); until then the other nodes treat a leave of it as
  * one of a join never told. A bit per membership index. */
 static uint8_t owed[(VKWS_SLOTS * VKWS_ROOMS_PER_CONN + 7) / 8];
+/*
+ * Join order (PROTOCOL.md 9): a join's reply comes on the command link
+ * and the bus on the subscription link, and nothing orders one against
+ * the other. The join script ends by publishing a marker "M NODE TAG\n":
+ * the bus messages before it ran before the join (they are in the
+ * reply's user_list and history), those after it ran after. A marker
+ * read before its reply stops the subscription link there until the
+ * reply is in (sub_held); a reply read before its marker leaves the new
+ * member deaf to the bus until the marker (a bit per membership, and a
+ * queue of the joins whose marker is awaited, in the order Redis ran
+ * them). A full queue leaves a join without the bit: a chat that ran
+ * before it may then reach the new member twice (same seq).
+ */
+static uint8_t deaf[(VKWS_SLOTS * VKWS_ROOMS_PER_CONN + 7) / 8];
+struct deaf_ent {
+	uint32_t tag, node;	/* the join's request, its membership */
+};
+static struct deaf_ent deaf_q[VKWS_CLUSTER_DEAF];
+static size_t deaf_start, deaf_used;
+static int sub_held;		/* the subscription link waits at a marker */
+static uint32_t held_tag;	/* ... for the reply of this request */
+static int sub_resume;		/* that reply came: read on */
 static int64_t retry_at, beat_at;
 static int64_t backoff = 250;	/* ms before the next connect, up to 1 s */
 static size_t resync;		/* next slot to register again */
@@ -146,6 +168,7 @@ vkws_cluster_static_size(void)
 	return sizeof(cmd) + sizeof(sub) + sizeof(cmd_out) +
 	    sizeof(cmd_in) + sizeof(sub_out) + sizeof(sub_in) + sizeof(pend) +
 	    sizeof(vals) + sizeof(leave_q) + sizeof(mpv) + sizeof(owed) +
+	    sizeof(deaf) + sizeof(deaf_q) +
 	    sizeof(pend_text) + vkws_cl_api_static_size() +
 	    sizeof(frame) + sizeof(frame2) + sizeof(user_buf);
 }
@@ -370,21 +393,74 @@ quiet_bit(const struct conn *c, uint32_t node)
 	    (q >> (node % VKWS_ROOMS_PER_CONN) & 1u) != 0;
 }
 
+/* A membership's bit in set (owed, deaf). */
 static int
-owed_get(uint32_t node)
+bit_get(const uint8_t *set, uint32_t node)
 {
-	return node != UINT32_MAX && (owed[node / 8] >> (node % 8) & 1) != 0;
+	return node != UINT32_MAX && (set[node / 8] >> (node % 8) & 1) != 0;
 }
 
 static void
-owed_put(uint32_t node, int v)
+bit_put(uint8_t *set, uint32_t node, int v)
 {
 	if (node == UINT32_MAX)
 		return;
 	if (v)
-		owed[node / 8] |= (uint8_t)(1u << (node % 8));
+		set[node / 8] |= (uint8_t)(1u << (node % 8));
 	else
-		owed[node / 8] &= (uint8_t)~(1u << (node % 8));
+		set[node / 8] &= (uint8_t)~(1u << (node % 8));
+}
+
+/* Whether the reply to request tag is still awaited. */
+static int
+awaited(uint32_t tag)
+{
+	return tag - p_first < p_next - p_first;
+}
+
+/* The membership node joined by request tag, its reply read before
+ * its marker: deaf to the bus until the marker. */
+static void
+deaf_add(uint32_t tag, uint32_t node)
+{
+	struct deaf_ent *e;
+
+	if (node == UINT32_MAX || deaf_used == VKWS_CLUSTER_DEAF)
+		return;
+	e = &deaf_q[(deaf_start + deaf_used++) % VKWS_CLUSTER_DEAF];
+	e->tag = tag;
+	e->node = node;
+	bit_put(deaf, node, 1);
+}
+
+/* The marker of request tag: a join read before it stops the
+ * subscription link until its reply; the members whose joins ran up to
+ * it hear the bus (unless a later join of the same membership node
+ * still waits for its own). */
+static void
+marker_seen(uint32_t tag)
+{
+	if (awaited(tag)) {
+		sub_held = 1;
+		held_tag = tag;
+		return;
+	}
+	while (deaf_used > 0) {
+		struct deaf_ent e = deaf_q[deaf_start];
+		size_t i;
+		int later = 0;
+
+		if ((int32_t)(e.tag - tag) > 0)
+			break;
+		deaf_start = (deaf_start + 1) % VKWS_CLUSTER_DEAF;
+		deaf_used--;
+		for (i = 0; i < deaf_used; i++)
+			if (deaf_q[(deaf_start + i) %
+			    VKWS_CLUSTER_DEAF].node == e.node)
+				later = 1;
+		if (!later)
+			bit_put(deaf, e.node, 0);
+	}
 }
 
 /* Whether the other nodes have not been told of c's membership node
@@ -392,7 +468,7 @@ owed_put(uint32_t node, int v)
 static int
 held_back(const struct conn *c, uint32_t node)
 {
-	return quiet_bit(c, node) || owed_get(node);
+	return quiet_bit(c, node) || bit_get(owed, node);
 }
 
 static void obs_announced(struct conn *c, struct room *r, uint32_t node);
@@ -454,7 +530,7 @@ reg_member(struct conn *c, struct room *r)
 	resp_enc_arg(&enc, frame2, jn);
 	resp_enc_str(&enc, held_back(c, node) ? "0" : "1");
 	(void)req_commit(P_NONE);
-	if (owed_get(node) && !quiet_bit(c, node))
+	if (bit_get(owed, node) && !quiet_bit(c, node))
 		obs_announced(c, r, node);
 }
 
@@ -514,14 +590,20 @@ join_args(struct conn *c, const char *room, size_t rn, uint64_t max,
     uint64_t since, int pub, int lists)
 {
 	static char entry[VKWS_ROOM_NAME_MAX + VKWS_CLIENT_ID_MAX + 2];
-	char cid[VKWS_CLIENT_ID_MAX];
+	char cid[VKWS_CLIENT_ID_MAX], mark[VKWS_NODE_ID_MAX + 16];
 	size_t un, jn, en;
+	int mn = 0;
 
 	if ((un = user_json(c)) == 0 || (jn = join_msg(c, room, rn)) == 0)
 		return -1;
+	/* A join whose reply is read has a marker: its tag is the next
+	 * one (the caller commits it at once). */
+	if (lists)
+		mn = snprintf(mark, sizeof(mark), "M %s %u\n", cfg->node,
+		    (unsigned)p_next);
 	room_keys(room, rn);
 	en = member_entry(entry, c, room, rn);
-	eval_begin(SC_JOIN, 4, 16);
+	eval_begin(SC_JOIN, 4, 17);
 	args_room_keys();
 	resp_enc_arg(&enc, cid, vkws_client_id(c, cid));
 	resp_enc_arg(&enc, user_buf, un);
@@ -540,6 +622,7 @@ join_args(struct conn *c, const char *room, size_t rn, uint64_t max,
 	resp_enc_arg(&enc, room, rn);
 	resp_enc_str(&enc, pub ? "1" : "0");
 	resp_enc_arg(&enc, no_key, strlen(no_key));
+	resp_enc_arg(&enc, mark, (size_t)mn);
 	return 0;
 }
 
@@ -552,7 +635,8 @@ obs_joined(struct conn *c, struct room *r)
 
 	if (node != UINT32_MAX)
 		mpv[node] = 0;	/* join_done() sets it from Redis's reply */
-	owed_put(node, 0);
+	bit_put(owed, node, 0);
+	bit_put(deaf, node, 0);	/* join_done() sets it if need be */
 	rn = vkws_room_name(r, room);
 	if (quiet || !c->authed)
 		return;
@@ -575,7 +659,7 @@ obs_announced(struct conn *c, struct room *r, uint32_t node)
 
 	/* Owed until it went out; the link full or down: the next
 	 * registration sends it (rereg, or the link coming back). */
-	owed_put(node, 1);
+	bit_put(owed, node, 1);
 	if (!up || !may_send(VKWS_MAX_OUT / 4) ||
 	    (jn = join_msg(c, room, rn)) == 0) {
 		rereg = up;
@@ -591,7 +675,7 @@ obs_announced(struct conn *c, struct room *r, uint32_t node)
 		rereg = up;
 		return;
 	}
-	owed_put(node, 0);
+	bit_put(owed, node, 0);
 	vkws_count.cluster_published++;
 }
 
@@ -682,8 +766,9 @@ obs_left(struct conn *c, struct room *r, uint32_t node, int hb)
 	uint32_t pvj = node != UINT32_MAX ? mpv[node] : 0;
 
 	/* Never told to the other nodes: as a held-back join's leave. */
-	hb = hb || owed_get(node);
-	owed_put(node, 0);
+	hb = hb || bit_get(owed, node);
+	bit_put(owed, node, 0);
+	bit_put(deaf, node, 0);
 
 	/* Down: the next registration drops what Redis still holds. */
 	if (quiet || !c->authed || !up)
@@ -1244,6 +1329,10 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 		 * here, as this node's members just did. */
 		if (!p->pub && v[4].i != 0 && !held_back(c, node))
 			obs_announced(c, r, node);
+		/* Its marker not read yet: what the bus has before it is in
+		 * the lists below. */
+		if (!(sub_held && held_tag == p->tag))
+			deaf_add(p->tag, node);
 	}
 	complete = v[2].i != 0;
 	total = (size_t)v[3].i;
@@ -1332,6 +1421,10 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 		break;
 	}
 	pend_release(p);
+	if (sub_held && !awaited(held_tag)) {
+		sub_held = 0;
+		sub_resume = 1;
+	}
 }
 
 /* Members told of a presence change: those whose version is not known,
@@ -1346,18 +1439,29 @@ pv_want(uint32_t node, void *arg)
 	const struct pv_range *w = arg;
 	uint32_t m = mpv[node];
 
+	if (bit_get(deaf, node))
+		return 0;
 	return m == 0 || ((w->lo == 0 || m > w->lo) &&
 	    (w->hi == 0 || m < w->hi));
+}
+
+/* Members that hear the bus: all but those whose marker is awaited. */
+static int
+hearing(uint32_t node, void *arg)
+{
+	(void)arg;
+	return !bit_get(deaf, node);
 }
 
 /*
  * A bus message: "C NODE TAG SEQ ROOM\n" chat, "J NODE PV ROOM\n"
  * user_join, "L NODE PVJ HELD PV ROOM\n" user_leave, "U NODE UID\n"
- * private; the frame follows the newline and goes to this node's
- * connections. A user_join goes to the members that joined before it
- * (the later ones saw the joiner in their user_list); a user_leave to
- * those that joined before it and, if the leaver's user_join was held
- * back (PROTOCOL.md 8), after the leaver: only they knew of it.
+ * private, "M NODE TAG\n" a join's marker (see deaf[]); the frame
+ * follows the newline and goes to this node's connections. A
+ * user_join goes to the members that joined before it (the later ones
+ * saw the joiner in their user_list); a user_leave to those that
+ * joined before it and, if the leaver's user_join was held back
+ * (PROTOCOL.md 8), after the leaver: only they knew of it.
  */
 static void
 bus_message(const char *s, size_t n)
@@ -1393,7 +1497,11 @@ bus_message(const char *s, size_t n)
 		}
 		if ((r = vkws_room_find(room, rn)) != NULL) {
 			vkws_room_chat_seen(r, dec(b, bn), fr, fn);
-			(void)vkws_room_send(r, fr, fn);
+			if (deaf_used > 0)
+				(void)vkws_room_send_if(r, fr, fn, hearing,
+				    NULL);
+			else
+				(void)vkws_room_send(r, fr, fn);
 		}
 		break;
 	case 'J':
@@ -1415,6 +1523,10 @@ bus_message(const char *s, size_t n)
 		w.hi = (uint32_t)dec(pv, pn);
 		if ((r = vkws_room_find(room, rn)) != NULL)
 			(void)vkws_room_send_if(r, s + off, n - off, pv_want, &w);
+		break;
+	case 'M':
+		if (mine && field(s, n, &off, &a, &an, '\n') == 0)
+			marker_seen((uint32_t)dec(a, an));
 		break;
 	case 'U':
 		if (field(s, n, &off, &a, &an, '\n') < 0)
@@ -1491,6 +1603,9 @@ link_down(const char *why)
 	}
 	text_start = text_used = 0;
 	leave_start = leave_used = 0;
+	sub_held = sub_resume = 0;
+	deaf_start = deaf_used = 0;
+	memset(deaf, 0, sizeof(deaf));
 	loaded = broken = 0;
 	rereg = 0;
 	retry_at = vkws_now_ms() + (was ? backoff : 0);
@@ -1598,21 +1713,44 @@ link_write(struct rlink *l)
 	return 0;
 }
 
-/* Read what came and act on every whole reply. */
+#ifdef VKWS_TEST_HOOKS
+/* Test builds only: while the file VKWS_TEST_PAUSE names holds "cmd" or
+ * "sub", that link is not read, as if Redis's bytes were late on it. */
 static int
-link_read(struct rlink *l)
+test_paused(const struct rlink *l)
 {
-	ssize_t r;
+	const char *path = getenv("VKWS_TEST_PAUSE");
+	char b[4];
+	ssize_t n;
+	int fd;
+
+	if (path == NULL || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	n = read(fd, b, sizeof(b));
+	close(fd);
+	return n >= 3 && memcmp(b, l == &cmd ? "cmd" : "sub", 3) == 0;
+}
+#else
+#define test_paused(l) 0
+#endif
+
+/* Whether l's input is read now: not the subscription link while it
+ * waits at a marker for its join's reply. */
+static int
+reading(const struct rlink *l)
+{
+	return !(l == &sub && sub_held) && !test_paused(l);
+}
+
+/* Act on every whole reply read (up to a marker that holds the
+ * subscription link). */
+static int
+link_parse(struct rlink *l)
+{
 	size_t off = 0, nv;
 	long n;
 
-	r = recv(l->fd, l->in + l->ilen, l->in_cap - l->ilen, 0);
-	if (r == 0)
-		return -1;
-	if (r < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -1;
-	l->ilen += (size_t)r;
-	while (off < l->ilen) {
+	while (off < l->ilen && reading(l)) {
 		n = resp_parse(l->in + off, l->ilen - off, vals,
 		    VKWS_REDIS_VALUES, &nv);
 		if (n < 0)
@@ -1635,6 +1773,23 @@ link_read(struct rlink *l)
 	l->ilen -= off;
 	/* A reply larger than the whole buffer can never be read. */
 	return l->ilen == l->in_cap ? -1 : 0;
+}
+
+/* Read what came and act on it. */
+static int
+link_read(struct rlink *l)
+{
+	ssize_t r;
+
+	if (!reading(l))
+		return 0;
+	r = recv(l->fd, l->in + l->ilen, l->in_cap - l->ilen, 0);
+	if (r == 0)
+		return -1;
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	l->ilen += (size_t)r;
+	return link_parse(l);
 }
 
 static void
@@ -1706,7 +1861,11 @@ vkws_cluster_poll_fds(struct pollfd *p, size_t max, int64_t now,
 			continue;
 		p[n].fd = l->fd;
 		p[n].events = (short)(l->state == L_CONNECTING ? POLLOUT :
-		    POLLIN | (l->olen > 0 ? POLLOUT : 0));
+		    (reading(l) ? POLLIN : 0) | (l->olen > 0 ? POLLOUT : 0));
+#ifdef VKWS_TEST_HOOKS
+		if (test_paused(l) && now + 20 < *next)
+			*next = now + 20;	/* look at the file again */
+#endif
 		p[n].revents = 0;
 		polled[n++] = l;
 	}
@@ -1745,6 +1904,15 @@ vkws_cluster_poll_ready(const struct pollfd *p, size_t n)
 		}
 		if ((ev & POLLOUT) && link_write(l) < 0) {
 			link_down("write");
+			return;
+		}
+	}
+	/* A reply the subscription link waited for came: on with what it
+	 * had read. */
+	if (sub_resume) {
+		sub_resume = 0;
+		if (sub.state == L_UP && link_parse(&sub) < 0) {
+			link_down("read");
 			return;
 		}
 	}

@@ -117,9 +117,10 @@ static const char lua_chat[] =
  * maxClients, since, node set, node set entry, bus, user_join message
  * before the presence version, after it, members cap, history bytes
  * cap, members bytes cap, cluster name, room, publish (1: the joiner
- * is not young), the node's old set. Returns -5 (full) or {seq,
- * complete, members, pv, {member...}, {chat...}}; pv 0: a member
- * already. */
+ * is not young), the node's old set, the join's marker (published
+ * last, so the node knows which bus messages ran before the join and
+ * which after; empty: none). Returns -5 (full) or {seq, complete,
+ * members, pv, {member...}, {chat...}}; pv 0: a member already. */
 static const char lua_join[] =
 "local pv = 0\n"
 "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then\n"
@@ -158,6 +159,7 @@ static const char lua_join[] =
 "for i = 1, math.min(#vals, tonumber(ARGV[10])) do\n"
 "  if mb < #vals[i] + 1 then break end\n"
 "  mb = mb - #vals[i] - 1; ms[i] = vals[i] end\n"
+"if ARGV[17] ~= '' then redis.call('PUBLISH', ARGV[7], ARGV[17]) end\n"
 "return {seq, complete, #vals, pv, ms, out}\n";
 
 /* KEYS: members, info. ARGV: clientId, user, node set, entry, old set,

@@ -365,6 +365,16 @@ _Static_assert(VKWS_CLUSTER_ROOMS_MAX + 2 <= VKWS_REDIS_VALUES &&
 /* How long such a call waits for the nodes (ms): then it is answered
  * with what came. */
 #define VKWS_CLUSTER_WAIT_MS 3000
+/* Joins whose reply was read before their marker came on the bus
+ * (cluster.c, deaf[]): the new members wait for it, deaf to the bus.
+ * The marker trails its reply by a loop pass or two; past this many,
+ * a join goes without the wait, and a chat that ran before it may reach
+ * its member twice. */
+#ifdef VKWS_PROFILE_SMALL
+#define VKWS_CLUSTER_DEAF 16
+#else
+#define VKWS_CLUSTER_DEAF 64
+#endif
 /* Seconds before a node that stops heart-beating leaves every listing. */
 #define VKWS_NODE_TTL 10
 /* pollfd entries a layer may add (hooks->poll_fds): the two links. */

@@ -26,7 +26,8 @@ import pytest
 import websockets
 
 from conftest import Server, Transport, run, vkws_bin
-from test_chat import Pool, check_ts, token, DEFAULT_ROOM, SECRET
+from test_chat import (Pool, check_ack, check_ts, token, DEFAULT_ROOM,
+                       SECRET)
 
 KEY = "cluster-test-key"
 TTL = 2                 # --node-ttl of the tests (s)
@@ -1243,5 +1244,83 @@ def test_node_stopped_mid_call_partial_answer(nodes):
             n2.proc.wait(5)
         assert await raw(a) == 1
         assert await raw(a) == 2
+
+    go(body)
+
+
+# ---- a join's reply and the bus, in either order ------------------------------
+
+def paused_pair(nodes, monkeypatch, tmp_path):
+    """Two nodes of the test build (VKWS_TEST_HOOKS): the second reads
+    no Redis link while the file `pause` names holds "cmd" or "sub"."""
+    from test_store import hooks_bin
+    monkeypatch.setenv("VKWS_BIN", hooks_bin())
+    pause = tmp_path / "pause"
+    pause.write_text("")
+    n1 = nodes("o1", "--default-room", "")
+    monkeypatch.setenv("VKWS_TEST_PAUSE", str(pause))
+    n2 = nodes("o2", "--default-room", "")
+    monkeypatch.delenv("VKWS_TEST_PAUSE")
+    wait_up(n1, n2)
+    return n1, n2, pause
+
+
+def test_bus_before_the_join_reply_reaches_the_joiner(nodes, monkeypatch,
+                                                      tmp_path):
+    """bob's join reply is late on n2's command link while a later join
+    and a chat of the room come on its bus: bob still gets that
+    user_join and that chat, after his own user_list and history."""
+    n1, n2, pause = paused_pair(nodes, monkeypatch, tmp_path)
+
+    async def body(pool):
+        alice = await pool.login(n1, "alice", room=None)
+        carol = await pool.login(n1, "carol", room=None)
+        bob = await pool.login(n2, "bob", room=None)
+        await alice.join("r")
+        await asyncio.sleep(1.1)    # nobody young (PROTOCOL.md 8)
+        pause.write_text("cmd")
+        await bob.send({"type": "join", "room": "r", "id": "bj"})
+        # Redis ran bob's join: its user_join reached n1.
+        await alice.expect("user_join", room="r", user=bob.user())
+        await carol.join("r", others=[alice, bob])
+        await alice.expect("user_join", room="r", user=carol.user())
+        await alice.chat("after bob", room="r")
+        await asyncio.sleep(0.5)    # n2 reads its bus meanwhile
+        pause.write_text("")
+        check_ack(await bob.recv(), "bj", 0)
+        await bob.joined("r", others=[alice], history=[])
+        await bob.expect("user_join", room="r", user=carol.user())
+        m = await bob.expect("chat", room="r")
+        assert m["message"] == "after bob", m
+        await bob.quiet()
+
+    go(body)
+
+
+def test_bus_after_the_join_reply_repeats_nothing(nodes, monkeypatch,
+                                                  tmp_path):
+    """A chat Redis ran before bob's join is late on n2's bus, behind
+    bob's join reply: bob has it in his history and does not get it
+    again live; the chat after his join he gets once."""
+    n1, n2, pause = paused_pair(nodes, monkeypatch, tmp_path)
+
+    async def body(pool):
+        alice = await pool.login(n1, "alice", room=None)
+        bob = await pool.login(n2, "bob", room=None)
+        await alice.join("r")
+        await asyncio.sleep(1.1)    # nobody young (PROTOCOL.md 8)
+        pause.write_text("sub")
+        before = await alice.chat("before bob", room="r")
+        h = await bob.join("r", others=[alice])
+        assert [m["message"] for m in h["messages"]] == ["before bob"], h
+        assert h["messages"][0]["seq"] == before["seq"]
+        await alice.expect("user_join", room="r", user=bob.user())
+        pause.write_text("")
+        after = await alice.chat("after bob", room="r")
+        # The bus keeps Redis's order: a repeat of "before bob" would
+        # come first.
+        m = await bob.expect("chat", room="r")
+        assert (m["message"], m["seq"]) == ("after bob", after["seq"]), m
+        await bob.quiet()
 
     go(body)

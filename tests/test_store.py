@@ -19,6 +19,7 @@ from VKWS_HOOKS_BIN.
 """
 
 import base64
+import fcntl
 import glob
 import hashlib
 import hmac
@@ -468,8 +469,13 @@ def hooks_bin():
         cmd = ["make", "-s", "-j2", "O=" + out, out + "/vkws"]
         if asan:
             cmd.insert(3, "SAN=1")
-        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=600)
+        # One build at a time: the suite's workers may all ask at once,
+        # and two makes writing the same objects can leave a torn one.
+        os.makedirs(os.path.join(ROOT, out), exist_ok=True)
+        with open(os.path.join(ROOT, out, ".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                               stdin=subprocess.DEVNULL, timeout=600)
         assert r.returncode == 0, r.stderr.decode()[-3000:]
         b = os.path.join(ROOT, out, "vkws")
     _hooks["bin"] = b
