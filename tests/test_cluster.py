@@ -1324,3 +1324,34 @@ def test_bus_after_the_join_reply_repeats_nothing(nodes, monkeypatch,
         await bob.quiet()
 
     go(body)
+
+
+def test_create_room_unconfirmed_is_7(nodes, monkeypatch, tmp_path):
+    """createRoom answers code 0 only once Redis has the settings: with
+    every held call's place taken (the command link is read no more),
+    it answers -7 rather than this node's own view; again once the link
+    reads, code 0 and the cluster's view."""
+    import threading
+    n1, n2, pause = paused_pair(nodes, monkeypatch, tmp_path)
+    pause.write_text("cmd")
+    held = []
+
+    def read():
+        held.append(http(n2, "/api", json.dumps(
+            {"method": "getRoomInfo", "params": {"room": "x"}}).encode()))
+
+    # More than VKWS_CLUSTER_HELD (4) reads, each waiting for Redis.
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = api(n2, "createRoom", room="made", maxClients=7)
+    assert (r["code"], r.get("msg")) == (-7, "cluster unavailable"), r
+    pause.write_text("")
+    for t in threads:
+        t.join(10)
+    assert len(held) == 6
+    r = api(n2, "createRoom", room="made", maxClients=7)
+    assert r["code"] == 0, r
+    assert (r["data"]["room"], r["data"]["maxClients"]) == ("made", 7), r
+    assert api(n1, "getRoomInfo", room="made")["data"]["maxClients"] == 7
