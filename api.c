@@ -673,15 +673,14 @@ m_create_room(const struct call *q, struct json_out *o)
 	if ((e = vkws_create_room(s_room, (size_t)n, (long)max, persistent,
 	    &ri)) < 0)
 		return e == VKWS_EINVAL ? bad("maxClients") : e;
-	/* Cluster: the room as every node sees it (Redis took the
-	 * settings first: the link keeps the order). The room is made
-	 * either way: if that read cannot go out, this node's view. */
-	if (vkws_cluster_on() && api_conn != NULL &&
-	    vkws_cluster_room_info(api_conn, s_room, (size_t)n,
-	    api_keep) == 1) {
-		(void)cluster_outcome(1);
-		return 0;
-	}
+	/* Cluster: the room as every node sees it, read after Redis took
+	 * the settings (the link keeps the order), so code 0 means Redis
+	 * has them. If that read cannot go out (every held call's place
+	 * taken, the link full), -7: the settings may or may not be in
+	 * Redis, and createRoom again is safe. */
+	if (vkws_cluster_on() && api_conn != NULL)
+		return cluster_outcome(vkws_cluster_room_info(api_conn,
+		    s_room, (size_t)n, api_keep)) == 1 ? 0 : VKWS_ESTORE;
 	out_room(o, &ri);
 	return 0;
 }

@@ -94,6 +94,7 @@ static int quiet;		/* the observers stay silent (the scripts
 				 * did their part already) */
 static int loaded;		/* scripts Redis took on this link */
 static int broken;		/* a reply says the link must start over */
+static int auth_told;		/* an AUTH refusal was logged (until up) */
 
 /* One socket to Redis with its static buffers (sized apart: the
  * subscription link sends one short command). */
@@ -117,12 +118,13 @@ static struct rlink sub = { .out = sub_out, .in = sub_in,
  * 256 more): its envelope, keys and bus header. */
 _Static_assert(VKWS_MAX_OUT + VKWS_CL_REQ_ENV + 256 <= VKWS_REDIS_OUT,
     "a largest chat or forwarded API body is not refused for room");
-_Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8,
-    "SUBSCRIBE and the bus name fit");
+_Static_assert(VKWS_REDIS_SUB_OUT >= 64 + VKWS_CLUSTER_NAME_MAX + 8 +
+    32 + VKWS_REDIS_USER_MAX + VKWS_REDIS_PASS_MAX,
+    "AUTH, SUBSCRIBE and the bus name fit");
 
 /* What to do with a reply on the command link. */
 enum { P_NONE = 0, P_CHAT, P_JOIN, P_PRIV, P_BEAT, P_HIST, P_LOAD, P_LEAVE,
-    P_INFO, P_LIST, P_FORGET };
+    P_INFO, P_LIST, P_FORGET, P_AUTH };
 #define PEND_ID_MAX (6 * VKWS_REQ_ID_MAX + 2)
 struct pend {
 	uint8_t kind;		/* P_* */
@@ -1359,6 +1361,33 @@ join_done(struct pend *p, const uint8_t *base, const struct resp_val *v,
 		(void)vkws_deliver(c, o.p, o.n);
 }
 
+/* Whether a Redis error is one of AUTH's: no password given, or the
+ * wrong one. */
+static int
+auth_error(const char *s, size_t n)
+{
+	return (n >= 6 && memcmp(s, "NOAUTH", 6) == 0) ||
+	    (n >= 9 && memcmp(s, "WRONGPASS", 9) == 0) ||
+	    (n >= 20 && memcmp(s, "ERR invalid password", 20) == 0);
+}
+
+/* Log an error reply of Redis. One refusing the password is logged once
+ * until the link is up, not at every attempt to connect. */
+static void
+link_error(const char *s, size_t n)
+{
+	if (auth_error(s, n)) {
+		if (auth_told)
+			return;
+		auth_told = 1;
+		vkws_log("redis: %.*s (%s)", (int)(n > 200 ? 200 : n), s,
+		    cfg->redis_pass_len > 0 ? "--redis-user, "
+		    "--redis-password-file" : "no --redis-password-file");
+		return;
+	}
+	vkws_log("redis: %.*s", (int)(n > 200 ? 200 : n), s);
+}
+
 /* The reply to the oldest request awaited. */
 static void
 cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
@@ -1373,12 +1402,13 @@ cmd_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 	if (err) {
 		size_t n;
 		const char *s = val_str(base, &v[0], &n);
-		vkws_log("redis: %.*s", (int)(n > 200 ? 200 : n), s);
 		/* Scripts gone (SCRIPT FLUSH, a Redis still loading when
-		 * they were sent): connect again, which loads them. */
-		if (p->kind == P_LOAD || (n >= 8 && memcmp(s, "NOSCRIPT", 8) ==
-		    0))
+		 * they were sent), or AUTH refused: connect again, which
+		 * loads them, later. */
+		if (p->kind == P_LOAD || p->kind == P_AUTH ||
+		    (n >= 8 && memcmp(s, "NOSCRIPT", 8) == 0))
 			broken = 1;
+		link_error(s, n);
 	} else if (p->kind == P_LOAD)
 		loaded++;
 	switch (p->kind) {
@@ -1557,6 +1587,13 @@ sub_reply(const uint8_t *base, const struct resp_val *v, size_t nv)
 	size_t n;
 	const char *s;
 
+	if (v[0].type == RESP_ERROR || v[0].type == RESP_BLOBERR) {
+		s = val_str(base, &v[0], &n);
+		link_error(s, n);	/* AUTH or SUBSCRIBE refused */
+		broken = 1;
+		return;
+	}
+
 	if ((v[0].type != RESP_ARRAY && v[0].type != RESP_PUSH) ||
 	    v[0].len < 3 || nv < 4)
 		return;
@@ -1665,8 +1702,26 @@ link_open(struct rlink *l)
 	return 0;
 }
 
-/* Open both links and queue what each says first: the scripts and the
- * node's registration; the bus subscription. */
+/* AUTH [user] password (--redis-user, --redis-password-file) in a
+ * command begun with auth_argc() arguments. */
+static unsigned
+auth_argc(void)
+{
+	return cfg->redis_user[0] != '\0' ? 3 : 2;
+}
+
+static void
+auth_args(void)
+{
+	resp_enc_str(&enc, "AUTH");
+	if (cfg->redis_user[0] != '\0')
+		resp_enc_str(&enc, cfg->redis_user);
+	resp_enc_arg(&enc, cfg->redis_pass, cfg->redis_pass_len);
+}
+
+/* Open both links and queue what each says first: AUTH if a password
+ * is set, then the scripts and the node's registration; the bus
+ * subscription. */
 static void
 links_connect(void)
 {
@@ -1675,6 +1730,15 @@ links_connect(void)
 	if (link_open(&cmd) < 0 || link_open(&sub) < 0) {
 		link_down("connect");
 		return;
+	}
+	sub.olen = 0;
+	if (cfg->redis_pass_len > 0) {
+		req_begin(auth_argc());
+		auth_args();
+		(void)req_commit(P_AUTH);
+		resp_enc_begin(&enc, sub.out, sub.out_cap, auth_argc());
+		auth_args();
+		sub.olen = (size_t)resp_enc_end(&enc);
 	}
 	for (i = 0; i < SC_N; i++) {
 		req_begin(3);
@@ -1687,10 +1751,10 @@ links_connect(void)
 	script_common_args();
 	resp_enc_str(&enc, new_life ? "1" : "0");
 	(void)req_commit(P_BEAT);
-	resp_enc_begin(&enc, sub.out, sub.out_cap, 2);
+	resp_enc_begin(&enc, sub.out + sub.olen, sub.out_cap - sub.olen, 2);
 	resp_enc_str(&enc, "SUBSCRIBE");
 	resp_enc_arg(&enc, bus, bus_len);
-	sub.olen = (size_t)resp_enc_end(&enc);
+	sub.olen += (size_t)resp_enc_end(&enc);
 }
 
 static int
@@ -1806,6 +1870,7 @@ check_up(void)
 		vkws_log("cluster: node %s joined cluster %s", cfg->node,
 		    cfg->cluster);
 	ever_up = 1;
+	auth_told = 0;
 	new_life = 0;
 	backoff = 250;
 	resync = 0;
@@ -1970,8 +2035,17 @@ vkws_cluster_init(struct vkws_config *c)
 	int i;
 
 	cfg = c;
-	if (c->redis[0] == '\0')
-		return 0;
+	if (c->redis[0] == '\0') {
+		if (c->redis_user[0] == '\0' && c->redis_pass_file[0] == '\0')
+			return 0;
+		vkws_log("--redis-user and --redis-password-file go with "
+		    "--redis");
+		return -1;
+	}
+	if (c->redis_user[0] != '\0' && c->redis_pass_len == 0) {
+		vkws_log("--redis-user needs --redis-password-file");
+		return -1;
+	}
 	if (c->data_dir[0] != '\0') {
 		vkws_log("--data-dir cannot go with --redis: Redis is the "
 		    "store");

@@ -165,6 +165,13 @@ static const struct flag flags[] = {
 	{ "redis", "ADDR", F_STR, 0, FIELD(redis), 0, 0,
 	  "cluster mode: HOST:PORT or unix:PATH of the Redis\n"
 	  "that every node shares (not with --data-dir)" },
+	{ "redis-user", "NAME", F_STR, 0, FIELD(redis_user), 0, 0,
+	  "Redis ACL user to AUTH as (with\n"
+	  "--redis-password-file; default: Redis's default\n"
+	  "user)" },
+	{ "redis-password-file", "FILE", F_STR, 0, FIELD(redis_pass_file), 0,
+	  0, "password to AUTH to Redis with, one trailing\n"
+	  "newline stripped; read at start" },
 	{ "cluster", "NAME", F_STR, 0, FIELD(cluster), 0, 0,
 	  "cluster name, prefix of every Redis key (vkws)" },
 	{ "node", "ID", F_STR, 0, FIELD(node), 0, 0,
@@ -701,6 +708,26 @@ load_secret(struct vkws_config *c, int at_hup)
 	} else if (key != NULL && strlen(key) < sizeof(c->api_key)) {
 		c->api_key_len = strlen(key);
 		memcpy(c->api_key, key, c->api_key_len + 1);
+	}
+	/* Redis's password: read at start (the link uses it at every
+	 * connect; a change takes a restart, as --redis does). */
+	if (!at_hup && c->redis_pass_file[0] != '\0') {
+		if (read_file(c->redis_pass_file, (uint8_t *)c->redis_pass,
+		    sizeof(c->redis_pass), &c->redis_pass_len) < 0) {
+			complain(&s, NULL, "redis-password-file",
+			    "cannot read %s: %s", c->redis_pass_file,
+			    errno == EFBIG ? "longer than the longest password" :
+			    strerror(errno));
+			return -1;
+		}
+		if (c->redis_pass_len > 0 &&
+		    c->redis_pass[c->redis_pass_len - 1] == '\n')
+			c->redis_pass_len--;
+		if (c->redis_pass_len == 0) {
+			complain(&s, NULL, "redis-password-file",
+			    "%s is empty", c->redis_pass_file);
+			return -1;
+		}
 	}
 	/* --secret wins over --secret-file, at start and on SIGHUP. */
 	if (c->secret_len > 0) {

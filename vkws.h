@@ -314,9 +314,13 @@ _Static_assert(VKWS_NODE_ID_MAX + 1 + 15 <= VKWS_CLIENT_ID_MAX,
 #else
 #define VKWS_REDIS_IN (2 * VKWS_MAX_OUT)
 #endif
-/* The subscription link only ever sends SUBSCRIBE and the bus name
- * (bytes). */
-#define VKWS_REDIS_SUB_OUT 256
+/* Redis's AUTH (--redis-user, --redis-password-file): the longest user
+ * name and password (bytes). */
+#define VKWS_REDIS_USER_MAX 64
+#define VKWS_REDIS_PASS_MAX 256
+/* The subscription link only ever sends AUTH and SUBSCRIBE with the bus
+ * name (bytes). */
+#define VKWS_REDIS_SUB_OUT 1024
 _Static_assert(VKWS_REDIS_OUT >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
     "the link's output holds one largest request whole");
 _Static_assert(VKWS_REDIS_IN >= VKWS_MAX_OUT + VKWS_REDIS_ENVELOPE,
@@ -402,6 +406,10 @@ struct vkws_config {
 	char secret_file[VKWS_PATH_MAX];
 	char data_dir[VKWS_PATH_MAX];
 	char redis[VKWS_PATH_MAX];	/* --redis HOST:PORT or unix:PATH */
+	char redis_user[VKWS_REDIS_USER_MAX + 1];	/* --redis-user */
+	char redis_pass_file[VKWS_PATH_MAX];	/* --redis-password-file */
+	char redis_pass[VKWS_REDIS_PASS_MAX];	/* read from it at start */
+	size_t redis_pass_len;
 	char cluster[VKWS_CLUSTER_NAME_MAX + 1];	/* --cluster NAME */
 	char node[VKWS_NODE_ID_MAX + 1];	/* --node ID, empty: random */
 	unsigned node_ttl;	/* --node-ttl, seconds */

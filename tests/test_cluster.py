@@ -52,10 +52,15 @@ class Redis:
     """One redis-server on 127.0.0.1:port, data in its own directory
     (AOF fsynced on every write, so a restart keeps what it acked)."""
 
-    def __init__(self):
+    def __init__(self, extra=()):
         self.dir = tempfile.mkdtemp(prefix="vkws-redis-")
         self.port = free_port()
         self.proc = None
+        self.extra = list(extra)
+        self.auth = []
+        if "--requirepass" in self.extra:
+            self.auth = ["AUTH", self.extra[self.extra.index(
+                "--requirepass") + 1]]
         self.start()
 
     def start(self):
@@ -63,7 +68,7 @@ class Redis:
         self.proc = subprocess.Popen(
             [redis_bin(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", self.dir, "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--daemonize", "no"],
+             "--appendfsync", "always", "--daemonize", "no"] + self.extra,
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -71,7 +76,8 @@ class Redis:
                 with socket.create_connection(("127.0.0.1", self.port),
                                               0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
+                    # +PONG, or -NOAUTH from one that wants a password
+                    if s.recv(16)[:1] in (b"+", b"-"):
                         return
             except OSError:
                 pass
@@ -87,15 +93,22 @@ class Redis:
         self.log.close()
 
     def cmd(self, *args):
-        """One command, the raw reply bytes (tests read keys with it)."""
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a.encode() if isinstance(a, str) else a
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        """One command, the raw reply bytes (tests read keys with it);
+        after AUTH if the server wants a password."""
+        out = b""
+        for c in ([self.auth] if self.auth else []) + [list(args)]:
+            out += b"*%d\r\n" % len(c)
+            for a in c:
+                a = a.encode() if isinstance(a, str) else a
+                out += b"$%d\r\n%s\r\n" % (len(a), a)
         with socket.create_connection(("127.0.0.1", self.port), 2) as s:
             s.sendall(out)
             time.sleep(0.05)
-            return s.recv(65536)
+            r = s.recv(65536)
+        if self.auth:
+            assert r.startswith(b"+OK\r\n"), r
+            r = r[5:]
+        return r
 
     def cleanup(self):
         self.stop()
@@ -1324,3 +1337,111 @@ def test_bus_after_the_join_reply_repeats_nothing(nodes, monkeypatch,
         await bob.quiet()
 
     go(body)
+
+
+def test_create_room_unconfirmed_is_7(nodes, monkeypatch, tmp_path):
+    """createRoom answers code 0 only once Redis has the settings: with
+    every held call's place taken (the command link is read no more),
+    it answers -7 rather than this node's own view; again once the link
+    reads, code 0 and the cluster's view."""
+    import threading
+    n1, n2, pause = paused_pair(nodes, monkeypatch, tmp_path)
+    pause.write_text("cmd")
+    held = []
+
+    def read():
+        held.append(http(n2, "/api", json.dumps(
+            {"method": "getRoomInfo", "params": {"room": "x"}}).encode()))
+
+    # More than VKWS_CLUSTER_HELD (4) reads, each waiting for Redis.
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    r = api(n2, "createRoom", room="made", maxClients=7)
+    assert (r["code"], r.get("msg")) == (-7, "cluster unavailable"), r
+    pause.write_text("")
+    for t in threads:
+        t.join(10)
+    assert len(held) == 6
+    r = api(n2, "createRoom", room="made", maxClients=7)
+    assert r["code"] == 0, r
+    assert (r["data"]["room"], r["data"]["maxClients"]) == ("made", 7), r
+    assert api(n1, "getRoomInfo", room="made")["data"]["maxClients"] == 7
+
+
+def test_redis_password_and_acl_user(tmp_path):
+    """A Redis that wants a password: nodes with --redis-password-file
+    (and --redis-user for an ACL user) join the cluster and chat across
+    it; a node without a password, or with a wrong one, stays out
+    (healthz 503) and says why once, not at every attempt."""
+    pw = "two words"    # AUTH takes it as one argument
+    r = Redis(["--requirepass", pw])
+    started = []
+
+    def node(name, *flags):
+        s = Server(Transport(), ["--secret", SECRET, "--api-key", KEY,
+                                 "--redis", "127.0.0.1:%d" % r.port,
+                                 "--node", name, "--node-ttl", str(TTL)]
+                   + list(flags))
+        started.append(s)
+        return s
+
+    def pwfile(name, text):
+        f = tmp_path / name
+        f.write_text(text)
+        return str(f)
+
+    try:
+        assert r.cmd("ACL", "SETUSER", "vk", "on", ">acl pw", "~*", "&*",
+                     "+@all") == b"+OK\r\n"
+        good = pwfile("good", pw + "\n")
+        n1 = node("p1", "--redis-password-file", good)
+        n2 = node("p2", "--redis-user", "vk", "--redis-password-file",
+                  pwfile("acl", "acl pw"))
+        none = node("p3")
+        wrong = node("p4", "--redis-password-file", pwfile("bad", "nope\n"))
+        wait_up(n1, n2)
+
+        async def body(pool):
+            a = await pool.login(n1, "alice")
+            b = await pool.login(n2, "bob", others=[a])
+            await b.chat("over a password")
+            m = await a.expect("chat")
+            assert m["message"] == "over a password", m
+        go(body)
+
+        time.sleep(2.5)     # two more attempts each (1 s apart)
+        for s, why in ((none, "NOAUTH"), (wrong, "WRONGPASS")):
+            assert metric(s, "cluster_up") == 0
+            assert http(s, "/healthz")[0] == 503
+            log = s.stderr()
+            assert log.count(why) == 1, log
+            assert metric(s, "cluster_reconnects_total") == 0
+    finally:
+        for s in started:
+            s.check_stop()
+        r.cleanup()
+
+
+def test_redis_password_flags_refused(tmp_path):
+    """--redis-user without a password file, either without --redis, an
+    empty or unreadable file: the node does not start, and says why."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    pw = tmp_path / "pw"
+    pw.write_text("x")
+    for flags, why in (
+            (["--redis", "127.0.0.1:1", "--redis-user", "u"],
+             b"--redis-user needs --redis-password-file"),
+            (["--redis-password-file", str(pw)], b"go with --redis"),
+            (["--redis", "127.0.0.1:1", "--redis-password-file",
+              str(empty)], b"is empty"),
+            (["--redis", "127.0.0.1:1", "--redis-password-file",
+              str(tmp_path / "missing")], b"cannot read")):
+        p = subprocess.run([vkws_bin(), "--listen", "127.0.0.1:0",
+                            "--secret", SECRET] + flags,
+                           capture_output=True, timeout=10,
+                           stdin=subprocess.DEVNULL)
+        assert p.returncode != 0, flags
+        assert why in p.stderr, (flags, p.stderr)

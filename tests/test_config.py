@@ -231,11 +231,14 @@ def test_every_flag_of_the_table_is_a_config_key(tmp_path):
                "K": "key", "O": "http://a.example", "R": "lobby",
                "DIR": str(tmp_path), "ADDR": "127.0.0.1:6379",
                "NAME": "vkws", "ID": "n1"}
+    # An empty password file is refused: this one holds a password.
+    by_name = {"redis-password-file": write(tmp_path / "pw", "pw\n")}
     lines = []
     for name, arg in help_flags().items():
         if name in ("config", "budget", "version", "help"):
             continue
-        lines.append(name if arg is None else "%s %s" % (name, samples[arg]))
+        value = by_name.get(name, samples.get(arg))
+        lines.append(name if arg is None else "%s %s" % (name, value))
     # secret-file /dev/null is empty, --secret wins over it.
     lines.append("secret s")
     conf = write(tmp_path / "all.conf", "\n".join(lines) + "\n")
