@@ -125,12 +125,16 @@ origin_allowed(const struct http_req *r)
 	return 0;
 }
 
-/* Answer 503 with Retry-After, counted under counter. */
+/* Answer 503 with Retry-After, counted under counter: 1 s past a
+ * reconnect rate (its bucket has a token again within a second at any
+ * --reconnect-rate), 5 s when the table or an address is full (nothing
+ * says when a place frees). */
 static void
 refuse(struct conn *c, uint64_t *counter)
 {
 	(*counter)++;
-	http_error(c, 503, "Retry-After: 5\r\n");
+	http_error(c, 503, counter == &vkws_count.refused_reconnect ?
+	    "Retry-After: 1\r\n" : "Retry-After: 5\r\n");
 }
 
 /* RFC 6455 4.2.1 and 4.2.2: check the opening handshake and answer it. */
