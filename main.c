@@ -676,9 +676,29 @@ config_load(struct vkws_config *c, int argc, char **argv, int first,
 }
 
 /*
+ * A secret's file (flag): at most cap bytes, one trailing newline
+ * stripped, into out and *n. -1 with the file and the reason reported
+ * if it cannot be read or is too long (what is longer: what).
+ */
+static int
+read_secret_file(struct src *s, const char *flag, const char *path,
+    uint8_t *out, size_t cap, size_t *n, const char *what)
+{
+	if (read_file(path, out, cap, n) < 0) {
+		complain(s, NULL, flag, "cannot read %s: %s", path,
+		    errno == EFBIG ? what : strerror(errno));
+		return -1;
+	}
+	if (*n > 0 && out[*n - 1] == '\n')
+		(*n)--;
+	return 0;
+}
+
+/*
  * The secret: --secret, else --secret-file (one trailing newline
- * stripped), else VKWS_SECRET; the API key likewise. -1 with the file
- * and the reason reported if a file cannot be read.
+ * stripped), else VKWS_SECRET; the API key likewise; at start, Redis's
+ * password. -1 with the file and the reason reported if a file cannot
+ * be read.
  */
 static int
 load_secret(struct vkws_config *c, int at_hup)
@@ -694,16 +714,10 @@ load_secret(struct vkws_config *c, int at_hup)
 	if (c->api_key_len > 0)
 		c->api_key_file[0] = '\0';
 	else if (c->api_key_file[0] != '\0') {
-		if (read_file(c->api_key_file, (uint8_t *)c->api_key,
-		    sizeof(c->api_key) - 1, &c->api_key_len) < 0) {
-			complain(&s, NULL, "api-key-file", "cannot read %s: %s",
-			    c->api_key_file, errno == EFBIG ?
-			    "longer than the largest key" : strerror(errno));
+		if (read_secret_file(&s, "api-key-file", c->api_key_file,
+		    (uint8_t *)c->api_key, sizeof(c->api_key) - 1,
+		    &c->api_key_len, "longer than the largest key") < 0)
 			return -1;
-		}
-		if (c->api_key_len > 0 &&
-		    c->api_key[c->api_key_len - 1] == '\n')
-			c->api_key_len--;
 		c->api_key[c->api_key_len] = '\0';
 	} else if (key != NULL && strlen(key) < sizeof(c->api_key)) {
 		c->api_key_len = strlen(key);
@@ -712,17 +726,11 @@ load_secret(struct vkws_config *c, int at_hup)
 	/* Redis's password: read at start (the link uses it at every
 	 * connect; a change takes a restart, as --redis does). */
 	if (!at_hup && c->redis_pass_file[0] != '\0') {
-		if (read_file(c->redis_pass_file, (uint8_t *)c->redis_pass,
-		    sizeof(c->redis_pass), &c->redis_pass_len) < 0) {
-			complain(&s, NULL, "redis-password-file",
-			    "cannot read %s: %s", c->redis_pass_file,
-			    errno == EFBIG ? "longer than the longest password" :
-			    strerror(errno));
+		if (read_secret_file(&s, "redis-password-file",
+		    c->redis_pass_file, (uint8_t *)c->redis_pass,
+		    sizeof(c->redis_pass), &c->redis_pass_len,
+		    "longer than the longest password") < 0)
 			return -1;
-		}
-		if (c->redis_pass_len > 0 &&
-		    c->redis_pass[c->redis_pass_len - 1] == '\n')
-			c->redis_pass_len--;
 		if (c->redis_pass_len == 0) {
 			complain(&s, NULL, "redis-password-file",
 			    "%s is empty", c->redis_pass_file);
@@ -734,19 +742,10 @@ load_secret(struct vkws_config *c, int at_hup)
 		c->secret_file[0] = '\0';
 		return 0;
 	}
-	if (c->secret_file[0] != '\0') {
-		if (read_file(c->secret_file, c->secret, sizeof(c->secret),
-		    &c->secret_len) < 0) {
-			complain(&s, NULL, "secret-file", "cannot read %s: %s",
-			    c->secret_file, errno == EFBIG ?
-			    "longer than the largest secret" :
-			    strerror(errno));
-			return -1;
-		}
-		if (c->secret_len > 0 && c->secret[c->secret_len - 1] == '\n')
-			c->secret_len--;
-		return 0;
-	}
+	if (c->secret_file[0] != '\0')
+		return read_secret_file(&s, "secret-file", c->secret_file,
+		    c->secret, sizeof(c->secret), &c->secret_len,
+		    "longer than the largest secret");
 	if (env != NULL && strlen(env) < sizeof(c->secret)) {
 		c->secret_len = strlen(env);
 		memcpy(c->secret, env, c->secret_len);
