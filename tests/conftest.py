@@ -45,6 +45,15 @@ STOP_TIMEOUT = 5.0
 BASE_FLAGS = ["--max-per-ip", "0", "--reconnect-rate", "0"]
 
 
+def read_all(f):
+    """The whole of a file a child process writes to, read without
+    moving the file's offset: the child shares the open file and writes
+    at that offset, so a seek here would have it overwrite its own log."""
+    f.flush()
+    fd = f.fileno()
+    return os.pread(fd, os.fstat(fd).st_size, 0)
+
+
 def vkws_bin():
     b = os.environ.get("VKWS_BIN", "./vkws")
     return b if os.path.isabs(b) else os.path.join(ROOT, b)
@@ -181,10 +190,7 @@ class Server:
         if getattr(self, "_err_final", None) is not None:
             return self._err_final
         try:
-            self.errfile.flush()
-            self.errfile.seek(0)
-            data = self.errfile.read()
-            self.errfile.seek(0, 2)
+            data = read_all(self.errfile)
         except (OSError, ValueError):
             return "<stderr unavailable>"
         return data.decode("utf-8", "replace")[-20000:]

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import vkws_bin
+from conftest import read_all, vkws_bin
 
 KEY = "remote-test-key"
 V4 = "10.213.%d.1" % (os.getpid() % 250)
@@ -97,8 +97,7 @@ class NsServer:
             stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.errf)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and self.p.poll() is None:
-            self.out.seek(0)
-            m = re.search(rb"^listening on (\S+):(\d+)$", self.out.read(),
+            m = re.search(rb"^listening on (\S+):(\d+)$", read_all(self.out),
                           re.M)
             if m:
                 self.port = int(m.group(2))
@@ -109,8 +108,7 @@ class NsServer:
         raise AssertionError("no listening line: %s" % self.stderr())
 
     def stderr(self):
-        self.errf.seek(0)
-        return self.errf.read().decode(errors="replace")
+        return read_all(self.errf).decode(errors="replace")
 
     def call(self, host, key=KEY):
         """(status line, body) of POST /api from inside the namespace."""
