@@ -14,3 +14,24 @@ cleanup() {
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
+
+# wait_port TRIES: the port of the server's "listening on" line in
+# $tmp/out into port, trying every 0.1 s; empty if it never came.
+wait_port() {
+	port=""
+	for _ in $(seq "$1"); do
+		port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
+		    "$tmp/out" 2>/dev/null || true)
+		[ -z "$port" ] || return 0
+		sleep 0.1
+	done
+}
+
+# wait_fds N TRIES: until the server (srv) holds N descriptors more
+# than fds0, trying every 0.1 s.
+wait_fds() {
+	for _ in $(seq "$2"); do
+		[ $(($(ls /proc/$srv/fd | wc -l) - fds0)) -ge "$1" ] && return 0
+		sleep 0.1
+	done
+}

@@ -25,25 +25,14 @@ while [ "$r" -lt "$rounds" ]; do
 		    --max-per-ip 0 --reconnect-rate 0 --max-pending 8192 \
 		    --rate 100000 --rate-burst 1000000 >"$tmp/out" 2>/dev/null &
 		srv=$!
-		port=""
-		for _ in $(seq 100); do
-			port=$(sed -n \
-			    's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
-			    "$tmp/out" 2>/dev/null || true)
-			[ -z "$port" ] || break
-			sleep 0.1
-		done
+		wait_port 100
 		[ -n "$port" ] || { echo "$bin did not start"; exit 1; }
 		fds0=$(ls /proc/$srv/fd | wc -l)
 		if [ "$idle" -gt 0 ]; then
 			taskset -c 1 "$W" idle --port "$port" --pid "$srv" \
 			    --conns "$idle" --duration 120 >/dev/null 2>&1 &
 			idler=$!
-			for _ in $(seq 600); do
-				[ $(($(ls /proc/$srv/fd | wc -l) - fds0)) \
-				    -ge "$idle" ] && break
-				sleep 0.1
-			done
+			wait_fds "$idle" 600
 		fi
 		pf=""
 		if command -v perf >/dev/null; then

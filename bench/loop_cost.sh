@@ -26,24 +26,14 @@ for idle in "$@"; do
 	    --echo --max-per-ip 0 --reconnect-rate 0 --max-pending 8192 \
 	    >"$tmp/out" 2>"$tmp/err" &
 	srv=$!
-	port=""
-	for _ in $(seq 600); do
-		port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' \
-		    "$tmp/out" 2>/dev/null || true)
-		[ -z "$port" ] || break
-		sleep 0.1
-	done
+	wait_port 600
 	[ -n "$port" ] || { cat "$tmp/err"; exit 1; }
 	fds0=$(ls /proc/$srv/fd | wc -l)
 	if [ "$idle" -gt 0 ]; then
 		"$W" idle --port "$port" --pid "$srv" --conns "$idle" \
 		    --duration 600 >"$tmp/idle" 2>&1 &
 		idler=$!
-		for _ in $(seq 1800); do
-			[ $(($(ls /proc/$srv/fd | wc -l) - fds0)) -ge "$idle" ] &&
-			    break
-			sleep 0.1
-		done
+		wait_fds "$idle" 1800
 	fi
 	held=$(($(ls /proc/$srv/fd | wc -l) - fds0))
 	callgrind_control -i on "$srv" >/dev/null 2>&1
