@@ -1346,7 +1346,7 @@ route_api(struct conn *c, const struct http_req *r, const uint8_t *body,
 		return keep;
 	}
 	if ((b = body_take(c)) < 0) {
-		vkws_http_reply(c, 503, "Retry-After: 1\r\n",
+		vkws_http_reply(c, 503, VKWS_RETRY_AFTER(VKWS_RETRY_BODY_S),
 		    "text/plain; charset=utf-8", "Service Unavailable", 19, 0);
 		return 0;
 	}

@@ -125,16 +125,13 @@ origin_allowed(const struct http_req *r)
 	return 0;
 }
 
-/* Answer 503 with Retry-After, counted under counter: 1 s past a
- * reconnect rate (its bucket has a token again within a second at any
- * --reconnect-rate), 5 s when the table or an address is full (nothing
- * says when a place frees). */
+/* Answer 503 with the header retry (VKWS_RETRY_AFTER()), counted under
+ * counter. */
 static void
-refuse(struct conn *c, uint64_t *counter)
+refuse(struct conn *c, uint64_t *counter, const char *retry)
 {
 	(*counter)++;
-	http_error(c, 503, counter == &vkws_count.refused_reconnect ?
-	    "Retry-After: 1\r\n" : "Retry-After: 5\r\n");
+	http_error(c, 503, retry);
 }
 
 /* RFC 6455 4.2.1 and 4.2.2: check the opening handshake and answer it. */
@@ -179,15 +176,18 @@ http_upgrade(struct conn *c, const struct http_req *r, int kind)
 	/* A pool under its low-water mark takes no new WebSocket: its last
 	 * chunks are for the connections already open. */
 	if (vkws_count.proven >= cfg->max_conns || vkws_pool_low()) {
-		refuse(c, &vkws_count.refused_full);
+		refuse(c, &vkws_count.refused_full,
+		    VKWS_RETRY_AFTER(VKWS_RETRY_FULL_S));
 		return;
 	}
 	if (kind == K_CHAT && vkws_admit_addr_upgrade(c->addr_ent) < 0) {
-		refuse(c, &vkws_count.refused_reconnect);
+		refuse(c, &vkws_count.refused_reconnect,
+		    VKWS_RETRY_AFTER(VKWS_RETRY_RATE_S));
 		return;
 	}
 	if (kind == K_CHAT && hooks->token_ok(r) < 0) {
-		refuse(c, &vkws_count.refused_reconnect);
+		refuse(c, &vkws_count.refused_reconnect,
+		    VKWS_RETRY_AFTER(VKWS_RETRY_RATE_S));
 		return;
 	}
 
@@ -291,7 +291,8 @@ http_heads(struct conn *c, uint8_t *b)
 		}
 		/* Past its address's cap: told so, whatever it asked. */
 		if (c->over_ip) {
-			refuse(c, &vkws_count.refused_per_ip);
+			refuse(c, &vkws_count.refused_per_ip,
+			    VKWS_RETRY_AFTER(VKWS_RETRY_FULL_S));
 			return;
 		}
 		c->requests++;
@@ -331,7 +332,7 @@ vkws_http_may_keep(const struct conn *c)
 static void
 rx_exhausted(struct conn *c)
 {
-	static const char retry[] = "Retry-After: 5\r\n";
+	static const char retry[] = VKWS_RETRY_AFTER(VKWS_RETRY_FULL_S);
 
 	c->raw = 0;
 	c->frag = 0;

@@ -41,6 +41,10 @@ struct vkws_q {
 #define VKWS_RATE_NONE UINT32_MAX
 /* No slot (list ends) and no address table entry. */
 #define VKWS_NO_SLOT 0xFFFF
+/* The header line "Retry-After: S\r\n" of a constant S (vkws.h). */
+#define VKWS_STR_(x) #x
+#define VKWS_STR(x) VKWS_STR_(x)
+#define VKWS_RETRY_AFTER(s) "Retry-After: " VKWS_STR(s) "\r\n"
 _Static_assert(VKWS_ROOMS_PER_CONN <= 16,
     "conn.quiet and conn.in_rooms have a bit per room entry");
 

@@ -186,6 +186,14 @@ _Static_assert((size_t)VKWS_TX_BUF / VKWS_TX_UNIT < 0xFFFF,
 #define VKWS_RECONNECT_RATE 5
 #define VKWS_RECONNECT_BURST 20
 #define VKWS_RECONNECT_MAX 1000	/* highest value of either flag */
+/* Retry-After of a 503 (seconds): past a reconnect rate (its bucket has
+ * a token again within a second at any rate), and when a table, an
+ * address or a buffer pool is full (nothing says when a place frees). */
+#define VKWS_RETRY_RATE_S 1
+#define VKWS_RETRY_FULL_S 5
+/* ... and when every /api body buffer is taken (each frees once its
+ * request is read, within the handshake timeout). */
+#define VKWS_RETRY_BODY_S 1
 /* user_join and user_leave of a connection younger than this (ms) are
  * held back (and dropped if it closes first), so a reconnect loop does
  * not flood a room with notifications. */
